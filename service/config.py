@@ -1,0 +1,101 @@
+"""Settings: every environment variable fitfleet reads, declared once, read once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _home() -> Path:
+    return Path(os.environ.get("FITFLEET_HOME", ".fitfleet")).resolve()
+
+
+def _default_db() -> str:
+    return f"sqlite:///{_home() / 'fitfleet.db'}"
+
+
+def _default_broker() -> str:
+    return "filesystem://"
+
+
+def _default_storage() -> str:
+    return (_home() / "store").as_uri()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration. ``env`` names the variable each field comes from."""
+
+    # SQLAlchemy URL; PostgreSQL in production, SQLite for the embedded default.
+    database_url: str = field(default_factory=_default_db, metadata={"env": "DATABASE_URL"})
+    # Celery broker; redis://... in production, filesystem:// (no server) embedded.
+    broker_url: str = field(default_factory=_default_broker, metadata={"env": "CELERY_BROKER_URL"})
+    # Where checkpoints and final models go: s3://bucket/prefix or file:///dir.
+    storage_url: str = field(
+        default_factory=_default_storage, metadata={"env": "FITFLEET_STORAGE_URL"}
+    )
+    # Folder of the embedded default (SQLite file, local store, file broker).
+    home: str = field(default_factory=lambda: str(_home()), metadata={"env": "FITFLEET_HOME"})
+    # Seconds a worker's lease lasts without renewal before the reaper requeues the job.
+    lease_seconds: float = field(default=10.0, metadata={"env": "FITFLEET_LEASE_SECONDS"})
+    # Seconds between lease renewals (heartbeats) of a training worker.
+    heartbeat_seconds: float = field(default=2.0, metadata={"env": "FITFLEET_HEARTBEAT_SECONDS"})
+    # Seconds between two sweeps of the reaper.
+    reaper_interval: float = field(default=2.0, metadata={"env": "FITFLEET_REAPER_INTERVAL"})
+    # Default for a job spec's max_attempts.
+    max_attempts: int = field(default=3, metadata={"env": "FITFLEET_MAX_ATTEMPTS"})
+    # Largest accepted job spec, in bytes.
+    max_spec_bytes: int = field(default=2_000_000, metadata={"env": "FITFLEET_MAX_SPEC_BYTES"})
+    # Largest accepted number of epochs in a job spec.
+    max_epochs: int = field(default=100_000, metadata={"env": "FITFLEET_MAX_EPOCHS"})
+    # Seconds between two bulk writes of buffered metric rows.
+    metrics_flush_seconds: float = field(
+        default=1.0, metadata={"env": "FITFLEET_METRICS_FLUSH_SECONDS"}
+    )
+    # Where the CLI and the Python client find the API.
+    api_url: str = field(default="http://127.0.0.1:8000", metadata={"env": "FITFLEET_API_URL"})
+    # Log level of the API, workers and reaper.
+    log_level: str = field(default="INFO", metadata={"env": "FITFLEET_LOG_LEVEL"})
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            if f.name in overrides:
+                values[f.name] = overrides[f.name]
+            elif f.metadata["env"] in env and env[f.metadata["env"]] != "":
+                values[f.name] = _cast(env[f.metadata["env"]], f.type)
+        return cls(**values)
+
+    @staticmethod
+    def variables() -> dict[str, str]:
+        """Map of environment variable to field name, for docs and deploy checks."""
+        return {f.metadata["env"]: f.name for f in fields(Settings)}
+
+
+def _cast(raw: str, type_name: str) -> object:
+    if type_name == "float":
+        return float(raw)
+    if type_name == "int":
+        return int(raw)
+    return raw
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the demo change the environment)."""
+    global _settings
+    _settings = None

@@ -1,0 +1,32 @@
+"""Hands jobs to the queue by task name; the API never imports the worker code."""
+
+from __future__ import annotations
+
+import functools
+
+TRAIN_TASK = "fitfleet.train"
+
+
+@functools.lru_cache(maxsize=4)
+def _client(broker_url: str, home: str):
+    from celery import Celery
+
+    from service.celery_config import celery_config
+
+    app = Celery("fitfleet-client", broker=broker_url, set_as_current=False)
+    app.conf.update(celery_config(broker_url, home))
+    return app
+
+
+def enqueue(broker_url: str, home: str, job_id: str, queue: str, priority: int = 0) -> None:
+    """Send the training task for ``job_id``; the message carries only the id."""
+    from service.errors import Unavailable
+
+    try:
+        _client(broker_url, home).send_task(
+            TRAIN_TASK, args=[job_id], queue=queue, priority=max(0, min(9, priority)),
+            retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                      "interval_step": 0.5, "timeout": 5},
+        )
+    except Exception as exc:  # kombu/redis errors vary by transport
+        raise Unavailable("the job queue is unavailable") from exc

@@ -1,0 +1,386 @@
+"""Job state transitions: each one is a single guarded UPDATE in one transaction.
+
+States: ``queued -> running -> succeeded | failed | cancelled`` and ``running -> queued``
+when an attempt is lost or preempted. Writes a worker makes on a job's behalf are fenced
+by its attempt id: they take effect only while that attempt is the job's current one.
+ORM rows never leave this module; callers get plain dicts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+
+from service.db import session_scope
+from service.errors import Conflict, LeaseLost, NotFound
+from service.models import Attempt, Checkpoint, Job, utcnow
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker holds after it claimed a job: its fencing token and where to start."""
+
+    job_id: str
+    attempt_id: int
+    number: int
+    spec: dict
+    checkpoints: list[dict]
+
+
+class JobStore:
+    """The jobs, attempts and checkpoints tables, as seen by the API, workers and reaper."""
+
+    def __init__(self, database_url: str):
+        self.url = database_url
+
+    # -- the API side ---------------------------------------------------------------
+
+    def create(self, spec: dict, *, epochs: int, summary: dict | None, max_attempts: int) -> dict:
+        job = Job(
+            id=uuid.uuid4().hex,
+            name=spec.get("name") or "job",
+            state="queued",
+            spec=spec,
+            summary=summary,
+            queue=spec.get("queue", "default"),
+            priority=spec.get("priority", 0),
+            max_attempts=max_attempts,
+            epochs=epochs,
+            created_at=utcnow(),
+        )
+        with session_scope(self.url) as s:
+            s.add(job)
+            s.flush()
+            return self._view(s, job)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job that was never handed to the queue (dispatch failed)."""
+        with session_scope(self.url) as s:
+            job = s.get(Job, job_id)
+            if job is not None and job.attempts == 0:
+                s.delete(job)
+
+    def get(self, job_id: str) -> dict:
+        with session_scope(self.url) as s:
+            return self._view(s, self._job(s, job_id))
+
+    def summary(self, job_id: str) -> dict | None:
+        with session_scope(self.url) as s:
+            return self._job(s, job_id).summary
+
+    def list(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        """Newest first; ``cursor`` is the id of the last job of the previous page."""
+        with session_scope(self.url) as s:
+            q = select(Job)
+            if state:
+                q = q.where(Job.state == state)
+            if cursor:
+                last = s.get(Job, cursor)
+                if last is None:
+                    raise NotFound("unknown cursor")
+                q = q.where(
+                    or_(
+                        Job.created_at < last.created_at,
+                        and_(Job.created_at == last.created_at, Job.id < last.id),
+                    )
+                )
+            rows = s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return [self._view(s, j) for j in rows], (rows[-1].id if more else None)
+
+    def request_cancel(self, job_id: str) -> dict:
+        """Cancel a queued job at once; ask a running one's worker to stop."""
+        now = utcnow()
+        with session_scope(self.url) as s:
+            job = self._job(s, job_id)
+            if job.state in ENDED:
+                raise Conflict(f"job {job_id} has already ended ({job.state})")
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == "queued")
+                .values(state="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
+            )
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == "running")
+                .values(cancel_requested=True, updated_at=now)
+            )
+            s.expire_all()
+            return self._view(s, self._job(s, job_id))
+
+    def attempts(self, job_id: str) -> list[dict]:
+        with session_scope(self.url) as s:
+            self._job(s, job_id)
+            rows = s.scalars(
+                select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
+            ).all()
+            return [_attempt_view(a) for a in rows]
+
+    def checkpoints(self, job_id: str, include_deleted: bool = False) -> list[dict]:
+        """Committed checkpoints of a job, oldest first."""
+        with session_scope(self.url) as s:
+            self._job(s, job_id)
+            q = select(Checkpoint).where(Checkpoint.job_id == job_id)
+            if not include_deleted:
+                q = q.where(Checkpoint.deleted.is_(False))
+            return [_checkpoint_view(c) for c in s.scalars(q.order_by(Checkpoint.step)).all()]
+
+    # -- the worker side (fenced) ---------------------------------------------------
+
+    def claim(self, job_id: str, worker: str, lease_seconds: float) -> Claim | None:
+        """Take the job if it is queued or its lease expired; None if another holds it."""
+        now = utcnow()
+        with session_scope(self.url) as s:
+            claimable = or_(
+                Job.state == "queued",
+                and_(Job.state == "running", Job.lease_expires_at < now),
+            )
+            row = s.execute(
+                update(Job)
+                .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
+                .values(
+                    state="running",
+                    attempts=Job.attempts + 1,
+                    worker=worker,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    started_at=func.coalesce(Job.started_at, now),
+                    updated_at=now,
+                )
+                .returning(Job.attempts, Job.current_attempt_id, Job.step)
+            ).first()
+            if row is None:
+                return None
+            number, previous, step = row
+            if previous is not None:
+                s.execute(
+                    update(Attempt)
+                    .where(Attempt.id == previous, Attempt.state == "running")
+                    .values(state="lost", ended_at=now, error_code="lease_expired",
+                            error_message="the worker stopped renewing its lease")
+                )
+            attempt = Attempt(job_id=job_id, number=number, worker=worker, state="running",
+                              started_at=now, heartbeat_at=now, resumed_from_step=0)
+            s.add(attempt)
+            s.flush()
+            s.execute(update(Job).where(Job.id == job_id).values(current_attempt_id=attempt.id))
+            job = s.get(Job, job_id)
+            cps = s.scalars(
+                select(Checkpoint)
+                .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
+                .order_by(Checkpoint.step.desc())
+            ).all()
+            return Claim(job_id, attempt.id, number, job.spec, [_checkpoint_view(c) for c in cps])
+
+    def mark_resumed(self, job_id: str, attempt_id: int, step: int) -> None:
+        with session_scope(self.url) as s:
+            s.execute(
+                update(Attempt).where(Attempt.id == attempt_id)
+                .values(resumed_from_step=step, last_step=step)
+            )
+
+    def renew(self, job_id: str, attempt_id: int, lease_seconds: float,
+              progress: dict | None = None) -> bool:
+        """Extend the lease and record progress; True if a cancel was asked for.
+
+        Raises LeaseLost when the attempt is no longer the job's current one.
+        """
+        now = utcnow()
+        values = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now}
+        if progress:
+            values.update({k: progress[k] for k in ("epoch", "batch", "step", "steps_per_epoch")
+                           if k in progress})
+        with session_scope(self.url) as s:
+            row = s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.current_attempt_id == attempt_id,
+                       Job.state == "running")
+                .values(**values)
+                .returning(Job.cancel_requested)
+            ).first()
+            if row is None:
+                raise LeaseLost("this attempt no longer holds the job")
+            attempt_values = {"heartbeat_at": now}
+            if progress and "step" in progress:
+                attempt_values["last_step"] = progress["step"]
+            s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**attempt_values))
+            return bool(row[0])
+
+    def commit_checkpoint(self, job_id: str, attempt_id: int, record: dict) -> int:
+        """Insert a checkpoint row and move the job's pointer to it, fenced."""
+        now = utcnow()
+        with session_scope(self.url) as s:
+            held = s.execute(
+                select(Job.id).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
+                                     Job.state == "running").with_for_update()
+            ).first()
+            if held is None:
+                raise LeaseLost("this attempt no longer holds the job; checkpoint not committed")
+            old = s.scalars(
+                select(Checkpoint).where(Checkpoint.job_id == job_id,
+                                         Checkpoint.step == record["step"])
+            ).first()
+            if old is not None:  # a replay of a step a lost attempt had saved: replace it
+                s.delete(old)
+                s.flush()
+            cp = Checkpoint(job_id=job_id, attempt_id=attempt_id, created_at=now, **record)
+            s.add(cp)
+            s.flush()
+            s.execute(update(Job).where(Job.id == job_id)
+                      .values(latest_checkpoint_id=cp.id, updated_at=now))
+            return cp.id
+
+    def mark_checkpoints_deleted(self, job_id: str, steps: list[int]) -> None:
+        if not steps:
+            return
+        with session_scope(self.url) as s:
+            s.execute(update(Checkpoint)
+                      .where(Checkpoint.job_id == job_id, Checkpoint.step.in_(steps))
+                      .values(deleted=True))
+
+    def finish(self, job_id: str, attempt_id: int, state: str, *, error_code: str | None = None,
+               error_message: str | None = None, model_uri: str | None = None) -> None:
+        """End the job (succeeded, failed or cancelled), fenced by the attempt."""
+        now = utcnow()
+        with session_scope(self.url) as s:
+            values = {"state": state, "finished_at": now, "updated_at": now,
+                      "lease_expires_at": None, "error_code": error_code,
+                      "error_message": error_message}
+            if model_uri:
+                values["model_uri"] = model_uri
+            done = s.execute(
+                update(Job).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
+                                  Job.state == "running").values(**values)
+            ).rowcount
+            if not done:
+                raise LeaseLost("this attempt no longer holds the job; state not changed")
+            s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
+                state=state, ended_at=now, error_code=error_code, error_message=error_message))
+
+    def release(self, job_id: str, attempt_id: int, reason: str) -> bool:
+        """Give a running job back to the queue (preemption); True if it was still ours."""
+        now = utcnow()
+        with session_scope(self.url) as s:
+            done = s.execute(
+                update(Job).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
+                                  Job.state == "running")
+                .values(state="queued", worker=None, lease_expires_at=None, updated_at=now)
+            ).rowcount
+            if done:
+                s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
+                    state="preempted", ended_at=now, error_code="preempted",
+                    error_message=reason))
+            return bool(done)
+
+    # -- the reaper side ------------------------------------------------------------
+
+    def reap(self) -> tuple[list[dict], list[str]]:
+        """Requeue jobs whose lease expired; fail those out of attempts.
+
+        Returns (jobs to re-enqueue as dicts with id/queue/priority, ids failed).
+        """
+        now = utcnow()
+        requeue, failed = [], []
+        with session_scope(self.url) as s:
+            expired = s.execute(
+                select(Job.id, Job.current_attempt_id, Job.lost_attempts, Job.max_attempts,
+                       Job.queue, Job.priority, Job.cancel_requested)
+                .where(Job.state == "running", Job.lease_expires_at < now)
+            ).all()
+        for job_id, attempt_id, lost, max_attempts, queue, priority, cancel in expired:
+            exhausted = lost + 1 >= max_attempts
+            if cancel:
+                state, code, msg = "cancelled", None, None
+            elif exhausted:
+                state, code = "failed", "max_attempts_exceeded"
+                msg = (f"the job's worker was lost {lost + 1} times "
+                       f"(max_attempts={max_attempts}); the last one stopped renewing its lease")
+            else:
+                state, code, msg = "queued", None, None
+            with session_scope(self.url) as s:
+                values = {"state": state, "lost_attempts": Job.lost_attempts + 1, "worker": None,
+                          "lease_expires_at": None, "updated_at": now,
+                          "error_code": code, "error_message": msg}
+                if state != "queued":
+                    values["finished_at"] = now
+                done = s.execute(
+                    update(Job).where(Job.id == job_id, Job.state == "running",
+                                      Job.current_attempt_id == attempt_id,
+                                      Job.lease_expires_at < now).values(**values)
+                ).rowcount
+                if not done:
+                    continue
+                s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
+                    state="lost", ended_at=now, error_code="lease_expired",
+                    error_message="the worker stopped renewing its lease"))
+            if state == "queued":
+                requeue.append({"id": job_id, "queue": queue, "priority": priority})
+            elif state == "failed":
+                failed.append(job_id)
+        return requeue, failed
+
+    # -- views ------------------------------------------------------------------------
+
+    @staticmethod
+    def _job(s, job_id: str) -> Job:
+        job = s.get(Job, job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
+        if job is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return job
+
+    @staticmethod
+    def _view(s, job: Job) -> dict:
+        latest = s.get(Checkpoint, job.latest_checkpoint_id) if job.latest_checkpoint_id else None
+        spe = job.steps_per_epoch
+        total = spe * job.epochs if spe else None
+        return {
+            "id": job.id,
+            "name": job.name,
+            "state": job.state,
+            "queue": job.queue,
+            "priority": job.priority,
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "worker": job.worker,
+            "cancel_requested": job.cancel_requested,
+            "progress": {
+                "epoch": job.epoch, "epochs": job.epochs, "batch": job.batch,
+                "steps_per_epoch": spe, "step": job.step, "total_steps": total,
+                "percent": round(100.0 * job.step / total, 2) if total else 0.0,
+            },
+            "latest_checkpoint": _checkpoint_view(latest) if latest else None,
+            "model_available": job.model_uri is not None,
+            "error": {"code": job.error_code, "message": job.error_message}
+            if job.error_code else None,
+            "spec": job.spec,
+        }
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def _attempt_view(a: Attempt) -> dict:
+    return {
+        "number": a.number, "worker": a.worker, "state": a.state,
+        "started_at": _iso(a.started_at), "ended_at": _iso(a.ended_at),
+        "heartbeat_at": _iso(a.heartbeat_at), "resumed_from_step": a.resumed_from_step,
+        "last_step": a.last_step,
+        "error": {"code": a.error_code, "message": a.error_message} if a.error_code else None,
+    }
+
+
+def _checkpoint_view(c: Checkpoint) -> dict:
+    return {
+        "step": c.step, "epoch": c.epoch, "batch": c.batch, "uri": c.uri, "bytes": c.bytes,
+        "sha256": c.sha256, "files": c.files, "created_at": _iso(c.created_at), "logs": c.logs,
+        "attempt_id": c.attempt_id,
+    }
