@@ -212,3 +212,17 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def checkpoint_prefix(job_id: str, step: int) -> str:
+    """``jobs/<id>/checkpoints/<global step, zero-padded>``: one checkpoint's objects."""
+    return f"{job_prefix(job_id)}/checkpoints/{step:012d}"
+
+
+def final_model_key(job_id: str) -> str:
+    """Where a finished job's trained model (a standard ``.keras`` file) is stored."""
+    return f"{job_prefix(job_id)}/model.keras"
