@@ -71,7 +71,7 @@ class MetricStore:
                     select(Metric).where(*base).order_by(Metric.step).limit(limit)
                 ).all()
             out = [_row(m) for m in rows]
-        return {"kind": kind, "rows": out, "next": out[-1]["step"] if out else max(after, 0)}
+        return {"kind": kind, "rows": out, "next": out[-1]["step"] if out else after}
 
     def count(self, job_id: str, kind: str) -> int:
         with session_scope(self.url) as s:
@@ -82,7 +82,7 @@ class MetricStore:
 
 
 def _downsampled(s, base, max_points: int) -> list[Metric]:
-    """At most ``max_points`` rows: evenly spaced buckets, always keeping the last row."""
+    """At most ``max_points`` rows: the first of evenly spaced buckets, plus the last row."""
     lo, hi, n = s.execute(
         select(func.min(Metric.step), func.max(Metric.step), func.count()).where(*base)
     ).one()
@@ -90,18 +90,15 @@ def _downsampled(s, base, max_points: int) -> list[Metric]:
         return []
     if n <= max_points:
         return s.scalars(select(Metric).where(*base).order_by(Metric.step)).all()
-    width = max(1, math.ceil((hi - lo + 1) / max(1, max_points - 1)))
-    bucket = (Metric.step - lo) / width
-    firsts = (
-        select(func.max(Metric.step).label("step")).where(*base).group_by(bucket).subquery()
-    )
-    rows = s.scalars(
-        select(Metric).where(*base, Metric.step.in_(select(firsts.c.step))).order_by(Metric.step)
+    steps = {hi}
+    if max_points > 1:
+        # Steps lie in [lo, hi]: integer buckets of this width number at most max_points - 1.
+        width = math.ceil((hi - lo + 1) / (max_points - 1))
+        bucket = (Metric.step - lo) // width
+        steps.update(s.scalars(select(func.min(Metric.step)).where(*base).group_by(bucket)))
+    return s.scalars(
+        select(Metric).where(*base, Metric.step.in_(steps)).order_by(Metric.step)
     ).all()
-    rows = list(rows)[-(max_points - 1):] if len(rows) >= max_points else list(rows)
-    if rows and rows[-1].step != hi:
-        rows = rows[-(max_points - 1):] + [s.scalars(select(Metric).where(*base, Metric.step == hi)).one()]
-    return rows[:max_points]
 
 
 def _row(m: Metric) -> dict:
