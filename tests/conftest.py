@@ -1,0 +1,183 @@
+"""Shared fixtures: real PostgreSQL, SQLite, Redis and an S3 endpoint (moto's server) on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
+REDIS_URL = "redis://127.0.0.1:6379/11"
+S3_BUCKET = "fitfleet-test"
+TABLES = ("checkpoints", "metrics", "attempts", "jobs")
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_pg_database() -> str:
+    """Create an empty database ``fitfleet_test_<hex>``; returns its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"fitfleet_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{PG_BASE}/{name}"
+
+
+def drop_pg_database(url: str) -> None:
+    """Drop a database made by ``create_pg_database``, ending its connections first."""
+    import psycopg
+
+    from service import db
+
+    engine = db._engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrated_sqlite(directory) -> str:
+    """A SQLite file in ``directory`` migrated to the head revision; returns its URL."""
+    from service.migrate import upgrade
+
+    url = f"sqlite:///{directory / 'fitfleet.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database at the head revision, dropped after the session."""
+    from service.migrate import upgrade
+
+    url = create_pg_database()
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture
+def pg_clean(pg_url):
+    """Empty every fitfleet table of the session database before the test."""
+    from sqlalchemy import text
+
+    from service.db import get_engine
+
+    with get_engine(pg_url).begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    return pg_url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A migrated SQLite database file of the test's own."""
+    return migrated_sqlite(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    """Each backend in turn: a migrated SQLite file, then the emptied PostgreSQL database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_clean")
+
+
+@pytest.fixture
+def redis_url():
+    """Redis database 11 on loopback, flushed before the test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    client.close()
+    return REDIS_URL
+
+
+@dataclass
+class S3Server:
+    """A running moto S3 server and the test bucket on it."""
+
+    endpoint: str
+    bucket: str
+    process: subprocess.Popen
+
+    def url(self, prefix: str = "") -> str:
+        return f"s3://{self.bucket}/{prefix.strip('/')}".rstrip("/")
+
+    def env(self) -> dict[str, str]:
+        """The ``AWS_*`` variables a process needs to reach this server."""
+        return {**S3_ENV, "AWS_ENDPOINT_URL_S3": self.endpoint}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint)
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto server exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"moto server did not answer at {url} within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """moto's S3 server on a free loopback port, with bucket ``fitfleet-test``."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with open(tmp_path_factory.mktemp("moto") / "moto.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **S3_ENV},
+        )
+    saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL_S3")}
+    try:
+        _wait_http(f"{endpoint}/moto-api/", process)
+        server = S3Server(endpoint, S3_BUCKET, process)
+        os.environ.update(server.env())
+        server.client().create_bucket(Bucket=S3_BUCKET)
+        yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
