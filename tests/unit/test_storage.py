@@ -1,0 +1,109 @@
+"""The object store: a local directory and an S3 bucket (moto's server over HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from service.errors import BadRequest, NotFound
+from service.storage import LocalStore, S3Store, open_store, split_object_url
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return open_store((tmp_path / "store").as_uri())
+    s3 = request.getfixturevalue("s3")
+    return open_store(s3.url(f"unit/{uuid.uuid4().hex[:12]}"))
+
+
+def test_open_store_picks_the_implementation(tmp_path, s3):
+    assert isinstance(open_store(tmp_path.as_uri()), LocalStore)
+    remote = open_store(s3.url("a/b"))
+    assert isinstance(remote, S3Store)
+    assert remote.bucket == "fitfleet-test" and remote.prefix == "a/b"
+    with pytest.raises(BadRequest):
+        open_store("ftp://example/x")
+    with pytest.raises(BadRequest):
+        open_store("s3:///no-bucket")
+
+
+def test_put_get_roundtrip(store, tmp_path):
+    src = tmp_path / "src.bin"
+    payload = bytes(range(256)) * 100
+    src.write_bytes(payload)
+    store.put_file("jobs/a/model.keras", src)
+    store.put_bytes("jobs/a/state.json", b'{"step": 3}')
+    dst = tmp_path / "dst.bin"
+    store.get_file("jobs/a/model.keras", dst)
+    assert dst.read_bytes() == payload
+    assert store.get_bytes("jobs/a/state.json") == b'{"step": 3}'
+    assert store.exists("jobs/a/state.json")
+    assert not store.exists("jobs/a/missing.json")
+    assert store.uri("jobs/a/state.json").endswith("/jobs/a/state.json")
+
+
+def test_overwrite_replaces_the_object(store):
+    store.put_bytes("k/v", b"one")
+    store.put_bytes("k/v", b"two")
+    assert store.get_bytes("k/v") == b"two"
+    assert store.list("k") == ["k/v"]
+
+
+def test_list_and_delete_prefix(store):
+    for key in ("jobs/a/cp/1/m", "jobs/a/cp/1/s", "jobs/a/cp/2/m", "jobs/b/cp/1/m"):
+        store.put_bytes(key, key.encode())
+    assert store.list("jobs/a") == ["jobs/a/cp/1/m", "jobs/a/cp/1/s", "jobs/a/cp/2/m"]
+    assert store.list("jobs/a/cp/1") == ["jobs/a/cp/1/m", "jobs/a/cp/1/s"]
+    assert store.list("jobs/none") == []
+    assert store.delete_prefix("jobs/a/cp/1") == 2
+    assert store.list("jobs/a") == ["jobs/a/cp/2/m"]
+    assert store.exists("jobs/b/cp/1/m")
+    assert store.delete_prefix("jobs/none") == 0
+
+
+def test_missing_object_is_not_found(store, tmp_path):
+    with pytest.raises(NotFound):
+        store.get_bytes("nope/missing.bin")
+    with pytest.raises(NotFound):
+        store.get_file("nope/missing.bin", tmp_path / "out")
+
+
+def test_local_store_refuses_keys_that_leave_it(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    (tmp_path / "secret.txt").write_text("outside")
+    for key in ("../secret.txt", "a/../../secret.txt", "jobs/../../secret.txt"):
+        with pytest.raises(BadRequest):
+            store.get_bytes(key)
+        with pytest.raises(BadRequest):
+            store.put_bytes(key, b"x")
+    assert (tmp_path / "secret.txt").read_text() == "outside"
+
+
+def test_s3_objects_sit_below_the_prefix(s3):
+    prefix = f"unit/{uuid.uuid4().hex[:12]}"
+    open_store(s3.url(prefix)).put_bytes("jobs/x/model.keras", b"m")
+    keys = [o["Key"] for o in
+            s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)["Contents"]]
+    assert keys == [f"{prefix}/jobs/x/model.keras"]
+
+
+def test_presigned_url_names_the_object(s3):
+    store = open_store(s3.url("presign"))
+    store.put_bytes("m.keras", b"m")
+    url = store.presigned_url("m.keras", 60)
+    assert url.startswith(s3.endpoint) and "presign/m.keras" in url
+
+
+def test_split_object_url(tmp_path, s3):
+    data = tmp_path / "data" / "digits.npz"
+    data.parent.mkdir()
+    data.write_bytes(b"npz")
+    local, key = split_object_url(data.as_uri())
+    assert key == "digits.npz" and local.get_bytes(key) == b"npz"
+    open_store(s3.url("datasets")).put_bytes("d.csv", b"a,label\n1,0\n")
+    remote, key = split_object_url(f"s3://{s3.bucket}/datasets/d.csv")
+    assert key == "datasets/d.csv" and remote.get_bytes(key) == b"a,label\n1,0\n"
+    with pytest.raises(BadRequest):
+        split_object_url(f"s3://{s3.bucket}")
