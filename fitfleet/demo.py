@@ -1,0 +1,192 @@
+"""The embedded demo: API, worker and reaper as child processes on SQLite, files and a file broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fitfleet
+from fitfleet.client import Client, FitfleetAPIError
+
+EXAMPLES = Path(fitfleet.__file__).resolve().parent.parent / "examples"
+PLACEHOLDER = "{examples}"
+CHILDREN = ("api", "worker", "reaper")
+
+
+def fill_examples(spec: dict, folder: str | os.PathLike = EXAMPLES) -> dict:
+    """A copy of ``spec`` whose data URLs have ``{examples}`` replaced by ``folder``."""
+    spec = json.loads(json.dumps(spec))
+    data = spec.get("data")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, str) and PLACEHOLDER in value:
+                data[key] = value.replace(PLACEHOLDER, Path(folder).resolve().as_posix())
+    return spec
+
+
+def load_example(name: str) -> dict:
+    """``examples/<name>.json`` with its data URLs pointing at the examples folder."""
+    path = EXAMPLES / f"{name}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in EXAMPLES.glob("*.json"))
+        raise FileNotFoundError(f"no example {name!r} in {EXAMPLES} (known: {known})")
+    return fill_examples(json.loads(path.read_text()))
+
+
+def prepare_env(home: Path, port: int) -> dict[str, str]:
+    """Point fitfleet at ``home`` (user-set variables win, FITFLEET_HOME aside)."""
+    os.environ["FITFLEET_HOME"] = str(home)
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{home / 'fitfleet.db'}")
+    os.environ.setdefault("CELERY_BROKER_URL", "filesystem://")
+    os.environ.setdefault("FITFLEET_STORAGE_URL", (home / "store").as_uri())
+    os.environ["FITFLEET_API_URL"] = f"http://127.0.0.1:{port}"
+    from service.config import reset_settings
+
+    reset_settings()
+    return dict(os.environ)
+
+
+class Children:
+    """The API, worker and reaper processes, each in its own session, logging to a file."""
+
+    def __init__(self, home: Path, port: int):
+        self.logs = home / "logs"
+        self.port = port
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, env: dict[str, str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        commands = {
+            "api": ["api", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            "worker": ["worker"],
+            "reaper": ["reaper"],
+        }
+        for name in CHILDREN:
+            with open(self.logs / f"{name}.log", "ab") as log:
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "fitfleet", *commands[name]], env=env,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+
+    def check(self, _job: dict | None = None) -> None:
+        """Raise if a child exited, naming its log."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the {name} process exited with status {proc.returncode}; "
+                                   f"see {self.logs / (name + '.log')}")
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM each child by pid, then SIGKILL its process group past ``grace`` seconds."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def wait_healthy(client: Client, children: Children, timeout: float = 120.0) -> None:
+    """Poll ``/healthz`` until the API answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children.check()
+        try:
+            client.health()
+            return
+        except FitfleetAPIError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer within {timeout:.0f}s; see "
+                                   f"{children.logs / 'api.log'}") from None
+            time.sleep(0.5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
+        keep_running: bool = False) -> int:
+    """Start everything under ``home``, train one example job and show it; 0 if it succeeded."""
+    home_path = Path(home or ".fitfleet-demo").resolve()
+    home_path.mkdir(parents=True, exist_ok=True)
+    try:
+        spec = load_example(example)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not _port_free(port):
+        print(f"error: port {port} is in use; pick another with --port", file=sys.stderr)
+        return 2
+    env = prepare_env(home_path, port)
+    from service.migrate import upgrade
+
+    upgrade(env["DATABASE_URL"])
+    children = Children(home_path, port)
+    client = Client(env["FITFLEET_API_URL"])
+    try:
+        children.start(env)
+        print(f"fitfleet demo in {home_path} (logs in {children.logs})", flush=True)
+        wait_healthy(client, children)
+        job = _train(client, spec, children, home_path)
+        if keep_running:
+            _serve_until_interrupted(client, children)
+        return 0 if job["state"] == "succeeded" else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; stopping", file=sys.stderr)
+        return 130
+    except (RuntimeError, FitfleetAPIError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        children.stop()
+
+
+def _train(client: Client, spec: dict, children: Children, home: Path) -> dict:
+    run = client.submit(spec)
+    print(f"job {run.id} submitted ({spec.get('name') or 'job'})")
+    print(f"  API:       {client.url}/api/v1/jobs/{run.id}")
+    print(f"  dashboard: {client.url}/", flush=True)
+    job = run.wait(verbose=1, on_poll=children.check)
+    _report(client, run, job, home)
+    return job
+
+
+def _report(client: Client, run, job: dict, home: Path) -> None:
+    epochs = client.all_metrics(run.id, kind="epoch")
+    if epochs:
+        from fitfleet.progress import format_logs
+
+        print(f"final epoch logs: {format_logs(epochs[-1]['logs'])}")
+    print("attempts:")
+    for a in client.attempts(run.id):
+        print(f"  #{a['number']} {a['state']} on {a.get('worker')} "
+              f"(resumed from step {a.get('resumed_from_step') or 0})")
+    print("checkpoints:")
+    for c in client.checkpoints(run.id):
+        print(f"  step {c['step']} (epoch {c['epoch']}, batch {c['batch']}) {c['uri']}")
+    if job["state"] == "succeeded":
+        path = client.download(run.id, home / "models" / f"{run.id}.keras")
+        print(f"trained model: {path}")
+        print("  load it with keras.models.load_model(path)")
+
+
+def _serve_until_interrupted(client: Client, children: Children) -> None:
+    pids = ", ".join(f"{n} {p.pid}" for n, p in children.procs.items())
+    print(f"still serving at {client.url} ({pids}); press Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            children.check()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("\nstopping", flush=True)
