@@ -82,6 +82,16 @@ def pg_url():
 
 
 @pytest.fixture
+def fresh_pg():
+    """An empty PostgreSQL database (no migrations) of the test's own."""
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+@pytest.fixture
 def pg_clean(pg_url):
     """Empty every fitfleet table of the session database before the test."""
     from sqlalchemy import text
