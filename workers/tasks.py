@@ -1,0 +1,63 @@
+"""The training task: a thin shell that claims the job and runs one attempt.
+
+The message carries only the job id; the job's truth is its database row. A duplicate
+delivery that loses the claim does nothing. SIGTERM (preemption, a deploy, a drain)
+makes the attempt checkpoint now and hand the job back, then the worker shuts down.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+
+from service.config import get_settings
+from service.dispatch import TRAIN_TASK
+from service.jobs import JobStore
+from workers.celery_app import app
+
+log = logging.getLogger("fitfleet.worker")
+
+
+def worker_name() -> str:
+    return f"{os.environ.get('FITFLEET_WORKER_NAME') or socket.gethostname()}:{os.getpid()}"
+
+
+@app.task(name=TRAIN_TASK, acks_late=True, ignore_result=True)
+def train(job_id: str) -> str:
+    """Claim ``job_id`` and train one attempt; returns the outcome."""
+    settings = get_settings()
+    claim = JobStore(settings.database_url).claim(job_id, worker_name(), settings.lease_seconds)
+    if claim is None:
+        log.info("job %s: not claimable (running elsewhere, ended or cancelled); skipping", job_id)
+        return "skipped"
+    from workers.training.runner import Attempt
+
+    preempted = threading.Event()
+    previous = _trap_sigterm(preempted)
+    try:
+        return Attempt(claim, settings, preempted).run()
+    finally:
+        _restore_sigterm(previous, preempted)
+
+
+def _trap_sigterm(preempted: threading.Event):
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_term(signum, frame):
+        log.warning("SIGTERM: checkpointing the running job and handing it back")
+        preempted.set()
+
+    return signal.signal(signal.SIGTERM, on_term)
+
+
+def _restore_sigterm(previous, preempted: threading.Event) -> None:
+    if previous is None:
+        return
+    signal.signal(signal.SIGTERM, previous)
+    if preempted.is_set():
+        # Let Celery's own handler shut the worker down now that the job is safe.
+        os.kill(os.getpid(), signal.SIGTERM)

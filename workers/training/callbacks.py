@@ -1,0 +1,212 @@
+"""The fitfleet Keras callbacks: position tracking, metric recording, resume, checkpoints.
+
+Each is one small class with one concern. Failures of side channels (the database, the
+object store) are logged and retried; they never kill training.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import keras
+
+from workers.training import checkpoint, state
+
+log = logging.getLogger("fitfleet.worker")
+
+
+@dataclass
+class Position:
+    """Where training is: shared by the callbacks of one attempt."""
+
+    steps_per_epoch: int
+    epochs: int
+    epoch: int = 0
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # global batches done
+    batch_offset: int = 0  # the first batch index of the current fit call's first epoch
+    halted: bool = False  # training stopped inside an epoch: its "end" is not a real one
+
+    def at_epoch_boundary(self) -> bool:
+        return self.step % self.steps_per_epoch == 0
+
+    def progress(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step,
+                "steps_per_epoch": self.steps_per_epoch}
+
+
+class Tracker(keras.callbacks.Callback):
+    """Keeps :class:`Position` in terms of global steps (first in the callback list)."""
+
+    def __init__(self, position: Position):
+        super().__init__()
+        self.pos = position
+        self._offset = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.pos.epoch = epoch
+        self._offset = self.pos.batch_offset
+        self.pos.batch_offset = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        b = self._offset + batch + 1
+        self.pos.batch = b
+        self.pos.step = self.pos.epoch * self.pos.steps_per_epoch + b
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.pos.halted:
+            return
+        self.pos.batch = self.pos.steps_per_epoch
+        self.pos.step = (epoch + 1) * self.pos.steps_per_epoch
+
+
+def _floats(logs) -> dict:
+    out = {}
+    for k, v in (logs or {}).items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class MetricsRecorder(keras.callbacks.Callback):
+    """Buffers every batch's and epoch's logs; a background thread writes them in bulk.
+
+    Rows are keyed by global step, so a replayed step overwrites its row (exactly once).
+
+    Example:
+        recorder = MetricsRecorder(MetricStore(url), job_id, attempt=2, position=pos)
+        model.fit(..., callbacks=[tracker, recorder])
+        recorder.close()  # final flush
+    """
+
+    def __init__(self, store, job_id: str, attempt: int, position: Position,
+                 flush_seconds: float = 1.0):
+        super().__init__()
+        self.store, self.job_id, self.attempt, self.pos = store, job_id, attempt, position
+        self.flush_seconds = flush_seconds
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-writer", daemon=True)
+        self._thread.start()
+        self.written = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._add("batch", self.pos.step, self.pos.epoch, self.pos.batch - 1, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.pos.halted:
+            return
+        self._add("epoch", (epoch + 1) * self.pos.steps_per_epoch, epoch, None, logs)
+
+    def _add(self, kind, step, epoch, batch, logs):
+        row = {"kind": kind, "step": step, "epoch": epoch, "batch": batch,
+               "attempt": self.attempt, "logs": _floats(logs), "wall_time": time.time()}
+        with self._lock:
+            self._rows.append(row)
+
+    def _loop(self):
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write what is buffered; on failure keep it for the next try."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows:
+            return True
+        try:
+            self.written += self.store.write(self.job_id, rows)
+            return True
+        except Exception as exc:
+            log.warning("metric write failed (%s); %d rows kept for retry", exc, len(rows))
+            with self._lock:
+                self._rows = rows + self._rows
+            return False
+
+    def close(self, timeout: float = 120.0) -> bool:
+        """Stop the writer and flush everything, retrying until ``timeout``."""
+        self._stop.set()
+        self._thread.join()
+        deadline = time.monotonic() + timeout
+        while not self.flush():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(1.0)
+        return True
+
+
+class Resume(keras.callbacks.Callback):
+    """Puts back what ``fit`` resets: callback counters after ``on_train_begin``, and the
+    metric variables at the start of an interrupted epoch."""
+
+    def __init__(self, user_callbacks):
+        super().__init__()
+        self.user_callbacks = user_callbacks
+        self.callback_state: list[dict] | None = None
+        self.metric_arrays: dict | None = None
+
+    def on_train_begin(self, logs=None):
+        state.restore_callbacks(self.user_callbacks, self.callback_state)
+        self.callback_state = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.metric_arrays is not None:
+            state.restore_metrics(self.model, self.metric_arrays)
+            self.metric_arrays = None
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Takes snapshots at the job's cadence and hands them to the background saver.
+
+    A checkpoint at an epoch boundary is taken in ``on_epoch_end``, after validation and
+    after the user's callbacks saw the epoch, so that resuming from it skips nothing.
+    """
+
+    def __init__(self, saver, position: Position, user_callbacks, cadence: dict):
+        super().__init__()
+        self.saver, self.pos, self.user_callbacks = saver, position, user_callbacks
+        self.every_epoch = bool(cadence.get("every_epoch"))
+        self.every_n = cadence.get("every_n_batches") or 0
+        self.every_s = cadence.get("every_seconds") or 0
+        self._last_time = time.monotonic()
+        self._last_step = -1
+        self._due = False
+        self.now_requested = threading.Event()
+
+    def _is_due(self) -> bool:
+        if self.now_requested.is_set():
+            return True
+        if self.every_n and self.pos.step % self.every_n == 0:
+            return True
+        return bool(self.every_s and time.monotonic() - self._last_time >= self.every_s)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._is_due():
+            if self.pos.at_epoch_boundary():
+                self._due = True  # the epoch's end is next: validation first
+            else:
+                self.save(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.pos.halted:
+            return
+        if self._due or self.every_epoch or self._is_due():
+            self.save(logs)
+
+    def save(self, logs) -> None:
+        if self.pos.step == self._last_step:
+            return
+        epoch, batch = divmod(self.pos.step, self.pos.steps_per_epoch)
+        snap = checkpoint.take(self.model, step=self.pos.step, epoch=epoch, batch=batch,
+                               callbacks=self.user_callbacks, logs=logs)
+        self.saver.submit(snap)
+        self._last_step = self.pos.step
+        self._last_time = time.monotonic()
+        self._due = False
+        self.now_requested.clear()

@@ -1,0 +1,172 @@
+"""Data: load arrays from a store, split validation as Keras does, and batch deterministically.
+
+The order of epoch ``e`` depends only on (job seed, e), and item ``j`` of a dataset made
+for steps ``[start, stop)`` is global batch ``start + j``; so an attempt that resumes at
+any global step sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+from service.errors import InvalidSpec
+from service.storage import split_object_url
+
+
+@dataclass
+class Arrays:
+    """Inputs and targets; each a single array or a tuple of arrays (several inputs)."""
+
+    x: np.ndarray | tuple[np.ndarray, ...]
+    y: np.ndarray | tuple[np.ndarray, ...]
+
+    def __len__(self) -> int:
+        return len(_first(self.x))
+
+    def take(self, index) -> "Arrays":
+        return Arrays(_map(self.x, lambda a: a[index]), _map(self.y, lambda a: a[index]))
+
+
+def _first(a):
+    return a[0] if isinstance(a, tuple) else a
+
+
+def _map(a, fn):
+    return tuple(fn(v) for v in a) if isinstance(a, tuple) else fn(a)
+
+
+def fetch(url: str, cache_dir: str | Path) -> Path:
+    """Download the object at ``url`` into ``cache_dir`` (local files are read in place)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(parsed.path)
+        if not path.is_file():
+            raise InvalidSpec(f"data file {url} does not exist")
+        return path
+    store, key = split_object_url(url)
+    target = Path(cache_dir) / key.replace("/", "_")
+    if not target.exists():
+        store.get_file(key, target)
+    return target
+
+
+def load(url: str, x_names, y_names, fmt: str | None, cache_dir) -> Arrays:
+    """Load ``.npz`` (named arrays) or ``.csv`` (a label column) into arrays."""
+    path = fetch(url, cache_dir)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt == "npz":
+        return _load_npz(path, x_names, y_names, url)
+    if fmt == "csv":
+        return _load_csv(path, x_names, y_names, url)
+    raise InvalidSpec(f"unsupported data format {fmt!r} for {url}; use .npz or .csv")
+
+
+def _load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
+    with np.load(path, allow_pickle=False) as data:
+        def pick(names):
+            names = [names] if isinstance(names, str) else list(names)
+            missing = [n for n in names if n not in data.files]
+            if missing:
+                raise InvalidSpec(f"{url} has no array named {missing[0]!r} "
+                                  f"(it has {', '.join(data.files)})")
+            arrays = tuple(data[n] for n in names)
+            return arrays[0] if len(arrays) == 1 else arrays
+        return Arrays(pick(x_names), pick(y_names))
+
+
+def _load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
+    with open(path, newline="") as f:
+        reader = csv.reader(io.StringIO(f.read()))
+        header = next(reader, None)
+        rows = [r for r in reader if r]
+    if not header:
+        raise InvalidSpec(f"{url} is empty")
+    label = y_names if isinstance(y_names, str) else y_names[0]
+    if label not in header:
+        raise InvalidSpec(f"{url} has no label column {label!r} (columns: {', '.join(header)})")
+    if x_names in (None, "x") or (isinstance(x_names, str) and x_names not in header):
+        features = [c for c in header if c != label]
+    else:
+        features = [x_names] if isinstance(x_names, str) else list(x_names)
+    try:
+        table = np.asarray(rows, dtype=np.float64)
+    except ValueError as exc:
+        raise InvalidSpec(f"{url} has a non-numeric value") from exc
+    cols = [header.index(c) for c in features]
+    y = table[:, header.index(label)]
+    if np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    return Arrays(table[:, cols].astype(np.float32), y)
+
+
+def split_validation(arrays: Arrays, fraction: float) -> tuple[Arrays, Arrays | None]:
+    """The last ``fraction`` of the samples, before any shuffling, as Keras does."""
+    if not fraction:
+        return arrays, None
+    n = len(arrays)
+    split = int(math.floor(n * (1.0 - fraction)))
+    if split <= 0 or split >= n:
+        raise InvalidSpec(f"validation_split={fraction} leaves no training or validation data")
+    return arrays.take(slice(0, split)), arrays.take(slice(split, n))
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Which samples make global batch ``g``: a pure function of (seed, epoch, batch)."""
+
+    samples: int
+    batch_size: int
+    seed: int
+    shuffle: bool
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.samples / self.batch_size))
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.samples)
+        rng = np.random.default_rng([int(self.seed) & 0xFFFFFFFF, int(epoch)])
+        return rng.permutation(self.samples)
+
+    def batches(self, start: int, stop: int):
+        """Index arrays for global batches ``start`` .. ``stop - 1``."""
+        spe, bs = self.steps_per_epoch, self.batch_size
+        epoch, order = None, None
+        for g in range(start, stop):
+            e, b = divmod(g, spe)
+            if e != epoch:
+                epoch, order = e, self.order(e)
+            yield order[b * bs:(b + 1) * bs]
+
+
+def make_dataset(arrays: Arrays, plan: BatchPlan, start: int, stop: int):
+    """A ``tf.data.Dataset`` yielding global batches ``start`` .. ``stop - 1`` as (x, y)."""
+    import tensorflow as tf
+
+    def spec(a):
+        return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype))
+
+    signature = (_map(arrays.x, spec), _map(arrays.y, spec))
+
+    def gen():
+        for idx in plan.batches(start, stop):
+            part = arrays.take(idx)
+            yield part.x, part.y
+
+    ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
+    return ds.prefetch(2)
+
+
+def scratch_dir(home: str) -> Path:
+    path = Path(home) / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=path))

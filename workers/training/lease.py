@@ -1,0 +1,92 @@
+"""The lease: a heartbeat thread that renews it, and a callback that acts on what it learns.
+
+The thread renews the attempt's lease every few seconds with the current progress. The
+answer says whether a cancel was asked for; a refusal means the attempt lost the job (a
+reaper gave it to someone else), and training stops at once without writing anything.
+A SIGTERM (preemption) asks for a checkpoint now and a clean hand-back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import keras
+
+from service.errors import LeaseLost
+
+log = logging.getLogger("fitfleet.worker")
+
+
+class Heartbeat:
+    """Renews the lease from a thread; exposes ``cancelled`` and ``lost`` events."""
+
+    def __init__(self, jobs, job_id: str, attempt_id: int, position, lease_seconds: float,
+                 interval: float):
+        self.jobs, self.job_id, self.attempt_id = jobs, job_id, attempt_id
+        self.pos, self.lease_seconds, self.interval = position, lease_seconds, interval
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def beat(self) -> None:
+        progress = self.pos.progress() if self.pos else None
+        try:
+            if self.jobs.renew(self.job_id, self.attempt_id, self.lease_seconds, progress):
+                self.cancelled.set()
+        except LeaseLost:
+            log.warning("job %s: lease lost; this attempt stops", self.job_id)
+            self.lost.set()
+        except Exception as exc:  # database briefly away: keep training, retry soon
+            log.warning("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+            if self.lost.is_set():
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+
+class LeaseGuard(keras.callbacks.Callback):
+    """Stops training on cancel, lost lease or preemption (last in the callback list)."""
+
+    def __init__(self, heartbeat: Heartbeat, checkpointer, preempted: threading.Event, position):
+        super().__init__()
+        self.hb, self.checkpointer, self.preempted = heartbeat, checkpointer, preempted
+        self.pos = position
+        self.outcome: str | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, epoch_end=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.pos.halted:
+            self._check(logs, epoch_end=True)
+
+    def _check(self, logs, epoch_end: bool) -> None:
+        if self.hb.lost.is_set():
+            self._stop("lost")
+        elif self.hb.cancelled.is_set():
+            self._stop("cancelled")
+        elif self.preempted.is_set():
+            # At the last batch of an epoch, wait for its end: validation comes first.
+            if epoch_end or not self.pos.at_epoch_boundary():
+                self.checkpointer.save(logs)
+                self._stop("preempted")
+
+    def _stop(self, outcome: str) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+        if not self.pos.at_epoch_boundary():
+            self.pos.halted = True
+        self.model.stop_training = True

@@ -1,0 +1,245 @@
+"""One attempt of a job: restore, train with the fitfleet callbacks, store the result.
+
+A resume at global step ``s`` (epoch ``e``, batch ``b``) is two ``fit`` calls: the rest of
+epoch ``e`` (``initial_epoch=e, epochs=e+1``, ``steps_per_epoch=spe-b``), then the whole
+remaining epochs. Keras reads a dataset's length once per call, so this is what lets a
+mid-epoch resume see exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from service import modelspec
+from service.config import Settings
+from service.errors import FitfleetError, LeaseLost
+from service.jobs import Claim, JobStore
+from service.metrics import MetricStore
+from service.storage import final_model_key, open_store
+from workers.training import checkpoint, data, state
+from workers.training.callbacks import Checkpointer, MetricsRecorder, Position, Resume, Tracker
+from workers.training.lease import Heartbeat, LeaseGuard
+from workers.training.saver import Saver
+
+log = logging.getLogger("fitfleet.worker")
+
+
+def build(spec: dict, sample: data.Arrays):
+    """The job's model, seeded, compiled, with metrics and optimizer built."""
+    keras.utils.set_random_seed(int(spec.get("seed", 0)))
+    model = modelspec.build_model(spec["model"])
+    modelspec.compile_model(model, spec["compile"])
+    two = sample.take(slice(0, 2))
+    model._symbolic_build(data_batch=(two.x, two.y))
+    return model
+
+
+def load_data(spec: dict, scratch: Path) -> tuple[data.Arrays, data.Arrays | None]:
+    d = spec["data"]
+    train = data.load(d["train"], d.get("x", "x"), d.get("y", "y"), d.get("format"), scratch)
+    if d.get("validation"):
+        val = data.load(d["validation"], d.get("x", "x"), d.get("y", "y"), d.get("format"),
+                        scratch)
+        return train, val
+    return data.split_validation(train, spec["fit"].get("validation_split") or 0.0)
+
+
+def restore(model, claim: Claim, scratch: Path) -> tuple[int, dict | None]:
+    """Load the newest intact checkpoint; a damaged one is skipped for the one before."""
+    for cp in claim.checkpoints:
+        folder = scratch / f"restore-{cp['step']:012d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                store = open_store(cp["uri"])
+                for name in checkpoint.FILES:
+                    store.get_file(name, folder / name)
+                problem = checkpoint.verify(folder, cp["files"])
+            except Exception as exc:
+                problem = f"cannot fetch it ({exc})"
+            if problem:
+                log.warning("job %s: skipping checkpoint at step %d: %s",
+                            claim.job_id, cp["step"], problem)
+                continue
+            try:
+                return cp["step"], checkpoint.load(model, folder)
+            except Exception as exc:
+                log.warning("job %s: checkpoint at step %d does not load: %s",
+                            claim.job_id, cp["step"], exc)
+                raise _Rebuild(cp["step"]) from exc
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return 0, None
+
+
+class _Rebuild(Exception):
+    """A checkpoint failed half-way through loading: the model must be built again."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, callbacks,
+             pos: Position, resume_cb: Resume, user_callbacks, fit_spec: dict) -> None:
+    spe = plan.steps_per_epoch
+    epoch, batch = divmod(start, spe)
+    calls = []
+    if batch:
+        calls.append((start, (epoch + 1) * spe, epoch, epoch + 1, spe - batch))
+        epoch += 1
+    if epoch < epochs:
+        calls.append((epoch * spe, epochs * spe, epoch, epochs, spe))
+    for i, (first, stop, initial_epoch, last_epoch, steps) in enumerate(calls):
+        pos.batch_offset = batch if i == 0 else 0
+        if i > 0:
+            resume_cb.callback_state = state.capture_callbacks(user_callbacks)
+        model.fit(
+            data.make_dataset(train, plan, first, stop),
+            initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
+            validation_data=(val.x, val.y) if val is not None else None,
+            validation_batch_size=plan.batch_size, class_weight=fit_spec.get("class_weight"),
+            callbacks=callbacks, verbose=0, shuffle=False,
+        )
+        if model.stop_training:
+            break
+
+
+class Attempt:
+    """Everything one attempt holds while it trains."""
+
+    def __init__(self, claim: Claim, settings: Settings, preempted: threading.Event,
+                 extra_callbacks=()):
+        """``extra_callbacks`` run before the lease guard (instrumentation, profilers)."""
+        self.claim, self.settings, self.preempted = claim, settings, preempted
+        self.extra_callbacks = list(extra_callbacks)
+        self.jobs = JobStore(settings.database_url)
+        self.store = open_store(settings.storage_url)
+        self.spec = claim.spec
+        self.scratch = data.scratch_dir(settings.home)
+
+    def run(self) -> str:
+        """Train; returns the outcome: succeeded, failed, cancelled, preempted or lost."""
+        try:
+            return self._run()
+        except LeaseLost:
+            log.warning("job %s: lease lost; stopping without further writes", self.claim.job_id)
+            return "lost"
+        except Exception as exc:
+            code, message = classify(exc)
+            log.exception("job %s failed: %s", self.claim.job_id, code)
+            self._finish("failed", error_code=code, error_message=message)
+            return "failed"
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            keras.backend.clear_session()
+
+    def _run(self) -> str:
+        spec, claim, settings = self.spec, self.claim, self.settings
+        if spec.get("deterministic", True):
+            tf.config.experimental.enable_op_determinism()
+        train, val = load_data(spec, self.scratch)
+        fit_spec = spec["fit"]
+        plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
+                              int(spec.get("seed", 0)), bool(fit_spec.get("shuffle", True)))
+        epochs = int(fit_spec.get("epochs", 1))
+        model, start, meta = self._model_at_latest(train)
+        shadow = build(spec, train)
+        user_callbacks = modelspec.make_callbacks(fit_spec.get("callbacks") or [])
+        spe = plan.steps_per_epoch
+        pos = Position(spe, epochs, epoch=start // spe, batch=start % spe, step=start)
+        self.jobs.mark_resumed(claim.job_id, claim.attempt_id, start)
+        log.info("job %s attempt %d: %s at step %d (epoch %d, batch %d) of %d",
+                 claim.job_id, claim.number, "resuming" if start else "starting", start,
+                 pos.epoch, pos.batch, spe * epochs)
+        heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, pos,
+                              settings.lease_seconds, settings.heartbeat_seconds)
+        heartbeat.beat()
+        heartbeat.start()
+        recorder = MetricsRecorder(MetricStore(settings.database_url), claim.job_id,
+                                   claim.number, pos, settings.metrics_flush_seconds)
+        ck = spec.get("checkpoint") or {}
+        saver = Saver(jobs=self.jobs, store=self.store, job_id=claim.job_id,
+                      attempt_id=claim.attempt_id, shadow_factory=lambda: shadow,
+                      keep_last=int(ck.get("keep_last") or 3), keep_best=ck.get("keep_best"),
+                      scratch=self.scratch / "checkpoints")
+        resume_cb = Resume(user_callbacks)
+        if meta is not None:
+            resume_cb.callback_state = meta.get("callbacks")
+            if start % spe:
+                resume_cb.metric_arrays = meta["arrays"]
+        checkpointer = Checkpointer(saver, pos, user_callbacks, ck)
+        guard = LeaseGuard(heartbeat, checkpointer, self.preempted, pos)
+        callbacks = [Tracker(pos), *user_callbacks, recorder, resume_cb, checkpointer,
+                     *self.extra_callbacks, guard]
+        try:
+            fit_from(model, train, val, plan, start, epochs, callbacks, pos, resume_cb,
+                     user_callbacks, fit_spec)
+        finally:
+            outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
+            recorder.close(timeout=0 if outcome == "lost" else 120)
+            saver.close(timeout=0 if outcome == "lost" else 60)
+        try:
+            return self._conclude(outcome, model)
+        finally:
+            heartbeat.stop()
+
+    def _model_at_latest(self, train):
+        """A built model with the newest loadable checkpoint in it (or fresh)."""
+        claim = self.claim
+        while True:
+            model = build(self.spec, train)
+            try:
+                start, meta = restore(model, claim, self.scratch)
+                return model, start, meta
+            except _Rebuild as bad:
+                older = [c for c in claim.checkpoints if c["step"] < bad.step]
+                claim = Claim(claim.job_id, claim.attempt_id, claim.number, claim.spec, older)
+
+    def _conclude(self, outcome: str, model) -> str:
+        claim = self.claim
+        if outcome == "succeeded":
+            key = final_model_key(claim.job_id)
+            path = self.scratch / "model.keras"
+            model.save(path)
+            self.store.put_file(key, path)
+            self._finish("succeeded", model_uri=self.store.uri(key))
+        elif outcome == "cancelled":
+            self._finish("cancelled", error_code=None)
+        elif outcome == "preempted":
+            self.jobs.release(claim.job_id, claim.attempt_id, "the worker was asked to stop")
+        log.info("job %s attempt %d: %s", claim.job_id, claim.number, outcome)
+        return outcome
+
+    def _finish(self, state_name: str, **kw) -> None:
+        try:
+            self.jobs.finish(self.claim.job_id, self.claim.attempt_id, state_name, **kw)
+        except LeaseLost:
+            log.warning("job %s: not marking %s: lease lost", self.claim.job_id, state_name)
+
+
+_PATH = re.compile(r"(/[\w.\-]+){2,}")
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """An error code and a message safe to show the job's owner (no server paths)."""
+    if isinstance(exc, FitfleetError):
+        code = {"invalid_spec": "invalid_spec", "not_found": "data_not_found"}.get(
+            exc.code, exc.code)
+        return code, exc.message
+    if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
+        return "resource_exhausted", "the worker ran out of memory training this job"
+    text = str(exc).strip().splitlines()
+    first = _PATH.sub("<path>", text[0] if text else type(exc).__name__)[:500]
+    if isinstance(exc, (ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        return "training_error", f"{type(exc).__name__}: {first}"
+    return "internal_error", f"{type(exc).__name__}: {first}"
+
+
