@@ -21,12 +21,13 @@ def celery_config(broker_url: str, home: str) -> dict:
     }
     if broker_url.startswith("filesystem://"):
         folder = os.path.join(home, "broker")
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             os.makedirs(os.path.join(folder, sub), exist_ok=True)
         conf["broker_transport_options"] = {
             "data_folder_in": os.path.join(folder, "out"),
             "data_folder_out": os.path.join(folder, "out"),
             "processed_folder": os.path.join(folder, "processed"),
+            "control_folder": os.path.join(folder, "control"),
             "store_processed": False,
         }
     else:
