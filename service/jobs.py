@@ -370,7 +370,7 @@ def _iso(t: datetime | None) -> str | None:
 
 def _attempt_view(a: Attempt) -> dict:
     return {
-        "number": a.number, "worker": a.worker, "state": a.state,
+        "id": a.id, "number": a.number, "worker": a.worker, "state": a.state,
         "started_at": _iso(a.started_at), "ended_at": _iso(a.ended_at),
         "heartbeat_at": _iso(a.heartbeat_at), "resumed_from_step": a.resumed_from_step,
         "last_step": a.last_step,

@@ -218,9 +218,21 @@ def job_prefix(job_id: str) -> str:
     return f"jobs/{job_id}"
 
 
-def checkpoint_prefix(job_id: str, step: int) -> str:
-    """``jobs/<id>/checkpoints/<global step, zero-padded>``: one checkpoint's objects."""
-    return f"{job_prefix(job_id)}/checkpoints/{step:012d}"
+def checkpoint_prefix(job_id: str, step: int, attempt: int) -> str:
+    """``jobs/<id>/checkpoints/<global step, zero-padded>-a<attempt>``: one checkpoint.
+
+    The attempt number keeps a zombie attempt (one that lost its lease but still runs)
+    from overwriting the objects of a checkpoint the live attempt saved at the same step.
+    """
+    return f"{job_prefix(job_id)}/checkpoints/{step:012d}-a{attempt}"
+
+
+def key_of(store: ObjectStore, uri: str) -> str:
+    """The key of ``uri`` inside ``store`` (the inverse of ``store.uri``)."""
+    root = store.root.rstrip("/") + "/"
+    if not uri.startswith(root):
+        raise BadRequest("object is outside the store")
+    return uri[len(root):]
 
 
 def final_model_key(job_id: str) -> str:

@@ -167,7 +167,8 @@ class Attempt:
                                    claim.number, pos, settings.metrics_flush_seconds)
         ck = spec.get("checkpoint") or {}
         saver = Saver(jobs=self.jobs, store=self.store, job_id=claim.job_id,
-                      attempt_id=claim.attempt_id, shadow_factory=lambda: shadow,
+                      attempt_id=claim.attempt_id, attempt=claim.number,
+                      shadow_factory=lambda: shadow,
                       keep_last=int(ck.get("keep_last") or 3), keep_best=ck.get("keep_best"),
                       scratch=self.scratch / "checkpoints")
         resume_cb = Resume(user_callbacks)

@@ -3,8 +3,8 @@
 Commit protocol: upload every object, then insert the checkpoint row and move the job's
 pointer in one fenced transaction (a checkpoint not in the table does not exist), then
 apply retention: mark pruned rows deleted, then delete their objects. A failed upload
-is retried with backoff and never kills training. If a newer snapshot arrives while one
-waits, the newer one wins the slot (training never blocks on the store).
+is retried with backoff and never kills training. At most one save is in flight and one
+waits; training blocks only when it asks for checkpoints faster than the store takes them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from service.errors import LeaseLost
-from service.storage import checkpoint_prefix
+from service.storage import checkpoint_prefix, key_of
 from workers.training import checkpoint
 
 log = logging.getLogger("fitfleet.worker")
@@ -26,10 +26,11 @@ log = logging.getLogger("fitfleet.worker")
 class Saver:
     """Saves snapshots of one attempt in a background thread."""
 
-    def __init__(self, *, jobs, store, job_id: str, attempt_id: int, shadow_factory,
+    def __init__(self, *, jobs, store, job_id: str, attempt_id: int, attempt: int, shadow_factory,
                  keep_last: int = 3, keep_best: dict | None = None, retries: int = 8,
                  scratch: Path | None = None):
         self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
+        self.attempt = attempt
         self.shadow_factory = shadow_factory
         self._shadow = None
         self.keep_last, self.keep_best, self.retries = keep_last, keep_best, retries
@@ -45,11 +46,10 @@ class Saver:
         self._thread.start()
 
     def submit(self, snapshot: checkpoint.Snapshot) -> None:
-        """Queue a snapshot; replaces one that has not started yet."""
+        """Queue a snapshot; waits only while another one is still waiting to start."""
         with self._cond:
-            if self._slot is not None:
-                log.info("job %s: checkpoint at step %d superseded by step %d",
-                         self.job_id, self._slot.step, snapshot.step)
+            while self._slot is not None and not self._closed:
+                self._cond.wait()
             self._slot = snapshot
             self._cond.notify_all()
 
@@ -81,6 +81,7 @@ class Saver:
                 if self._slot is None:
                     return
                 snap, self._slot, self._busy = self._slot, None, True
+                self._cond.notify_all()
             try:
                 if not self.lost.is_set():
                     self._save(snap)
@@ -97,7 +98,7 @@ class Saver:
             self._shadow = self.shadow_factory()
         folder = self.scratch / f"{snap.step:012d}"
         files = checkpoint.write(snap, self._shadow, folder)
-        prefix = checkpoint_prefix(self.job_id, snap.step)
+        prefix = checkpoint_prefix(self.job_id, snap.step, self.attempt)
         for name in checkpoint.FILES:
             self._with_retries(lambda n=name: self.store.put_file(f"{prefix}/{n}", folder / n),
                                f"upload {name}")
@@ -147,12 +148,12 @@ class Saver:
             best = self._best(rows)
             if best is not None:
                 keep.add(best)
-            drop = [r["step"] for r in rows if r["step"] not in keep]
+            drop = [r for r in rows if r["step"] not in keep]
             if not drop:
                 return
-            self.jobs.mark_checkpoints_deleted(self.job_id, drop)
-            for step in drop:
-                self.store.delete_prefix(checkpoint_prefix(self.job_id, step))
+            self.jobs.mark_checkpoints_deleted(self.job_id, [r["step"] for r in drop])
+            for r in drop:
+                self.store.delete_prefix(key_of(self.store, r["uri"]))
         except Exception as exc:
             log.warning("job %s: checkpoint retention failed (%s)", self.job_id, exc)
 
