@@ -132,8 +132,9 @@ def cmd_worker(args) -> int:
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise UsageError("--queues names no queue")
-    run_worker(_settings(), queues=queues, concurrency=args.concurrency, hostname=args.hostname)
-    return EXIT_OK
+    status = run_worker(_settings(), queues=queues, concurrency=args.concurrency,
+                        hostname=args.hostname)
+    return status if isinstance(status, int) else EXIT_OK
 
 
 def cmd_reaper(args) -> int:

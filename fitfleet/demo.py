@@ -49,7 +49,11 @@ def prepare_env(home: Path, port: int) -> dict[str, str]:
     from service.config import reset_settings
 
     reset_settings()
-    return dict(os.environ)
+    env = dict(os.environ)
+    root = EXAMPLES.parent
+    if (root / "pyproject.toml").is_file():  # a source checkout, maybe not pip-installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return env
 
 
 class Children:
@@ -170,8 +174,9 @@ def _report(client: Client, run, job: dict, home: Path) -> None:
         print(f"final epoch logs: {format_logs(epochs[-1]['logs'])}")
     print("attempts:")
     for a in client.attempts(run.id):
-        print(f"  #{a['number']} {a['state']} on {a.get('worker')} "
-              f"(resumed from step {a.get('resumed_from_step') or 0})")
+        resumed = a.get("resumed_from_step") or 0
+        print(f"  #{a['number']} {a['state']} on {a.get('worker')}"
+              + (f", resumed from step {resumed}" if resumed else ""))
     print("checkpoints:")
     for c in client.checkpoints(run.id):
         print(f"  step {c['step']} (epoch {c['epoch']}, batch {c['batch']}) {c['uri']}")

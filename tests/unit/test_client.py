@@ -178,6 +178,21 @@ def test_download_final_model(api, spec, tmp_path):
     assert path.read_bytes() == b"keras bytes"
 
 
+def test_load_model_returns_the_trained_weights(api, spec, tmp_path):
+    import keras
+    import numpy as np
+
+    client, settings = api
+    run = client.submit(spec)
+    model = keras.models.model_from_json(json.dumps(spec["model"]))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "trained.keras")
+    _finish(settings, run.id, model=(tmp_path / "trained.keras").read_bytes())
+    loaded = run.load_model(compile=False)
+    for want, got in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(want, got)
+
+
 def test_summary_lists_layers(api, spec):
     client, _ = api
     summary = client.summary(client.submit(spec).id)
