@@ -181,3 +181,20 @@ def test_import_pulls_no_server_or_tensorflow_code():
     loaded = set(json.loads(proc.stdout.replace("'", '"')))
     assert "fitfleet" in loaded
     assert not loaded & {"flask", "werkzeug", "tensorflow", "keras", "celery", "sqlalchemy"}
+
+
+def test_examples_placeholder_is_filled_in_data_urls_only(tmp_path):
+    from fitfleet.demo import EXAMPLES, fill_examples, load_example
+
+    spec = {"name": "{examples}", "data": {"train": "file://{examples}/d.npz", "x": "x"}}
+    filled = fill_examples(spec, tmp_path)
+    assert filled["data"] == {"train": f"file://{tmp_path.resolve()}/d.npz", "x": "x"}
+    assert filled["name"] == "{examples}"
+    assert spec["data"]["train"] == "file://{examples}/d.npz"
+    if (EXAMPLES / "digits_cnn.json").is_file():
+        assert load_example("digits_cnn")["data"]["train"].startswith(EXAMPLES.as_uri())
+
+
+def test_demo_with_unknown_example_exits_2(tmp_path, capsys):
+    assert main(["demo", "--home", str(tmp_path / "home"), "--example", "no_such_example"]) == 2
+    assert "no example 'no_such_example'" in capsys.readouterr().err
