@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from fitfleet.client import ENDED, Client, FitfleetAPIError
-from fitfleet.progress import format_logs, format_summary
+from fitfleet.progress import format_logs, format_progress, format_summary, format_table
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB = 0, 1, 2, 3
 
@@ -99,7 +99,6 @@ def _client_commands(sub) -> None:
     p.add_argument("id")
     p.add_argument("--kind", choices=["epoch", "batch"], default="epoch")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_logs)
     p = sub.add_parser("download", parents=[common], help="download a job's trained .keras file")
     p.add_argument("id")
@@ -218,27 +217,11 @@ def cmd_list(args) -> int:
         _print_json({"jobs": jobs})
         return EXIT_OK
     rows = [("ID", "NAME", "STATE", "PROGRESS", "ATTEMPTS", "CREATED")]
-    rows += [(j["id"], j.get("name") or "", j["state"], _progress(j),
+    rows += [(j["id"], j.get("name") or "", j["state"], format_progress(j),
               f"{j.get('attempts', 0)}/{j.get('max_attempts', '?')}",
               (j.get("created_at") or "")[:19]) for j in jobs]
-    _print_table(rows)
+    print(format_table(rows))
     return EXIT_OK
-
-
-def _progress(job: dict) -> str:
-    p = job.get("progress") or {}
-    if not p.get("step") and job["state"] == "queued":
-        return "-"
-    text = f"epoch {(p.get('epoch') or 0) + 1}/{p.get('epochs') or '?'}"
-    if p.get("steps_per_epoch"):
-        text += f" batch {(p.get('batch') or 0) + 1}/{p['steps_per_epoch']}"
-    return text + f" (step {p.get('step') or 0})"
-
-
-def _print_table(rows: list[tuple]) -> None:
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def cmd_status(args) -> int:
@@ -248,7 +231,7 @@ def cmd_status(args) -> int:
         return _job_exit(job)
     cp = job.get("latest_checkpoint")
     lines = [("id", job["id"]), ("name", job.get("name")), ("state", job["state"]),
-             ("progress", _progress(job)),
+             ("progress", format_progress(job)),
              ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
              ("created", job.get("created_at")), ("started", job.get("started_at")),
              ("finished", job.get("finished_at")),
@@ -290,7 +273,7 @@ def cmd_logs(args) -> int:
             return EXIT_OK
         if job["state"] in ENDED:
             return _job_exit(job)
-        time.sleep(args.poll)
+        time.sleep(1.0)
 
 
 def _print_row(row: dict, job: dict, args) -> None:

@@ -56,9 +56,6 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def __repr__(self) -> str:
-        return f"Client({self.url!r})"
-
     # -- jobs -----------------------------------------------------------------------
 
     def submit(self, spec: dict) -> Run:
@@ -184,9 +181,6 @@ class History:
             for key, value in (row.get("logs") or {}).items():
                 self.history.setdefault(key, []).append(value)
 
-    def __repr__(self) -> str:
-        return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
-
 
 class Run:
     """One submitted job, seen from the client."""
@@ -219,9 +213,8 @@ class Run:
         self.job = self.client.cancel(self.id)
         return self.job
 
-    def metrics(self, kind: str = "epoch", after: int | None = None,
-                max_points: int | None = None) -> dict:
-        return self.client.metrics(self.id, kind=kind, after=after, max_points=max_points)
+    def metrics(self, kind: str = "epoch", after: int | None = None, **kw) -> dict:
+        return self.client.metrics(self.id, kind=kind, after=after, **kw)
 
     def attempts(self) -> list[dict]:
         return self.client.attempts(self.id)

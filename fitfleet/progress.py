@@ -109,6 +109,24 @@ class ProgressPrinter:
         out.flush()
 
 
+def format_progress(job: dict) -> str:
+    """``epoch 2/5 batch 12/26 (step 38)`` from a job's progress, ``-`` while queued."""
+    p = job.get("progress") or {}
+    if not p.get("step") and job["state"] == "queued":
+        return "-"
+    text = f"epoch {(p.get('epoch') or 0) + 1}/{p.get('epochs') or '?'}"
+    if p.get("steps_per_epoch"):
+        text += f" batch {(p.get('batch') or 0) + 1}/{p['steps_per_epoch']}"
+    return text + f" (step {p.get('step') or 0})"
+
+
+def format_table(rows: list[tuple]) -> str:
+    """Rows of cells as left-aligned columns, the first row being the header."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+                     for r in rows)
+
+
 def format_summary(summary: dict) -> str:
     """A Keras-like summary table: Layer (type) | Output Shape | Param #, then the totals."""
     widths = (33, 26, 12)
