@@ -1,0 +1,67 @@
+"""What training produces: a job's metric rows for dashboards and its final model file."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+from flask import Blueprint, jsonify, send_file
+
+from service.errors import NotFound
+from service.metrics import KINDS
+from service.storage import LocalStore, final_model_key, open_store
+from service.web.api import choice_arg, ctx, int_arg
+
+bp = Blueprint("results", __name__)
+
+
+@bp.get("/jobs/<job_id>/metrics")
+def get_metrics(job_id: str):
+    """Rows with step > ``after``, ascending; ``next`` is the ``after`` of the next poll."""
+    c = ctx()
+    c.jobs.get(job_id)  # 404 for an unknown job
+    kind = choice_arg("kind", KINDS, "epoch")
+    after = int_arg("after", None, lo=-1)
+    max_points = int_arg("max_points", None, lo=1, hi=100_000)
+    return jsonify(c.metrics.read(job_id, kind, after=after, max_points=max_points))
+
+
+@bp.get("/jobs/<job_id>/model")
+def download_model(job_id: str):
+    """The trained model as a ``.keras`` file; 404 ``model_not_ready`` until it exists."""
+    c = ctx()
+    job = c.jobs.get(job_id)
+    if not job.get("model_available"):
+        raise NotFound(f"job {job_id} has no trained model yet (state: {job['state']})",
+                       code="model_not_ready")
+    store, key = open_store(c.settings.storage_url), final_model_key(job_id)
+    name = f"{_safe_filename(job['name'])}.keras"
+    options = {"mimetype": "application/octet-stream", "as_attachment": True,
+               "download_name": name}
+    if isinstance(store, LocalStore):
+        path = store.base / key
+        if not path.is_file():
+            raise NotFound(f"the model file of job {job_id} is missing from the store",
+                           code="model_missing")
+        return send_file(path, conditional=True, **options)
+    return send_file(_spooled(store, key), **options)
+
+
+def _spooled(store, key: str):
+    """The object in a temporary file already unlinked, open for reading (streams, any size)."""
+    fd, path = tempfile.mkstemp(prefix="fitfleet-model-", suffix=".keras")
+    os.close(fd)
+    try:
+        store.get_file(key, path)
+        return open(path, "rb")  # send_file closes it after streaming
+    except NotFound as exc:
+        raise NotFound("the model file of this job is missing from the store",
+                       code="model_missing") from exc
+    finally:
+        os.unlink(path)
+
+
+def _safe_filename(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")
+    return cleaned[:100] or "model"

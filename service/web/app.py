@@ -1,0 +1,38 @@
+"""The Flask app factory: settings in, an app with the API blueprints out."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from service.config import Settings, get_settings
+from service.jobs import JobStore
+from service.metrics import MetricStore
+from service.web.api import ApiContext
+from service.web.errors import register_error_handlers
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
+    from service.web.api import health, jobs, results
+
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        FITFLEET_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_spec_bytes,
+    )
+    app.json.sort_keys = False
+    app.extensions["fitfleet"] = ApiContext(
+        settings=settings,
+        jobs=JobStore(settings.database_url),
+        metrics=MetricStore(settings.database_url),
+    )
+    app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    app.register_blueprint(results.bp, url_prefix="/api/v1")
+    app.register_blueprint(health.bp, url_prefix="/api/v1")
+    app.register_blueprint(health.bp, name="health_root")
+    register_error_handlers(app)
+    logging.getLogger("service").setLevel(settings.log_level.upper())
+    return app
