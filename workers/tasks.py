@@ -17,6 +17,7 @@ from service.config import get_settings
 from service.dispatch import TRAIN_TASK
 from service.jobs import JobStore
 from workers.celery_app import app
+from workers.training.runner import Attempt  # TensorFlow loads at worker start, not per job
 
 log = logging.getLogger("fitfleet.worker")
 
@@ -33,8 +34,6 @@ def train(job_id: str) -> str:
     if claim is None:
         log.info("job %s: not claimable (running elsewhere, ended or cancelled); skipping", job_id)
         return "skipped"
-    from workers.training.runner import Attempt
-
     preempted = threading.Event()
     previous = _trap_sigterm(preempted)
     try:

@@ -90,7 +90,8 @@ class MetricsRecorder(keras.callbacks.Callback):
         self.store, self.job_id, self.attempt, self.pos = store, job_id, attempt, position
         self.flush_seconds = flush_seconds
         self._rows: list[dict] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffer
+        self._writing = threading.Lock()  # one bulk write at a time, in order
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="metrics-writer", daemon=True)
         self._thread.start()
@@ -115,19 +116,24 @@ class MetricsRecorder(keras.callbacks.Callback):
             self.flush()
 
     def flush(self) -> bool:
-        """Write what is buffered; on failure keep it for the next try."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-        if not rows:
-            return True
-        try:
-            self.written += self.store.write(self.job_id, rows)
-            return True
-        except Exception as exc:
-            log.warning("metric write failed (%s); %d rows kept for retry", exc, len(rows))
+        """Write what is buffered; on failure keep it for the next try.
+
+        When it returns True, every row added before the call is in the database. The
+        saver relies on that: a checkpoint commits only after its steps' rows are stored.
+        """
+        with self._writing:
             with self._lock:
-                self._rows = rows + self._rows
-            return False
+                rows, self._rows = self._rows, []
+            if not rows:
+                return True
+            try:
+                self.written += self.store.write(self.job_id, rows)
+                return True
+            except Exception as exc:
+                log.warning("metric write failed (%s); %d rows kept for retry", exc, len(rows))
+                with self._lock:
+                    self._rows = rows + self._rows
+                return False
 
     def close(self, timeout: float = 120.0) -> bool:
         """Stop the writer and flush everything, retrying until ``timeout``."""

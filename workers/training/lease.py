@@ -31,7 +31,8 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
     def start(self) -> "Heartbeat":
-        self._thread.start()
+        if not self._thread.is_alive() and not self._stop.is_set():
+            self._thread.start()
         return self
 
     def beat(self) -> None:
@@ -52,8 +53,9 @@ class Heartbeat:
                 return
 
     def stop(self) -> None:
+        """Stop renewing (idempotent); returns once no renewal is in progress."""
         self._stop.set()
-        if self._thread.is_alive():
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
 
 

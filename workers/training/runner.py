@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from service import modelspec
 from service.config import Settings
+from service.dispatch import enqueue
 from service.errors import FitfleetError, LeaseLost
 from service.jobs import Claim, JobStore
 from service.metrics import MetricStore
@@ -105,11 +106,17 @@ def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, c
             data.make_dataset(train, plan, first, stop),
             initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
             validation_data=(val.x, val.y) if val is not None else None,
-            validation_batch_size=plan.batch_size, class_weight=fit_spec.get("class_weight"),
+            validation_batch_size=plan.batch_size, class_weight=_class_weight(fit_spec),
             callbacks=callbacks, verbose=0, shuffle=False,
         )
         if model.stop_training:
             break
+
+
+def _class_weight(fit_spec: dict) -> dict | None:
+    """JSON keys are strings; Keras wants class indices."""
+    weights = fit_spec.get("class_weight")
+    return {int(k): float(v) for k, v in weights.items()} if weights else None
 
 
 class Attempt:
@@ -124,9 +131,12 @@ class Attempt:
         self.store = open_store(settings.storage_url)
         self.spec = claim.spec
         self.scratch = data.scratch_dir(settings.home)
+        self.heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, None,
+                                   settings.lease_seconds, settings.heartbeat_seconds)
 
     def run(self) -> str:
         """Train; returns the outcome: succeeded, failed, cancelled, preempted or lost."""
+        self.heartbeat.start()  # the lease is live from the claim on, through set-up
         try:
             return self._run()
         except LeaseLost:
@@ -135,9 +145,11 @@ class Attempt:
         except Exception as exc:
             code, message = classify(exc)
             log.exception("job %s failed: %s", self.claim.job_id, code)
+            self.heartbeat.stop()
             self._finish("failed", error_code=code, error_message=message)
             return "failed"
         finally:
+            self.heartbeat.stop()
             shutil.rmtree(self.scratch, ignore_errors=True)
             keras.backend.clear_session()
 
@@ -159,10 +171,9 @@ class Attempt:
         log.info("job %s attempt %d: %s at step %d (epoch %d, batch %d) of %d",
                  claim.job_id, claim.number, "resuming" if start else "starting", start,
                  pos.epoch, pos.batch, spe * epochs)
-        heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, pos,
-                              settings.lease_seconds, settings.heartbeat_seconds)
+        heartbeat = self.heartbeat
+        heartbeat.pos = pos
         heartbeat.beat()
-        heartbeat.start()
         recorder = MetricsRecorder(MetricStore(settings.database_url), claim.job_id,
                                    claim.number, pos, settings.metrics_flush_seconds)
         ck = spec.get("checkpoint") or {}
@@ -170,7 +181,7 @@ class Attempt:
                       attempt_id=claim.attempt_id, attempt=claim.number,
                       shadow_factory=lambda: shadow,
                       keep_last=int(ck.get("keep_last") or 3), keep_best=ck.get("keep_best"),
-                      scratch=self.scratch / "checkpoints")
+                      scratch=self.scratch / "checkpoints", before_commit=recorder.flush)
         resume_cb = Resume(user_callbacks)
         if meta is not None:
             resume_cb.callback_state = meta.get("callbacks")
@@ -187,10 +198,7 @@ class Attempt:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
             recorder.close(timeout=0 if outcome == "lost" else 120)
             saver.close(timeout=0 if outcome == "lost" else 60)
-        try:
-            return self._conclude(outcome, model)
-        finally:
-            heartbeat.stop()
+        return self._conclude(outcome, model)
 
     def _model_at_latest(self, train):
         """A built model with the newest loadable checkpoint in it (or fresh)."""
@@ -206,16 +214,22 @@ class Attempt:
 
     def _conclude(self, outcome: str, model) -> str:
         claim = self.claim
+        self.heartbeat.beat()  # the final progress, and a last check of the lease
         if outcome == "succeeded":
             key = final_model_key(claim.job_id)
             path = self.scratch / "model.keras"
             model.save(path)
             self.store.put_file(key, path)
+            self.heartbeat.stop()
             self._finish("succeeded", model_uri=self.store.uri(key))
         elif outcome == "cancelled":
+            self.heartbeat.stop()
             self._finish("cancelled", error_code=None)
         elif outcome == "preempted":
-            self.jobs.release(claim.job_id, claim.attempt_id, "the worker was asked to stop")
+            self.heartbeat.stop()
+            if self.jobs.release(claim.job_id, claim.attempt_id, "the worker was asked to stop"):
+                enqueue(self.settings.broker_url, self.settings.home, claim.job_id,
+                        self.spec.get("queue", "default"), int(self.spec.get("priority", 0)))
         log.info("job %s attempt %d: %s", claim.job_id, claim.number, outcome)
         return outcome
 

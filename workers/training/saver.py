@@ -28,10 +28,12 @@ class Saver:
 
     def __init__(self, *, jobs, store, job_id: str, attempt_id: int, attempt: int, shadow_factory,
                  keep_last: int = 3, keep_best: dict | None = None, retries: int = 8,
-                 scratch: Path | None = None):
+                 scratch: Path | None = None, before_commit=None):
+        """``before_commit()`` must return True once the metric rows up to now are stored."""
         self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
         self.attempt = attempt
         self.shadow_factory = shadow_factory
+        self.before_commit = before_commit
         self._shadow = None
         self.keep_last, self.keep_best, self.retries = keep_last, keep_best, retries
         self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fitfleet-ckpt-"))
@@ -108,6 +110,8 @@ class Saver:
             "bytes": sum(f["bytes"] for f in files.values()),
             "sha256": files["model.keras"]["sha256"], "logs": snap.meta.get("logs", {}),
         }
+        if self.before_commit is not None:
+            self._with_retries(self._metrics_stored, "metric flush")
         try:
             self._with_retries(
                 lambda: self.jobs.commit_checkpoint(self.job_id, self.attempt_id, record),
@@ -124,6 +128,10 @@ class Saver:
         log.info("job %s: checkpoint at step %d committed (%d bytes, %.2fs)",
                  self.job_id, snap.step, record["bytes"], self.seconds[-1])
         self._prune()
+
+    def _metrics_stored(self) -> None:
+        if not self.before_commit():
+            raise RuntimeError("metric rows are not stored yet")
 
     def _with_retries(self, fn, what: str):
         delay = 0.5

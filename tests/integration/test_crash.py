@@ -1,0 +1,151 @@
+"""Crash resilience with real worker processes: SIGKILL, SIGTERM, a frozen (zombie) worker,
+and a poison job. Every resumed job must end bit-identical to an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import pytest
+
+from tests.integration.jobs_helpers import metric_rows, model_weights, upload_blobs
+from tests.integration.stack import wait_for
+from tests.specs import mlp_spec
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 12
+
+
+def long_spec(s3, **kw):
+    """About 1,500 steps of a tiny MLP: long enough to kill it in the middle."""
+    return mlp_spec(upload_blobs(s3, n=2000, features=16), features=16, hidden=32,
+                    epochs=EPOCHS, batch_size=8, checkpoint={"every_n_batches": 40}, **kw)
+
+
+def submit(stack, spec) -> str:
+    status, job = stack.http("POST", "/api/v1/jobs", spec)
+    assert status == 201, job
+    return job["id"]
+
+
+def reference_weights(stack, spec, tmp_path):
+    """Train the same spec without interruption on whichever worker is up."""
+    job_id = submit(stack, spec)
+    done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    return model_weights(stack, job_id, tmp_path), metric_rows(stack, job_id, "epoch")
+
+
+def checkpoints(stack, job_id):
+    return stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"]
+
+
+def attempts(stack, job_id):
+    return stack.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]
+
+
+def assert_same_run(stack, job_id, ref, tmp_path):
+    weights, epochs = ref
+    for a, b in zip(weights, model_weights(stack, job_id, tmp_path), strict=True):
+        np.testing.assert_array_equal(a, b)
+    got = metric_rows(stack, job_id, "epoch")
+    assert [r["logs"] for r in got] == [r["logs"] for r in epochs]
+    batch = metric_rows(stack, job_id, "batch")
+    spe = stack.job(job_id)["progress"]["steps_per_epoch"]
+    assert [r["step"] for r in batch] == list(range(1, EPOCHS * spe + 1))
+
+
+@pytest.mark.parametrize("moment", ["mid-epoch", "after-checkpoint"])
+def test_sigkilled_worker_job_resumes_elsewhere_bit_identical(stack, s3, tmp_path, moment):
+    stack.start_api()
+    stack.start_reaper()
+    w1 = stack.start_worker("w1")
+    spec = long_spec(s3)
+    ref = reference_weights(stack, spec, tmp_path)
+    job_id = submit(stack, spec)
+    if moment == "after-checkpoint":
+        wait_for(lambda: checkpoints(stack, job_id), 120, 0.05, "first checkpoint")
+    else:
+        wait_for(lambda: stack.job(job_id)["progress"]["step"] > 250, 120, 0.05, "progress")
+    saved = max(c["step"] for c in checkpoints(stack, job_id) or [{"step": 0}])
+    stack.kill(w1, signal.SIGKILL)
+    w1.wait(10)
+    stack.start_worker("w2")
+    done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    tried = attempts(stack, job_id)
+    assert [a["state"] for a in tried] == ["lost", "succeeded"]
+    assert tried[1]["resumed_from_step"] >= max(saved, 40)
+    assert tried[1]["resumed_from_step"] % 40 == 0
+    assert tried[1]["worker"].startswith("w2")
+    assert_same_run(stack, job_id, ref, tmp_path)
+
+
+def test_sigterm_checkpoints_and_hands_the_job_back(stack, s3, tmp_path):
+    stack.start_api()
+    stack.start_reaper()
+    w1 = stack.start_worker("w1")
+    spec = long_spec(s3)
+    ref = reference_weights(stack, spec, tmp_path)
+    job_id = submit(stack, spec)
+    wait_for(lambda: stack.job(job_id)["progress"]["step"] > 150, 120, 0.05, "progress")
+    stack.kill(w1, signal.SIGTERM)
+    assert w1.wait(30) is not None  # well inside a 30 s grace period
+    job = stack.job(job_id)
+    assert job["state"] == "queued"
+    tried = attempts(stack, job_id)
+    assert [a["state"] for a in tried] == ["preempted"]
+    saved = max(c["step"] for c in checkpoints(stack, job_id))
+    assert saved >= tried[0]["last_step"] - 1
+    stack.start_worker("w2")
+    done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    tried = attempts(stack, job_id)
+    assert tried[1]["resumed_from_step"] == saved
+    assert_same_run(stack, job_id, ref, tmp_path)
+
+
+def test_frozen_worker_cannot_commit_after_losing_its_lease(stack, s3, tmp_path):
+    stack.start_api()
+    stack.start_reaper()
+    w1 = stack.start_worker("w1")
+    spec = long_spec(s3)
+    ref = reference_weights(stack, spec, tmp_path)
+    job_id = submit(stack, spec)
+    wait_for(lambda: checkpoints(stack, job_id), 120, 0.05, "first checkpoint")
+    stack.kill(w1, signal.SIGSTOP)  # a zombie: alive, but silent
+    try:
+        wait_for(lambda: stack.job(job_id)["state"] == "queued"
+                 or stack.job(job_id)["attempts"] > 1, 60, 0.2, "requeue")
+        stack.start_worker("w2")
+        wait_for(lambda: stack.job(job_id)["attempts"] >= 2
+                 and stack.job(job_id)["state"] == "running", 120, 0.2, "second attempt")
+    finally:
+        stack.kill(w1, signal.SIGCONT)
+    done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    tried = attempts(stack, job_id)
+    assert tried[0]["state"] == "lost" and tried[-1]["state"] == "succeeded"
+    # Every checkpoint committed after the zombie lost its lease is the live attempt's.
+    late = [c for c in checkpoints(stack, job_id) if c["created_at"] > tried[0]["ended_at"]]
+    assert late and {c["attempt_id"] for c in late} <= {a["id"] for a in tried[1:]}
+    assert_same_run(stack, job_id, ref, tmp_path)
+    assert "lease lost" in stack.tail("w1", 200000)
+
+
+def test_poison_job_fails_after_max_attempts(stack, s3):
+    stack.start_api()
+    stack.start_reaper()
+    spec = long_spec(s3, max_attempts=2)
+    job_id = submit(stack, spec)
+    for n in (1, 2):
+        w = stack.start_worker(f"w{n}")
+        wait_for(lambda: stack.job(job_id)["attempts"] == n
+                 and stack.job(job_id)["state"] == "running", 120, 0.1, f"attempt {n}")
+        stack.kill(w, signal.SIGKILL)  # the job "kills its worker" every time
+        w.wait(10)
+    done = stack.wait_state(job_id, ["failed"], timeout=60)
+    assert done["error"]["code"] == "max_attempts_exceeded"
+    assert "max_attempts=2" in done["error"]["message"]
+    assert [a["state"] for a in attempts(stack, job_id)] == ["lost", "lost"]
