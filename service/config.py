@@ -55,6 +55,13 @@ class Settings:
     )
     # Where the CLI and the Python client find the API.
     api_url: str = field(default="http://127.0.0.1:8000", metadata={"env": "FITFLEET_API_URL"})
+    # "on" (default): every /api/v1 route needs a token; "off" turns authentication off.
+    auth: str = field(default="on", metadata={"env": "FITFLEET_AUTH"})
+    # Seconds a queued job may wait unclaimed before the reaper sends its message again
+    # (a broker that lost its messages, e.g. Redis restarted without persistence).
+    redispatch_seconds: float = field(
+        default=120.0, metadata={"env": "FITFLEET_REDISPATCH_SECONDS"}
+    )
     # Log level of the API, workers and reaper.
     log_level: str = field(default="INFO", metadata={"env": "FITFLEET_LOG_LEVEL"})
 
@@ -68,6 +75,11 @@ class Settings:
                 values[f.name] = overrides[f.name]
             elif f.metadata["env"] in env and env[f.metadata["env"]] != "":
                 values[f.name] = _cast(env[f.metadata["env"]], f.type)
+        if "home" in values:  # defaults that live under the home folder follow it
+            home = Path(values["home"]).resolve()
+            values["home"] = str(home)
+            values.setdefault("database_url", f"sqlite:///{home / 'fitfleet.db'}")
+            values.setdefault("storage_url", (home / "store").as_uri())
         return cls(**values)
 
     @staticmethod

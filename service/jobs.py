@@ -40,10 +40,12 @@ class JobStore:
 
     # -- the API side ---------------------------------------------------------------
 
-    def create(self, spec: dict, *, epochs: int, summary: dict | None, max_attempts: int) -> dict:
+    def create(self, spec: dict, *, epochs: int, summary: dict | None, max_attempts: int,
+               project: str = "default") -> dict:
         job = Job(
             id=uuid.uuid4().hex,
             name=spec.get("name") or "job",
+            project=project,
             state="queued",
             spec=spec,
             summary=summary,
@@ -341,6 +343,7 @@ class JobStore:
         return {
             "id": job.id,
             "name": job.name,
+            "project": job.project,
             "state": job.state,
             "queue": job.queue,
             "priority": job.priority,

@@ -17,7 +17,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
 REDIS_URL = "redis://127.0.0.1:6379/11"
 S3_BUCKET = "fitfleet-test"
-TABLES = ("checkpoints", "metrics", "attempts", "jobs")
+TABLES = ("checkpoints", "metrics", "attempts", "jobs", "tokens", "workers")
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
