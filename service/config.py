@@ -64,6 +64,21 @@ class Settings:
     )
     # Log level of the API, workers and reaper.
     log_level: str = field(default="INFO", metadata={"env": "FITFLEET_LOG_LEVEL"})
+    # Log line format of the API, workers and reaper: "text" or "json" (one object a line).
+    log_format: str = field(default="text", metadata={"env": "FITFLEET_LOG_FORMAT"})
+    # Port on which each worker process serves its Prometheus metrics; 0 turns it off.
+    worker_metrics_port: int = field(default=0, metadata={"env": "FITFLEET_WORKER_METRICS_PORT"})
+    # Seconds between two retention passes run by the reaper; 0 leaves retention to
+    # `fitfleet retention` (a cron job).
+    retention_interval: float = field(default=0.0, metadata={"env": "FITFLEET_RETENTION_INTERVAL"})
+    # Hours after which a job's batch-level metric rows are compacted to a downsampled set.
+    metrics_retention_hours: float = field(
+        default=168.0, metadata={"env": "FITFLEET_METRICS_RETENTION_HOURS"}
+    )
+    # Batch-level metric rows kept per job once its old rows are compacted.
+    metrics_retention_points: int = field(
+        default=1000, metadata={"env": "FITFLEET_METRICS_RETENTION_POINTS"}
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
