@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import threading
@@ -111,10 +110,10 @@ def _client_commands(sub) -> None:
 
 def _settings():
     from service.config import get_settings
+    from service.logs import configure_from
 
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_from(settings)  # FITFLEET_LOG_FORMAT: text or JSON lines
     return settings
 
 

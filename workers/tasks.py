@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 
+from service import logs
 from service.config import get_settings
 from service.dispatch import TRAIN_TASK
 from service.jobs import JobStore
@@ -37,7 +38,8 @@ def train(job_id: str) -> str:
     preempted = threading.Event()
     previous = _trap_sigterm(preempted)
     try:
-        return Attempt(claim, settings, preempted).run()
+        with logs.bound(job_id, claim.number):  # every log line of the attempt names the job
+            return Attempt(claim, settings, preempted).run()
     finally:
         _restore_sigterm(previous, preempted)
 
