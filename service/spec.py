@@ -28,7 +28,7 @@ TOP_KEYS = ("name", "model", "compile", "data", "fit", "checkpoint", "seed", "de
             "queue", "priority", "max_attempts")
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
-DATA_FORMATS = (None, "npz", "csv")
+DATA_FORMATS = (None, "npz", "csv", "parquet", "tfrecord")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -141,7 +141,8 @@ def _data(value: object) -> dict:
                           details={"field": "data.train"})
     fmt = sec.get("format")
     if fmt not in DATA_FORMATS:
-        raise InvalidSpec(f"data.format must be null, \"npz\" or \"csv\", got {show(fmt)}",
+        raise InvalidSpec("data.format must be null, \"npz\", \"csv\", \"parquet\" or "
+                          f"\"tfrecord\", got {show(fmt)}",
                           details={"field": "data.format"})
     return {
         "train": data_url(sec["train"], "data.train"),
@@ -153,7 +154,8 @@ def _data(value: object) -> dict:
 
 
 def data_url(value: object, path: str) -> str:
-    """A data location: ``s3://bucket/key`` or ``file:///absolute/path``."""
+    """A data location: ``s3://bucket/key`` or ``file:///absolute/path``; ``/`` at the end
+    names a prefix (a folder) of shards."""
     ok = False
     if isinstance(value, str) and not any(c.isspace() for c in value):
         u = urlparse(value)
@@ -161,7 +163,7 @@ def data_url(value: object, path: str) -> str:
         if u.scheme == "s3":
             ok = plain and bool(u.netloc) and bool(u.path.lstrip("/")) and "@" not in u.netloc
         elif u.scheme == "file":
-            ok = plain and u.netloc == "" and u.path.startswith("/") and not u.path.endswith("/")
+            ok = plain and u.netloc == "" and u.path.startswith("/") and u.path != "/"
     if not ok:
         raise InvalidSpec(f"{path} must be an s3://bucket/key or file:///absolute/path URL, "
                           f"got {show(value)}", details={"field": path})

@@ -140,7 +140,7 @@ def test_non_object_body_is_a_bad_request(body):
      ["compile.optimizer.class_name"]),
     (minimal(compile={"loss": "mse", "metrics": "accuracy"}), ["compile.metrics must be a list"]),
     (minimal(compile={"loss": "mse", "loss_weights": "1"}), ["compile.loss_weights"]),
-    (minimal(data={"train": "s3://b/k", "format": "parquet"}), ["data.format"]),
+    (minimal(data={"train": "s3://b/k", "format": "hdf5"}), ["data.format"]),
     (minimal(data={"train": "s3://b/k", "x": []}), ["data.x must be a name"]),
     (minimal(data={"train": "s3://b/k", "validation": "s3://b/v"}, fit={"validation_split": 0.1}),
      ["cannot both be set"]),
@@ -157,12 +157,18 @@ def test_bad_fields_are_refused_with_their_path(raw, fragments):
 
 @pytest.mark.parametrize("url", [
     "http://example.com/d.npz", "ftp://host/d.npz", "s3://bucket", "s3://bucket/", "s3:///key",
-    "file://host/data.npz", "file:relative.npz", "file:///dir/", "/abs/path.npz", "d.npz",
+    "file://host/data.npz", "file:relative.npz", "file:///", "/abs/path.npz", "d.npz",
     "s3://b/k?versionId=1", "s3://b/with space", 7, "",
 ])
 def test_data_urls_other_than_s3_and_file_are_refused(url):
     msg = refuse(minimal(data={"train": url}), "data.train must be an s3://bucket/key or file:///")
     assert msg.endswith(json.dumps(url)[:80])
+
+
+def test_data_urls_may_name_a_prefix_of_shards_and_newer_formats():
+    spec = normalize(minimal(data={"train": "s3://b/shards/", "validation": "file:///v/",
+                                   "format": "parquet"}), SETTINGS)
+    assert spec["data"]["train"] == "s3://b/shards/" and spec["data"]["format"] == "parquet"
 
 
 def test_data_url_checks_validation_too():
