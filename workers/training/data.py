@@ -148,22 +148,46 @@ class BatchPlan:
             yield order[b * bs:(b + 1) * bs]
 
 
-def make_dataset(arrays: Arrays, plan: BatchPlan, start: int, stop: int):
-    """A ``tf.data.Dataset`` yielding global batches ``start`` .. ``stop - 1`` as (x, y)."""
+def make_dataset(arrays: Arrays, plan: BatchPlan, start: int, stop: int, block: int = 64):
+    """A ``tf.data.Dataset`` yielding global batches ``start`` .. ``stop - 1`` as (x, y).
+
+    Python assembles blocks of up to ``block`` equal-sized batches at once, and tf.data
+    splits them: the per-batch cost stays in C++ (a generator per batch cost ~20%).
+    """
     import tensorflow as tf
 
     def spec(a):
-        return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype))
+        return tf.TensorSpec((None, None, *a.shape[1:]), tf.as_dtype(a.dtype))
 
     signature = (_map(arrays.x, spec), _map(arrays.y, spec))
 
     def gen():
-        for idx in plan.batches(start, stop):
+        for idx in _blocks(plan, start, stop, block):
             part = arrays.take(idx)
             yield part.x, part.y
 
     ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
-    return ds.prefetch(2)
+    return ds.unbatch().prefetch(4)
+
+
+def _blocks(plan: BatchPlan, start: int, stop: int, block: int):
+    """Index arrays of shape (k, batch) for runs of whole batches, (1, rest) for a short one."""
+    spe, bs = plan.steps_per_epoch, plan.batch_size
+    g = start
+    while g < stop:
+        epoch, b = divmod(g, spe)
+        order = plan.order(epoch)
+        last = min(stop, (epoch + 1) * spe)  # first global step past this epoch's range
+        full_end = min(last, epoch * spe + plan.samples // bs)  # past the whole batches
+        while g < full_end:
+            k = min(block, full_end - g)
+            b = g - epoch * spe
+            yield order[b * bs:(b + k) * bs].reshape(k, bs)
+            g += k
+        if g < last:  # the epoch's short final batch
+            b = g - epoch * spe
+            yield order[b * bs:].reshape(1, -1)
+            g += 1
 
 
 def scratch_dir(home: str) -> Path:
