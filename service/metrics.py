@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
 
 from sqlalchemy import func, select
 
+from service import rollups
 from service.db import get_engine, session_scope
-from service.errors import BadRequest
-from service.models import Metric
+from service.errors import BadRequest, NotFound
+from service.models import Job, Metric, MetricSeries, utcnow
 
 KINDS = ("batch", "epoch")
-
-
-def _insert_for(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - other backends are not supported
-        raise NotImplementedError(dialect)
-    return insert
+METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")
+CHUNK = 5000  # rows per INSERT statement (PostgreSQL takes at most 65535 parameters)
 
 
 class MetricStore:
@@ -37,41 +31,79 @@ class MetricStore:
         """
         if not rows:
             return 0
-        insert = _insert_for(get_engine(self.url).dialect.name)
+        insert = rollups.insert_for(get_engine(self.url).dialect.name)
         # Keep the last value of each key within one batch of rows.
         unique = {(r["kind"], r["step"]): r for r in rows}
         values = [{"job_id": job_id, **r} for r in unique.values()]
-        stmt = insert(Metric).values(values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[Metric.job_id, Metric.kind, Metric.step],
-            set_={
-                "epoch": stmt.excluded.epoch,
-                "batch": stmt.excluded.batch,
-                "attempt": stmt.excluded.attempt,
-                "logs": stmt.excluded.logs,
-                "wall_time": stmt.excluded.wall_time,
-            },
-        )
         with session_scope(self.url) as s:
-            s.execute(stmt)
+            kinds = sorted({v["kind"] for v in values})
+            for kind in kinds:  # the series row's lock orders concurrent writers of a job
+                _bump(s, insert, job_id, kind)
+            for i in range(0, len(values), CHUNK):
+                stmt = insert(Metric).values(values[i:i + CHUNK])
+                s.execute(stmt.on_conflict_do_update(
+                    index_elements=[Metric.job_id, Metric.kind, Metric.step],
+                    set_={c: getattr(stmt.excluded, c)
+                          for c in ("epoch", "batch", "attempt", "logs", "wall_time")},
+                ))
+            for kind in kinds:
+                steps = [v["step"] for v in values if v["kind"] == kind]
+                rollups.refresh(s, job_id, kind, min(steps), max(steps))
         return len(values)
 
+    def version(self, job_id: str, kind: str) -> int | None:
+        """How many writes the series has had (0 before the first); None if no such job."""
+        with session_scope(self.url) as s:
+            row = s.execute(
+                select(Job.id, MetricSeries.version)
+                .outerjoin(MetricSeries, (MetricSeries.job_id == Job.id)
+                           & (MetricSeries.kind == kind))
+                .where(Job.id == job_id)
+            ).first()
+        if row is None:
+            return None
+        return row[1] or 0
+
+    def rebuild(self, job_id: str, kind: str) -> None:
+        """Recompute a series' rollups and bump its version (rows written by other means)."""
+        insert = rollups.insert_for(get_engine(self.url).dialect.name)
+        with session_scope(self.url) as s:
+            _bump(s, insert, job_id, kind)
+            rollups.rebuild(s, job_id, kind)
+
     def read(self, job_id: str, kind: str, after: int | None = None,
-             max_points: int | None = None, limit: int = 10_000) -> dict:
-        """Rows with step > ``after`` ascending; downsampled to ``max_points`` if asked."""
+             max_points: int | None = None, limit: int = 10_000,
+             metric: str = "loss", project: str | None = None) -> dict:
+        """Rows with step > ``after`` ascending; at most ``max_points`` of them if asked.
+
+        Downsampling keeps the last row and, in each bucket of steps, the rows with the
+        minimum and the maximum of ``metric``, so a spike stays visible. NotFound if the
+        job belongs to another ``project`` (None sees every project).
+        """
         if kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", details={"kind": kind})
+        if not METRIC_NAME.match(metric or ""):
+            raise BadRequest("metric must be a metric name (letters, digits, _ . - /)",
+                             details={"parameter": "metric"})
         after = -1 if after is None else after
         with session_scope(self.url) as s:
+            if project is not None and s.scalar(
+                    select(Job.project).where(Job.id == job_id)) != project:
+                raise NotFound(f"no job with id {job_id!r}")
             base = (Metric.job_id == job_id, Metric.kind == kind, Metric.step > after)
-            if max_points:
-                rows = _downsampled(s, base, max_points)
+            head = s.scalars(
+                select(Metric).where(*base).order_by(Metric.step)
+                .limit(limit if not max_points else max_points + 1)
+            ).all()
+            if max_points and len(head) > max_points:
+                rows = _downsampled(s, job_id, kind, head[0].step, max_points, metric)
             else:
-                rows = s.scalars(
-                    select(Metric).where(*base).order_by(Metric.step).limit(limit)
-                ).all()
+                rows = head
             out = [_row(m) for m in rows]
-        return {"kind": kind, "rows": out, "next": out[-1]["step"] if out else after}
+        body = {"kind": kind, "rows": out, "next": out[-1]["step"] if out else after}
+        if max_points:
+            body.update(downsampled=len(head) > max_points, metric=metric)
+        return body
 
     def count(self, job_id: str, kind: str) -> int:
         with session_scope(self.url) as s:
@@ -81,23 +113,26 @@ class MetricStore:
             )
 
 
-def _downsampled(s, base, max_points: int) -> list[Metric]:
-    """At most ``max_points`` rows: the first of evenly spaced buckets, plus the last row."""
-    lo, hi, n = s.execute(
-        select(func.min(Metric.step), func.max(Metric.step), func.count()).where(*base)
-    ).one()
-    if not n:
-        return []
-    if n <= max_points:
-        return s.scalars(select(Metric).where(*base).order_by(Metric.step)).all()
-    steps = {hi}
-    if max_points > 1:
-        # Steps lie in [lo, hi]: integer buckets of this width number at most max_points - 1.
-        width = math.ceil((hi - lo + 1) / (max_points - 1))
-        bucket = (Metric.step - lo) // width
-        steps.update(s.scalars(select(func.min(Metric.step)).where(*base).group_by(bucket)))
+def _bump(s, insert, job_id: str, kind: str) -> None:
+    stmt = insert(MetricSeries).values(job_id=job_id, kind=kind, version=1, updated_at=utcnow())
+    s.execute(stmt.on_conflict_do_update(
+        index_elements=[MetricSeries.job_id, MetricSeries.kind],
+        set_={"version": MetricSeries.version + 1, "updated_at": stmt.excluded.updated_at},
+    ))
+
+
+def _downsampled(s, job_id: str, kind: str, first: int, max_points: int,
+                 metric: str) -> list[Metric]:
+    """The last row and each bucket's extremes of ``metric``: at most ``max_points`` rows."""
+    where = (Metric.job_id == job_id, Metric.kind == kind)
+    last = s.scalar(select(func.max(Metric.step)).where(*where))
+    steps = {last}
+    buckets = (max_points - 1) // 2
+    if buckets:
+        width = math.ceil((last - first + 1) / buckets)
+        steps |= rollups.extremes(s, job_id, kind, first, last, width, metric)
     return s.scalars(
-        select(Metric).where(*base, Metric.step.in_(steps)).order_by(Metric.step)
+        select(Metric).where(*where, Metric.step.in_(sorted(steps))).order_by(Metric.step)
     ).all()
 
 

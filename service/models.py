@@ -171,3 +171,37 @@ class Worker(Base):
     gpus: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetricSeries(Base):
+    """One job's series of one kind: a version bumped by every write (the pollers' ETag)."""
+
+    __tablename__ = "metric_series"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MetricRollup(Base):
+    """Per-metric extremes of an aligned block of steps, so downsampling reads few rows.
+
+    Level ``L`` blocks hold ``32 ** (L + 1)`` steps starting at ``start``; ``stats`` maps
+    each metric to ``[min, step of min, max, step of max]``.
+    """
+
+    __tablename__ = "metric_rollups"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    stats: Mapped[dict] = mapped_column(JSON)
