@@ -64,6 +64,12 @@ def _server_commands(sub) -> None:
     p.set_defaults(handler=cmd_worker)
     p = sub.add_parser("reaper", help="requeue jobs whose worker stopped renewing its lease")
     p.set_defaults(handler=cmd_reaper)
+    p = sub.add_parser("retention", help="compact old metric rows, prune ended jobs' checkpoints")
+    p.add_argument("--metrics-age-hours", type=float, default=None,
+                   help="compact batch rows older than this (default: settings)")
+    p.add_argument("--points", type=int, default=None, help="batch rows kept per job")
+    p.add_argument("--dry-run", action="store_true", help="report, change nothing")
+    p.set_defaults(handler=cmd_retention)
     p = sub.add_parser("db", help="database schema")
     p.add_argument("action", choices=["upgrade", "current"])
     p.set_defaults(handler=cmd_db)
@@ -143,6 +149,17 @@ def cmd_reaper(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     run(settings, stop)
+    return EXIT_OK
+
+
+def cmd_retention(args) -> int:
+    from service import retention
+
+    if args.points is not None and args.points < 1:
+        raise UsageError("--points must be at least 1")
+    report = retention.run(_settings(), metrics_age_hours=args.metrics_age_hours,
+                           max_points=args.points, dry_run=args.dry_run)
+    _print_json(report.as_dict())
     return EXIT_OK
 
 

@@ -36,7 +36,10 @@ def sweep(settings: Settings) -> tuple[list[str], list[str]]:
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``reaper_interval`` seconds until ``stop`` is set."""
+    from service.retention import Schedule
+
     stop = stop or threading.Event()
+    retention = Schedule(settings)  # FITFLEET_RETENTION_INTERVAL; 0: off
     log.info("reaper started: lease %.1fs, sweep every %.1fs",
              settings.lease_seconds, settings.reaper_interval)
     while not stop.is_set():
@@ -44,4 +47,5 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             sweep(settings)
         except Exception:
             log.exception("reaper sweep failed; retrying")
+        retention.tick()
         stop.wait(settings.reaper_interval)

@@ -1,0 +1,148 @@
+"""Retention: old batch metric rows compacted, ended jobs' checkpoints pruned (rows, then objects)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from service import retention
+from service.config import Settings
+from service.jobs import JobStore
+from service.metrics import MetricStore
+from service.storage import LocalStore
+
+DAY = 86400.0
+
+
+def new_job(url: str, keep_best: dict | None = None) -> tuple[str, int]:
+    jobs = JobStore(url)
+    spec = {"name": "r", "checkpoint": {"every_epoch": True, "keep_best": keep_best}}
+    job = jobs.create(spec, epochs=4, summary=None, max_attempts=3)
+    return job["id"], jobs.claim(job["id"], "w", lease_seconds=60).attempt_id
+
+
+def batch_rows(first: int, last: int, wall_time: float) -> list[dict]:
+    return [{"kind": "batch", "step": s, "epoch": (s - 1) // 100, "batch": (s - 1) % 100,
+             "attempt": 1, "logs": {"loss": 1.0 / s}, "wall_time": wall_time}
+            for s in range(first, last + 1)]
+
+
+def steps(url: str, job_id: str, kind: str) -> list[int]:
+    return [r["step"] for r in MetricStore(url).read(job_id, kind, limit=100_000)["rows"]]
+
+
+def test_old_batch_rows_are_compacted_recent_and_epoch_rows_kept(db_url):
+    job_id, _ = new_job(db_url)
+    now = time.time()
+    metrics = MetricStore(db_url)
+    metrics.write(job_id, batch_rows(1, 400, now - 10 * DAY))
+    metrics.write(job_id, batch_rows(401, 450, now - 60))
+    metrics.write(job_id, [{"kind": "epoch", "step": 100 * (e + 1), "epoch": e, "batch": None,
+                            "attempt": 1, "logs": {"loss": 0.1}, "wall_time": now - 10 * DAY}
+                           for e in range(4)])
+
+    assert retention.compact_metrics(db_url, 7 * DAY, 20, dry_run=True) == (1, 380)
+    assert len(steps(db_url, job_id, "batch")) == 450  # a dry run changes nothing
+
+    assert retention.compact_metrics(db_url, 7 * DAY, 20) == (1, 380)
+    kept = steps(db_url, job_id, "batch")
+    old = [s for s in kept if s <= 400]
+    assert len(old) == 20 and old[0] == 1 and old[-1] == 400
+    assert kept[20:] == list(range(401, 451))  # newer than the age: untouched
+    assert steps(db_url, job_id, "epoch") == [100, 200, 300, 400]
+    assert retention.compact_metrics(db_url, 7 * DAY, 20) == (0, 0)  # idempotent
+
+
+def test_kept_steps_are_evenly_spread():
+    keep = retention.kept_steps(list(range(1, 1001)), 11)
+    assert len(keep) == 11 and min(keep) == 1 and max(keep) == 1000
+    gaps = [b - a for a, b in zip(sorted(keep), sorted(keep)[1:])]
+    assert max(gaps) <= 100
+    assert retention.kept_steps([5, 6], 10) == {5, 6}
+
+
+def commit(url, store, job_id, attempt_id, step, val_loss) -> str:
+    prefix = f"ckpt/{job_id}/{step:06d}"
+    store.put_bytes(f"{prefix}/model.keras", b"weights")
+    store.put_bytes(f"{prefix}/state.json", b"{}")
+    JobStore(url).commit_checkpoint(job_id, attempt_id, {
+        "step": step, "epoch": step // 10, "batch": 0, "uri": store.uri(prefix),
+        "files": {}, "bytes": 9, "sha256": "0" * 64, "logs": {"val_loss": val_loss}})
+    return prefix
+
+
+def test_ended_jobs_keep_the_final_model_and_the_best_checkpoint(db_url, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    jobs = JobStore(db_url)
+    done, a1 = new_job(db_url, keep_best={"monitor": "val_loss", "mode": "min"})
+    losses = {10: 0.5, 20: 0.3, 30: 0.4, 40: 0.6}
+    prefixes = {s: commit(db_url, store, done, a1, s, v) for s, v in losses.items()}
+    store.put_bytes(f"ckpt/{done}/model.keras", b"final")
+    jobs.finish(done, a1, "succeeded", model_uri=store.uri(f"ckpt/{done}/model.keras"))
+
+    failed, a2 = new_job(db_url)
+    failed_prefixes = {s: commit(db_url, store, failed, a2, s, 0.1) for s in (10, 20, 30)}
+    jobs.finish(failed, a2, "failed", error_code="training_error", error_message="x")
+
+    running, a3 = new_job(db_url)
+    for s in (10, 20, 30):
+        commit(db_url, store, running, a3, s, 0.1)
+
+    assert retention.prune_checkpoints(db_url, dry_run=True) == (2, 5, 0)
+    assert len(store.list(f"ckpt/{done}/")) == 9
+
+    assert retention.prune_checkpoints(db_url) == (2, 5, 10)
+    assert [c["step"] for c in jobs.checkpoints(done)] == [20]
+    assert jobs.get(done)["latest_checkpoint"]["step"] == 20
+    assert store.list(f"ckpt/{done}/") == sorted(
+        [f"ckpt/{done}/model.keras", f"{prefixes[20]}/model.keras", f"{prefixes[20]}/state.json"])
+    # No final model: the latest checkpoint stands for it.
+    assert [c["step"] for c in jobs.checkpoints(failed)] == [30]
+    assert {k.rsplit("/", 1)[0] for k in store.list(f"ckpt/{failed}/")} == {failed_prefixes[30]}
+    assert [c["step"] for c in jobs.checkpoints(running)] == [10, 20, 30]  # still training
+    assert retention.prune_checkpoints(db_url) == (0, 0, 0)
+
+
+def test_command_line_runs_a_pass_and_prints_its_report(monkeypatch, tmp_path, sqlite_url, capsys):
+    from fitfleet.cli import main
+    from service import config
+
+    job_id, _ = new_job(sqlite_url)
+    MetricStore(sqlite_url).write(job_id, batch_rows(1, 50, time.time() - 3 * DAY))
+    monkeypatch.setenv("FITFLEET_HOME", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    config.reset_settings()
+    try:
+        assert main(["retention", "--metrics-age-hours", "24", "--points", "5"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert main(["retention", "--points", "0"]) == 2
+    finally:
+        config.reset_settings()
+    assert report["jobs_compacted"] == 1 and report["metric_rows_deleted"] == 45
+    assert len(steps(sqlite_url, job_id, "batch")) == 5
+
+
+def test_schedule_runs_a_pass_when_due_in_its_own_thread(tmp_path, sqlite_url):
+    now = [0.0]
+    off = retention.Schedule(Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path)),
+                             clock=lambda: now[0])
+    now[0] = 1e9
+    assert off.tick() is False  # interval 0: retention is left to the command line
+    settings = Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path),
+                                 retention_interval=60.0)
+    schedule = retention.Schedule(settings, clock=lambda: now[0])
+    now[0] = 1e9 + 30
+    assert schedule.tick() is False  # not due yet
+    now[0] = 1e9 + 61
+    assert schedule.tick() is True
+    schedule.thread.join(10)
+    assert schedule.last is not None and schedule.last.dry_run is False
+    assert schedule.tick() is False  # next one is an interval away
+
+
+@pytest.mark.parametrize("points", [0, -3])
+def test_points_must_be_positive(sqlite_url, points):
+    with pytest.raises(ValueError):
+        retention.compact_metrics(sqlite_url, DAY, points)
