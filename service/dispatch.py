@@ -18,13 +18,21 @@ def _client(broker_url: str, home: str):
     return app
 
 
+def broker_priority(priority: int) -> int:
+    """A job's priority (0-9, higher runs first) as the broker's: Redis serves 0 first."""
+    return 9 - max(0, min(9, int(priority)))
+
+
 def enqueue(broker_url: str, home: str, job_id: str, queue: str, priority: int = 0) -> None:
-    """Send the training task for ``job_id``; the message carries only the id."""
+    """Send the training task for ``job_id`` to ``queue``; the message carries only the id.
+
+    Within a queue, a job of higher ``priority`` (0-9) is handed out first.
+    """
     from service.errors import Unavailable
 
     try:
         _client(broker_url, home).send_task(
-            TRAIN_TASK, args=[job_id], queue=queue, priority=max(0, min(9, priority)),
+            TRAIN_TASK, args=[job_id], queue=queue, priority=broker_priority(priority),
             retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
                                       "interval_step": 0.5, "interval_max": 1},
         )
