@@ -22,11 +22,13 @@ def run_worker(settings, queues: list[str] | None = None, concurrency: int = 1,
     queues = queues or ["default"]
     hostname = hostname or f"fitfleet@{socket.gethostname()}"
     if concurrency > 1:
-        return _run_many(queues, concurrency, hostname)
+        return _run_many(queues, concurrency, hostname, settings.worker_metrics_port)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("FITFLEET_WORKER_NAME", hostname)
+    from workers import telemetry
     from workers.celery_app import app
 
+    telemetry.serve(settings.worker_metrics_port)
     argv = ["worker", "--pool", "solo", "--queues", ",".join(queues), "--hostname", hostname,
             "--loglevel", settings.log_level, "--task-events", "--without-gossip",
             "--without-mingle"]
@@ -34,13 +36,15 @@ def run_worker(settings, queues: list[str] | None = None, concurrency: int = 1,
     return 0
 
 
-def _run_many(queues: list[str], concurrency: int, hostname: str) -> int:
+def _run_many(queues: list[str], concurrency: int, hostname: str, metrics_port: int = 0) -> int:
     gpus = _gpu_ids()
     children = []
     for i in range(concurrency):
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        if metrics_port:  # one port per process: P, P+1, ...
+            env["FITFLEET_WORKER_METRICS_PORT"] = str(metrics_port + i)
         name = f"{hostname}-{i}"
         children.append(subprocess.Popen(
             [sys.executable, "-m", "fitfleet", "worker", "--queues", ",".join(queues),

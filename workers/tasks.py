@@ -17,6 +17,7 @@ from service import logs
 from service.config import get_settings
 from service.dispatch import TRAIN_TASK
 from service.jobs import JobStore
+from workers import telemetry
 from workers.celery_app import app
 from workers.training.runner import Attempt  # TensorFlow loads at worker start, not per job
 
@@ -39,7 +40,13 @@ def train(job_id: str) -> str:
     previous = _trap_sigterm(preempted)
     try:
         with logs.bound(job_id, claim.number):  # every log line of the attempt names the job
-            return Attempt(claim, settings, preempted).run()
+            telemetry.attempt_started()
+            outcome = "internal_error"
+            try:
+                outcome = Attempt(claim, settings, preempted).run()
+                return outcome
+            finally:
+                telemetry.attempt_ended(outcome)
     finally:
         _restore_sigterm(previous, preempted)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import keras
 
+from workers import telemetry
 from workers.training import checkpoint, state
 
 log = logging.getLogger("fitfleet.worker")
@@ -128,6 +129,7 @@ class MetricsRecorder(keras.callbacks.Callback):
                 return True
             try:
                 self.written += self.store.write(self.job_id, rows)
+                telemetry.rows_written(len(rows))
                 return True
             except Exception as exc:
                 log.warning("metric write failed (%s); %d rows kept for retry", exc, len(rows))

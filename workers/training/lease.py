@@ -14,6 +14,7 @@ import threading
 import keras
 
 from service.errors import LeaseLost
+from workers import telemetry
 
 log = logging.getLogger("fitfleet.worker")
 
@@ -40,10 +41,13 @@ class Heartbeat:
         try:
             if self.jobs.renew(self.job_id, self.attempt_id, self.lease_seconds, progress):
                 self.cancelled.set()
+            telemetry.lease_renewed("ok")
         except LeaseLost:
             log.warning("job %s: lease lost; this attempt stops", self.job_id)
+            telemetry.lease_renewed("lost")
             self.lost.set()
         except Exception as exc:  # database briefly away: keep training, retry soon
+            telemetry.lease_renewed("error")
             log.warning("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
 
     def _loop(self) -> None:
