@@ -69,7 +69,8 @@ def run_job(settings, spec, preempt_at=None):
 
 def final_weights(settings, job_id):
     store = open_store(settings.storage_url)
-    path = store.base / final_model_key(job_id)
+    project = JobStore(settings.database_url).get(job_id)["project"]
+    path = store.base / final_model_key(project, job_id)
     return [w.numpy() for w in keras.models.load_model(path).weights]
 
 
