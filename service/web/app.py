@@ -15,7 +15,7 @@ from service.web.errors import register_error_handlers
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
-    from service.web.api import health, jobs, results
+    from service.web.api import health, jobs, prometheus, results
 
     settings = settings or get_settings()
     app = Flask(__name__)
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(results.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp, name="health_root")
+    app.register_blueprint(prometheus.bp)  # GET /metrics
     register_error_handlers(app)
     logging.getLogger("service").setLevel(settings.log_level.upper())
     return app

@@ -34,6 +34,12 @@ def _after_fork(_server, _worker) -> None:
     dispose_all()
 
 
+def _child_exit(_server, worker) -> None:
+    from service.observability import server_process_exited
+
+    server_process_exited(worker.pid)
+
+
 def gunicorn_options(settings: Settings, host: str, port: int, workers: int,
                      threads: int) -> dict:
     """The gunicorn settings ``serve`` runs with."""
@@ -49,6 +55,7 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int,
         "graceful_timeout": 30,
         "timeout": 120,
         "post_fork": _after_fork,
+        "child_exit": _child_exit,
         "proc_name": "fitfleet-api",
     }
 
@@ -58,6 +65,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     """Check the schema, then serve the API until stopped (SIGTERM/SIGINT)."""
     from service import migrate
     from service.errors import FitfleetError
+    from service.observability import prepare_multiprocess
 
     try:
         migrate.check(settings.database_url)
@@ -66,4 +74,5 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     except SQLAlchemyError as exc:  # the driver's own connection errors
         sys.exit(f"fitfleet api: cannot reach the database ({exc.__class__.__name__})")
     _after_fork(None, None)
+    prepare_multiprocess()  # PROMETHEUS_MULTIPROC_DIR: latency summed over server processes
     _ApiServer(settings, gunicorn_options(settings, host, port, workers, threads)).run()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from service.errors import LeaseLost
 from service.storage import checkpoint_prefix, key_of
+from workers import telemetry
 from workers.training import checkpoint
 
 log = logging.getLogger("fitfleet.worker")
@@ -101,9 +102,11 @@ class Saver:
         folder = self.scratch / f"{snap.step:012d}"
         files = checkpoint.write(snap, self._shadow, folder)
         prefix = checkpoint_prefix(self.job_id, snap.step, self.attempt)
+        upload_started = time.monotonic()
         for name in checkpoint.FILES:
             self._with_retries(lambda n=name: self.store.put_file(f"{prefix}/{n}", folder / n),
                                f"upload {name}")
+        telemetry.checkpoint_uploaded(time.monotonic() - upload_started)
         record = {
             "step": snap.step, "epoch": snap.epoch, "batch": snap.batch,
             "uri": self.store.uri(prefix), "files": files,
@@ -125,6 +128,7 @@ class Saver:
             shutil.rmtree(folder, ignore_errors=True)
         self.committed.append(snap.step)
         self.seconds.append(time.monotonic() - started)
+        telemetry.checkpoint_saved(self.seconds[-1], record["bytes"])
         log.info("job %s: checkpoint at step %d committed (%d bytes, %.2fs)",
                  self.job_id, snap.step, record["bytes"], self.seconds[-1])
         self._prune()
