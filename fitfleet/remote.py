@@ -1,0 +1,135 @@
+"""A compiled ``keras.Model`` and ``fit`` arguments as a fitfleet job spec (Keras only if given).
+
+Example:
+    >>> spec = to_spec(model, {"train": "s3://bucket/train.npz"}, epochs=5, batch_size=64,
+    ...                callbacks=[keras.callbacks.EarlyStopping(patience=2)])
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
+
+
+def model_config(model) -> dict:
+    """``json.loads(model.to_json())``: the architecture, without weights."""
+    return json.loads(model.to_json())
+
+
+def compile_config(model) -> dict:
+    """The spec's ``compile`` section from a compiled model, in Keras's own forms."""
+    cfg = model.get_compile_config() if hasattr(model, "get_compile_config") else None
+    if not cfg or cfg.get("loss") is None:
+        raise ValueError("compile the model (with a loss) before fitting it remotely")
+    if cfg.get("weighted_metrics"):
+        raise ValueError("weighted_metrics are not supported by remote fit; use metrics")
+    out = {"optimizer": cfg.get("optimizer") or "adam", "loss": cfg["loss"],
+           "metrics": cfg.get("metrics") or []}
+    if cfg.get("loss_weights") is not None:
+        out["loss_weights"] = cfg["loss_weights"]
+    return _plain(out)
+
+
+def callback_config(callback) -> dict:
+    """``{"class_name", "config"}`` of a standard Keras callback, from its constructor's arguments.
+
+    Keras callbacks have no ``get_config``; each argument is read back from the attribute
+    of the same name, which is where these callbacks keep them.
+    """
+    name = type(callback).__name__
+    if name not in CALLBACKS or not type(callback).__module__.startswith("keras"):
+        raise ValueError(f"callback {name} cannot run remotely; use one of {', '.join(CALLBACKS)}"
+                         " (metrics, checkpoints and progress are recorded by fitfleet itself)")
+    params = inspect.signature(type(callback).__init__).parameters
+    config = {p: getattr(callback, p) for p in params
+              if p not in ("self", "kwargs", "args") and hasattr(callback, p)}
+    return {"class_name": name, "config": _plain(config)}
+
+
+def _plain(value):
+    """JSON values only (NumPy scalars become Python numbers)."""
+    return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item")
+                                 else str(v)))
+
+
+def to_spec(model, data: dict, *, epochs: int = 1, batch_size: int = 32,
+            validation_split: float = 0.0, shuffle: bool = True, class_weight=None,
+            callbacks=(), checkpoint_every: int | None = None, checkpoint: dict | None = None,
+            seed: int = 0, name: str | None = None, **extra) -> dict:
+    """A job spec (API.md) training ``model`` on ``data`` as ``model.fit`` would.
+
+    Args:
+        model: a compiled ``keras.Model`` (Sequential or Functional).
+        data: the spec's ``data`` section (``train``, ``validation``, ``x``, ``y``, ``format``).
+        checkpoint_every: a checkpoint every N batches (besides one per epoch).
+        checkpoint: the spec's whole ``checkpoint`` section, when more is needed.
+        extra: other top-level spec fields (``queue``, ``priority``, ``max_attempts`` ...).
+    """
+    fit = {"epochs": int(epochs), "batch_size": int(batch_size),
+           "validation_split": float(validation_split), "shuffle": bool(shuffle),
+           "callbacks": [callback_config(cb) for cb in callbacks or ()]}
+    if class_weight:
+        fit["class_weight"] = {str(int(k)): float(v) for k, v in class_weight.items()}
+    ck = dict(checkpoint or {})
+    if checkpoint_every:
+        ck["every_n_batches"] = int(checkpoint_every)
+    spec = {"name": name or model.name, "model": model_config(model),
+            "compile": compile_config(model), "data": {k: v for k, v in data.items()
+                                                       if v is not None},
+            "fit": fit, "checkpoint": ck, "seed": int(seed)}
+    spec.update({k: v for k, v in extra.items() if v is not None})
+    return spec
+
+
+def _ordered(model, attribute: str, value: dict) -> list:
+    """The keys of ``value`` in the order of the model's inputs (or outputs) when they match."""
+    names = [str(getattr(t, "name", "")) for t in getattr(model, attribute, None) or []]
+    return names if sorted(names) == sorted(map(str, value)) else list(value)
+
+
+def pack(model, x, y, like: tuple | None = None) -> tuple[dict, object, object]:
+    """Arrays as named ``.npz`` members: ``(arrays, x names, y names)`` for the spec.
+
+    ``x``/``y`` may be one array (named ``x``/``y``), a list (one per model input or
+    output, in order: ``x0``, ``x1`` ...) or a dict keyed by input or output name
+    (``x_<name>``), ordered as the model's inputs and outputs. ``like`` is the
+    ``(x names, y names)`` of the training arrays: validation arrays take the same names.
+    """
+    import numpy as np
+
+    if y is None:
+        raise ValueError("y is required when x is given as arrays")
+    arrays: dict = {}
+
+    def add(value, attribute: str, base: str):
+        if isinstance(value, dict):
+            items = [(f"{base}_{k}", value[k]) for k in _ordered(model, attribute, value)]
+        elif isinstance(value, (list, tuple)):
+            items = [(f"{base}{i}", v) for i, v in enumerate(value)]
+        else:
+            arrays[base] = np.asarray(value)
+            return base
+        arrays.update((k, np.asarray(v)) for k, v in items)
+        return [k for k, _ in items]
+
+    x_names, y_names = add(x, "inputs", "x"), add(y, "outputs", "y")
+    if like is not None:
+        arrays = _rename(arrays, (x_names, y_names), like)
+        x_names, y_names = like
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"x and y hold different numbers of samples: {sorted(lengths)}")
+    return arrays, x_names, y_names
+
+
+def _rename(arrays: dict, names: tuple, like: tuple) -> dict:
+    """``arrays`` keyed by the names in ``like``, matched by position."""
+    def flat(pair):
+        return [n for part in pair for n in ([part] if isinstance(part, str) else part)]
+
+    old, new = flat(names), flat(like)
+    if len(old) != len(new):
+        raise ValueError("validation_data does not have the inputs and outputs of x and y")
+    return {n: arrays[o] for o, n in zip(old, new)}
