@@ -8,6 +8,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 
+# Debian's Chromium for the dashboard's browser tests (Playwright drives the system browser).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "bootstrap: installing chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 stamp=.venv/.fitfleet-installed
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
   exit 0

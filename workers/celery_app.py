@@ -25,3 +25,6 @@ def _after_fork(**_kwargs) -> None:
     from service.db import dispose_all
 
     dispose_all()
+
+
+from workers import presence  # noqa: F401 - the worker's row in the fleet view

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 
@@ -39,7 +40,7 @@ def test_cover_splits_a_range_into_aligned_blocks_and_ragged_edges():
     assert (2, 32_768, 65_535) in pieces
     covered = sorted((lo, hi) for _, lo, hi in pieces)
     assert covered[0][0] == 5 and covered[-1][1] == 70_000
-    assert all(b[0] == a[1] + 1 for a, b in zip(covered, covered[1:]))  # no gap, no overlap
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(covered))  # no gap, no overlap
     for level, lo, hi in pieces:
         if level >= 0:
             size = rollups.SIZES[level]
@@ -67,7 +68,7 @@ def test_incremental_writes_keep_the_same_rollups_as_a_rebuild(db_url):
 def test_downsampling_keeps_spikes_dips_and_the_last_step(db_url, max_points):
     metrics, job_id = MetricStore(db_url), new_job(db_url)
     spikes = {777: 50.0, 2345: -3.0}
-    metrics.write(job_id, make_rows(range(0, 5000), loss=lambda s: spikes.get(s, 1.0)))
+    metrics.write(job_id, make_rows(range(5000), loss=lambda s: spikes.get(s, 1.0)))
     body = metrics.read(job_id, "batch", max_points=max_points)
     steps = [r["step"] for r in body["rows"]]
     assert body["downsampled"] is True
@@ -80,7 +81,7 @@ def test_downsampling_keeps_spikes_dips_and_the_last_step(db_url, max_points):
 
 def test_downsampling_with_a_cursor_stays_after_it(db_url):
     metrics, job_id = MetricStore(db_url), new_job(db_url)
-    metrics.write(job_id, make_rows(range(0, 2000), loss=lambda s: 7.0 if s == 1200 else 1.0))
+    metrics.write(job_id, make_rows(range(2000), loss=lambda s: 7.0 if s == 1200 else 1.0))
     steps = [r["step"] for r in metrics.read(job_id, "batch", after=1100, max_points=21)["rows"]]
     assert len(steps) <= 21 and steps[0] > 1100 and steps[-1] == 1999 and 1200 in steps
     few = metrics.read(job_id, "batch", after=1990, max_points=21)

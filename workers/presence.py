@@ -1,0 +1,123 @@
+"""A worker process's own row in the ``workers`` table: idle, busy with a job, or stopped.
+
+Connected to Celery's signals: the row is written when the worker is ready, every few
+seconds from a thread, when a task starts and ends, and once more at shutdown. A failed
+write is logged and retried at the next beat; it never stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+
+from service.config import get_settings
+from service.dispatch import TRAIN_TASK
+from service.fleet import FleetStore
+
+log = logging.getLogger("fitfleet.worker")
+
+
+def process_name() -> str:
+    """The name the worker's attempts carry (``<celery hostname>:<pid>``)."""
+    return f"{os.environ.get('FITFLEET_WORKER_NAME') or socket.gethostname()}:{os.getpid()}"
+
+
+def visible_gpus() -> int:
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if devices is None:
+        return 0
+    return len([d for d in devices.split(",") if d.strip() and d.strip() != "-1"])
+
+
+class Presence:
+    """Reports this process every ``interval`` seconds from a daemon thread.
+
+    Example:
+        p = Presence(FleetStore(url), ["default"], interval=2.0).start()
+        p.busy(job_id); ...; p.idle(); p.stop()
+    """
+
+    def __init__(self, store: FleetStore, queues: list[str], interval: float):
+        self.store, self.queues, self.interval = store, list(queues), interval
+        self.name = process_name()
+        self.state, self.job_id = "idle", None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="presence", daemon=True)
+
+    def start(self) -> Presence:
+        self.report()
+        self._thread.start()
+        return self
+
+    def busy(self, job_id: str) -> None:
+        with self._lock:
+            self.state, self.job_id = "busy", job_id
+        self.report()
+
+    def idle(self) -> None:
+        with self._lock:
+            self.state, self.job_id = "idle", None
+        self.report()
+
+    def stop(self) -> None:
+        """Stop the thread and record the process as stopped."""
+        self._stop.set()
+        with self._lock:
+            self.state, self.job_id = "stopped", None
+        self.report()
+
+    def report(self) -> None:
+        with self._lock:
+            state, job_id = self.state, self.job_id
+        try:
+            self.store.report(self.name, hostname=socket.gethostname(), pid=os.getpid(),
+                              queues=self.queues, state=state, job_id=job_id,
+                              gpus=visible_gpus())
+        except Exception as exc:  # noqa: BLE001 - the database is away: retry at the next beat
+            log.warning("worker presence not recorded (%s); retrying", exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self._stop.is_set():
+                self.report()
+
+
+_current: Presence | None = None
+
+
+@worker_ready.connect
+def _on_ready(sender=None, **_kwargs) -> None:
+    global _current
+    settings = get_settings()
+    _current = Presence(FleetStore(settings.database_url), _queues(sender),
+                        settings.heartbeat_seconds).start()
+
+
+@task_prerun.connect
+def _on_task_start(task=None, args=None, **_kwargs) -> None:
+    if _current is not None and args and getattr(task, "name", None) == TRAIN_TASK:
+        _current.busy(str(args[0]))
+
+
+@task_postrun.connect
+def _on_task_end(**_kwargs) -> None:
+    if _current is not None:
+        _current.idle()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_kwargs) -> None:
+    if _current is not None:
+        _current.stop()
+
+
+def _queues(consumer) -> list[str]:
+    try:
+        return sorted(q.name for q in consumer.task_consumer.queues)
+    except AttributeError:
+        return ["default"]
