@@ -1,0 +1,22 @@
+"""Admission of a submitted job spec: every check a spec passes before a job row exists.
+
+Order matters: cheap checks on the spec as sent come first (data locations, limits),
+then normalization, the safe-mode build of the model (no weights allocated), the
+parameter limit, and last the shape checks that may read data headers.
+"""
+
+from __future__ import annotations
+
+from service import limits, modelspec, policy, shapes, spec
+from service.config import Settings
+
+
+def admit(raw: object, settings: Settings) -> tuple[dict, dict]:
+    """The normalized spec and its model summary; raises a 4xx FitfleetError otherwise."""
+    policy.check_spec_locations(raw, settings)
+    limits.check_raw(raw, settings)
+    normalized = spec.normalize(raw, settings)
+    summary = modelspec.validate(normalized)
+    limits.check_summary(summary, settings)
+    shapes.check(normalized, summary, settings)
+    return normalized, summary

@@ -1,0 +1,80 @@
+"""Bearer-token authentication of every ``/api/v1`` route; health checks and pages stay open."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, request
+
+from service.auth import Identity, TokenStore
+from service.config import Settings
+from service.errors import Unauthorized
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+OPEN_PATHS = frozenset({"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"})
+OPEN_IDENTITY = Identity(token_id=None, project="default", is_admin=True)
+
+
+def register_auth(app: Flask, settings: Settings) -> None:
+    """Install the token check; with ``FITFLEET_AUTH=off`` every caller is an admin."""
+    if settings.auth.strip().lower() == "off":
+        log.warning("authentication is OFF (FITFLEET_AUTH=off): anyone who reaches this API "
+                    "can read and submit jobs of every project")
+        app.before_request(_open)
+        return
+    if settings.auth.strip().lower() != "on":
+        raise ValueError(f"FITFLEET_AUTH must be 'on' or 'off', got {settings.auth!r}")
+    tokens = TokenStore(settings.database_url)
+
+    def authenticate():
+        if request.method != "OPTIONS" and _guarded(request.path):
+            g.identity = _identity(tokens)
+
+    app.before_request(authenticate)
+    app.after_request(_challenge)
+
+
+def caller() -> Identity:
+    """The identity of the current request (set by the token check)."""
+    return g.get("identity") or OPEN_IDENTITY
+
+
+def scope() -> str | None:
+    """The project the caller may see; None for an admin."""
+    return caller().scope
+
+
+def _challenge(response):
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="fitfleet"'
+    return response
+
+
+def _open():
+    g.identity = OPEN_IDENTITY
+
+
+def _guarded(path: str) -> bool:
+    inside = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+    return inside and path.rstrip("/") not in OPEN_PATHS
+
+
+def _identity(tokens: TokenStore) -> Identity:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.strip().partition(" ")
+    if not header:
+        raise _unauthorized("this endpoint needs an API token: send "
+                            "'Authorization: Bearer <token>' (create one with "
+                            "`fitfleet token create --project NAME`)")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    identity = tokens.verify(secret.strip())
+    if identity is None:
+        raise _unauthorized("the API token is not valid or has been revoked")
+    return identity
+
+
+def _unauthorized(message: str) -> Unauthorized:
+    return Unauthorized(message, details={"scheme": "Bearer"})
