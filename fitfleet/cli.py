@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import ENDED, Client, FitfleetAPIError
 from fitfleet.progress import format_logs, format_progress, format_summary, format_table
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fitfleet", description="Keras fit as a service.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _server_commands(sub)
+    add_token_commands(sub)
     _client_commands(sub)
     return parser
 
@@ -85,6 +87,7 @@ def _server_commands(sub) -> None:
 def _client_commands(sub) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api", default=None, help="API URL (default: $FITFLEET_API_URL)")
+    common.add_argument("--token", default=None, help="API token (default: $FITFLEET_TOKEN)")
     common.add_argument("--output", choices=["text", "json"], default="text")
     p = sub.add_parser("submit", parents=[common], help="submit a job spec (JSON file, - for stdin)")
     p.add_argument("spec")
@@ -102,8 +105,12 @@ def _client_commands(sub) -> None:
         p.set_defaults(handler=handler)
     p = sub.add_parser("logs", parents=[common], help="print a job's metric rows")
     p.add_argument("id")
-    p.add_argument("--kind", choices=["epoch", "batch"], default="epoch")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    p.add_argument("--kind", choices=["epoch", "batch"], default=None,
+                   help="rows to print (default: epoch; with --follow, progress bars and "
+                        "epoch lines as Keras prints them)")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing until the job ends; exit status 0 if it succeeded, "
+                        "3 if it failed or was cancelled")
     p.set_defaults(handler=cmd_logs)
     p = sub.add_parser("download", parents=[common], help="download a job's trained .keras file")
     p.add_argument("id")
@@ -183,7 +190,7 @@ def cmd_demo(args) -> int:
 
 
 def _client(args) -> Client:
-    return Client(args.api)
+    return Client(args.api, token=args.token)
 
 
 def _print_json(obj) -> None:
@@ -274,6 +281,9 @@ def cmd_cancel(args) -> int:
 
 def cmd_logs(args) -> int:
     client = _client(args)
+    if args.follow and args.output == "text":
+        return _follow(client, args)
+    args.kind = args.kind or "epoch"
     job, after = client.get(args.id), None
     while True:
         if args.follow:
@@ -290,6 +300,17 @@ def cmd_logs(args) -> int:
         if job["state"] in ENDED:
             return _job_exit(job)
         time.sleep(1.0)
+
+
+def _follow(client: Client, args) -> int:
+    """Keras-like progress until the job ends: a bar per epoch, epoch lines, attempt notes.
+
+    Rows come through the metrics cursor, so a worker that dies and an attempt that
+    resumes from a checkpoint replay no line: the resumed attempt rewrites the same steps.
+    """
+    run = client.job(args.id)
+    job = run.wait(verbose=2 if args.kind == "epoch" else 1, bar=True)
+    return _job_exit(job)
 
 
 def _print_row(row: dict, job: dict, args) -> None:

@@ -53,7 +53,7 @@ class Client:
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
         base = (url or os.environ.get("FITFLEET_API_URL") or DEFAULT_URL).rstrip("/")
         self.url = base.removesuffix("/api/v1")
-        self.token = token
+        self.token = token or os.environ.get("FITFLEET_TOKEN") or None
         self.timeout = timeout
 
     # -- jobs -----------------------------------------------------------------------

@@ -99,6 +99,13 @@ class Children:
                 proc.wait()
 
 
+def demo_token(database_url: str) -> str:
+    """A new API token for project ``demo`` (its secret exists only in this process)."""
+    from service.auth import TokenStore
+
+    return TokenStore(database_url).create("demo", name="demo")[1]
+
+
 def wait_healthy(client: Client, children: Children, timeout: float = 120.0) -> None:
     """Poll ``/healthz`` until the API answers."""
     deadline = time.monotonic() + timeout
@@ -136,11 +143,15 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
     from service.migrate import upgrade
 
     upgrade(env["DATABASE_URL"])
+    token = demo_token(env["DATABASE_URL"])
     children = Children(home_path, port)
-    client = Client(env["FITFLEET_API_URL"])
+    client = Client(env["FITFLEET_API_URL"], token=token)
     try:
         children.start(env)
         print(f"fitfleet demo in {home_path} (logs in {children.logs})", flush=True)
+        print(f"API token (project demo): {token}\n"
+              "  send it as 'Authorization: Bearer <token>', set FITFLEET_TOKEN for the CLI, "
+              "or paste it into the dashboard", flush=True)
         wait_healthy(client, children)
         job = _train(client, spec, children, home_path)
         if keep_running:

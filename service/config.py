@@ -23,6 +23,12 @@ def _default_storage() -> str:
     return (_home() / "store").as_uri()
 
 
+def _default_file_roots(home: Path) -> str:
+    """The home folder, and the examples folder of a source checkout."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    return ",".join(str(p) for p in (home, examples) if p == home or p.is_dir())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed configuration. ``env`` names the variable each field comes from."""
@@ -64,6 +70,31 @@ class Settings:
     )
     # Log level of the API, workers and reaper.
     log_level: str = field(default="INFO", metadata={"env": "FITFLEET_LOG_LEVEL"})
+    # Seconds a presigned model download link stays valid (S3 stores).
+    presign_seconds: int = field(default=300, metadata={"env": "FITFLEET_PRESIGN_SECONDS"})
+    # Largest accepted number of layers in a job's model (nested models counted).
+    max_layers: int = field(default=1000, metadata={"env": "FITFLEET_MAX_LAYERS"})
+    # Largest accepted number of parameters (weights) in a job's model.
+    max_params: int = field(default=1_000_000_000, metadata={"env": "FITFLEET_MAX_PARAMS"})
+    # Largest accepted fit.batch_size.
+    max_batch_size: int = field(default=65_536, metadata={"env": "FITFLEET_MAX_BATCH_SIZE"})
+    # Largest accepted data object (train or validation), in bytes.
+    max_data_bytes: int = field(
+        default=20_000_000_000, metadata={"env": "FITFLEET_MAX_DATA_BYTES"}
+    )
+    # Comma-separated URL schemes a job's data may use (of s3, file).
+    data_schemes: str = field(default="s3,file", metadata={"env": "FITFLEET_DATA_SCHEMES"})
+    # Comma-separated S3 buckets or bucket/prefix entries data may come from; empty: the
+    # bucket of FITFLEET_STORAGE_URL only; "*": any bucket.
+    data_s3_locations: str = field(default="", metadata={"env": "FITFLEET_DATA_S3_LOCATIONS"})
+    # Comma-separated folders file:// data may come from (default: FITFLEET_HOME and examples/).
+    data_file_roots: str = field(
+        default_factory=lambda: _default_file_roots(_home()),
+        metadata={"env": "FITFLEET_DATA_FILE_ROOTS"},
+    )
+    # Comma-separated extra Keras classes a model may use, as module.ClassName or a
+    # registered name package>ClassName (their package must be installed on the workers).
+    keras_allow: str = field(default="", metadata={"env": "FITFLEET_KERAS_ALLOW"})
     # Log line format of the API, workers and reaper: "text" or "json" (one object a line).
     log_format: str = field(default="text", metadata={"env": "FITFLEET_LOG_FORMAT"})
     # Port on which each worker process serves its Prometheus metrics; 0 turns it off.
@@ -95,6 +126,7 @@ class Settings:
             values["home"] = str(home)
             values.setdefault("database_url", f"sqlite:///{home / 'fitfleet.db'}")
             values.setdefault("storage_url", (home / "store").as_uri())
+            values.setdefault("data_file_roots", _default_file_roots(home))
         return cls(**values)
 
     @staticmethod

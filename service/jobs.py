@@ -30,6 +30,7 @@ class Claim:
     number: int
     spec: dict
     checkpoints: list[dict]
+    project: str = "default"
 
 
 class JobStore:
@@ -67,23 +68,30 @@ class JobStore:
             if job is not None and job.attempts == 0:
                 s.delete(job)
 
-    def get(self, job_id: str) -> dict:
-        with session_scope(self.url) as s:
-            return self._view(s, self._job(s, job_id))
+    def get(self, job_id: str, project: str | None = None) -> dict:
+        """The job; NotFound if it does not exist or belongs to another ``project``.
 
-    def summary(self, job_id: str) -> dict | None:
+        ``project=None`` (an admin, or the workers) sees every project's jobs.
+        """
         with session_scope(self.url) as s:
-            return self._job(s, job_id).summary
+            return self._view(s, self._job(s, job_id, project))
 
-    def list(self, state: str | None, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+    def summary(self, job_id: str, project: str | None = None) -> dict | None:
+        with session_scope(self.url) as s:
+            return self._job(s, job_id, project).summary
+
+    def list(self, state: str | None, limit: int, cursor: str | None,
+             project: str | None = None) -> tuple[list[dict], str | None]:
         """Newest first; ``cursor`` is the id of the last job of the previous page."""
         with session_scope(self.url) as s:
             q = select(Job)
             if state:
                 q = q.where(Job.state == state)
+            if project is not None:
+                q = q.where(Job.project == project)
             if cursor:
-                last = s.get(Job, cursor)
-                if last is None:
+                last = s.get(Job, cursor) if len(cursor) <= 32 else None
+                if last is None or (project is not None and last.project != project):
                     raise NotFound("unknown cursor")
                 q = q.where(
                     or_(
@@ -96,11 +104,11 @@ class JobStore:
             rows = rows[:limit]
             return [self._view(s, j) for j in rows], (rows[-1].id if more else None)
 
-    def request_cancel(self, job_id: str) -> dict:
+    def request_cancel(self, job_id: str, project: str | None = None) -> dict:
         """Cancel a queued job at once; ask a running one's worker to stop."""
         now = utcnow()
         with session_scope(self.url) as s:
-            job = self._job(s, job_id)
+            job = self._job(s, job_id, project)
             if job.state in ENDED:
                 raise Conflict(f"job {job_id} has already ended ({job.state})")
             s.execute(
@@ -116,18 +124,19 @@ class JobStore:
             s.expire_all()
             return self._view(s, self._job(s, job_id))
 
-    def attempts(self, job_id: str) -> list[dict]:
+    def attempts(self, job_id: str, project: str | None = None) -> list[dict]:
         with session_scope(self.url) as s:
-            self._job(s, job_id)
+            self._job(s, job_id, project)
             rows = s.scalars(
                 select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
             ).all()
             return [_attempt_view(a) for a in rows]
 
-    def checkpoints(self, job_id: str, include_deleted: bool = False) -> list[dict]:
+    def checkpoints(self, job_id: str, include_deleted: bool = False,
+                    project: str | None = None) -> list[dict]:
         """Committed checkpoints of a job, oldest first."""
         with session_scope(self.url) as s:
-            self._job(s, job_id)
+            self._job(s, job_id, project)
             q = select(Checkpoint).where(Checkpoint.job_id == job_id)
             if not include_deleted:
                 q = q.where(Checkpoint.deleted.is_(False))
@@ -177,7 +186,8 @@ class JobStore:
                 .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
                 .order_by(Checkpoint.step.desc())
             ).all()
-            return Claim(job_id, attempt.id, number, job.spec, [_checkpoint_view(c) for c in cps])
+            return Claim(job_id, attempt.id, number, job.spec, [_checkpoint_view(c) for c in cps],
+                         project=job.project)
 
     def mark_resumed(self, job_id: str, attempt_id: int, step: int) -> None:
         with session_scope(self.url) as s:
@@ -329,9 +339,9 @@ class JobStore:
     # -- views ------------------------------------------------------------------------
 
     @staticmethod
-    def _job(s, job_id: str) -> Job:
+    def _job(s, job_id: str, project: str | None = None) -> Job:
         job = s.get(Job, job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
-        if job is None:
+        if job is None or (project is not None and job.project != project):
             raise NotFound(f"no job with id {job_id!r}")
         return job
 

@@ -91,18 +91,20 @@ class MetricStore:
                     select(Job.project).where(Job.id == job_id)) != project:
                 raise NotFound(f"no job with id {job_id!r}")
             base = (Metric.job_id == job_id, Metric.kind == kind, Metric.step > after)
-            head = s.scalars(
-                select(Metric).where(*base).order_by(Metric.step)
-                .limit(limit if not max_points else max_points + 1)
-            ).all()
-            if max_points and len(head) > max_points:
-                rows = _downsampled(s, job_id, kind, head[0].step, max_points, metric)
+            many = False
+            if max_points:  # more than max_points rows? (the primary key answers, no logs)
+                head = s.scalars(select(Metric.step).where(*base).order_by(Metric.step)
+                                 .limit(max_points + 1)).all()
+                many = len(head) > max_points
+            if many:
+                rows = _downsampled(s, job_id, kind, head[0], max_points, metric)
             else:
-                rows = head
+                rows = s.scalars(select(Metric).where(*base).order_by(Metric.step)
+                                 .limit(max_points or limit)).all()
             out = [_row(m) for m in rows]
         body = {"kind": kind, "rows": out, "next": out[-1]["step"] if out else after}
         if max_points:
-            body.update(downsampled=len(head) > max_points, metric=metric)
+            body.update(downsampled=many, metric=metric)
         return body
 
     def count(self, job_id: str, kind: str) -> int:

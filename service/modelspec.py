@@ -102,7 +102,17 @@ def summarize(model) -> dict:
         "total_params": trainable + non_trainable,
         "trainable_params": trainable,
         "non_trainable_params": non_trainable,
+        "input_shapes": _io_shapes(model, "inputs"),
+        "output_shapes": _io_shapes(model, "outputs"),
     }
+
+
+def _io_shapes(model, which: str) -> list | None:
+    """The shapes of the model's inputs or outputs (batch as null); None if not built."""
+    try:
+        return [list(t.shape) for t in getattr(model, which)]
+    except (AttributeError, ValueError, TypeError):
+        return None
 
 
 def validate(spec: dict) -> dict:

@@ -22,7 +22,7 @@ from service.spec_fields import (
     show,
     str_or_names,
 )
-from service.spec_safety import check_depth, check_keras_json
+from service.spec_safety import check_depth, check_keras_json, operator_allowlist
 
 TOP_KEYS = ("name", "model", "compile", "data", "fit", "checkpoint", "seed", "deterministic",
             "queue", "priority", "max_attempts")
@@ -39,7 +39,7 @@ def normalize(raw: object, settings: Settings | None = None) -> dict:
         raise BadRequest("the job spec must be a JSON object", code="bad_spec")
     check_depth(raw)
     top = section(raw, "", TOP_KEYS)
-    model = _model(top.get("model"))
+    model = _model(top.get("model"), operator_allowlist(settings.keras_allow))
     spec = {
         "name": _name(top.get("name"), model),
         "model": model,
@@ -60,7 +60,7 @@ def normalize(raw: object, settings: Settings | None = None) -> dict:
     return spec
 
 
-def _model(value: object) -> dict:
+def _model(value: object, allow: frozenset[str] = frozenset()) -> dict:
     if value is None:
         raise InvalidSpec("model is required (the JSON of a Keras model's to_json())",
                           details={"field": "model"})
@@ -78,7 +78,7 @@ def _model(value: object) -> dict:
         raise InvalidSpec(
             f"model.class_name must be one of {', '.join(MODEL_CLASSES)}, "
             f"got {show(value.get('class_name'))}", details={"field": "model.class_name"})
-    check_keras_json(value, "model")
+    check_keras_json(value, "model", allow)
     return value
 
 
@@ -96,7 +96,7 @@ def _compile(value: object) -> dict:
     sec = section(value, "compile", ("optimizer", "loss", "metrics", "loss_weights"))
     if sec.get("loss") is None:
         raise InvalidSpec("compile.loss is required", details={"field": "compile.loss"})
-    check_keras_json(sec, "compile")
+    check_keras_json(sec, "compile", frozenset())
     return {
         "optimizer": keras_object(sec.get("optimizer", "adam"), "compile.optimizer"),
         "loss": _per_output(sec["loss"], "compile.loss", allow_list=True),
@@ -204,7 +204,7 @@ def _callbacks(value: object) -> list[dict]:
         config = cb.get("config") or {}
         if not isinstance(config, dict):
             raise InvalidSpec(f"{path}.config must be an object", details={"field": f"{path}.config"})
-        check_keras_json(config, f"{path}.config")
+        check_keras_json(config, f"{path}.config", frozenset())
         out.append({"class_name": cb["class_name"], "config": config})
     return out
 

@@ -174,10 +174,13 @@ class S3Store(ObjectStore):
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
         return len(keys)
 
-    def presigned_url(self, key: str, seconds: int = 300) -> str:
-        return self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
-            ExpiresIn=seconds)
+    def presigned_url(self, key: str, seconds: int = 300, filename: str | None = None) -> str:
+        """A GET link to one object valid ``seconds``; ``filename`` names the download."""
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return self.client.generate_presigned_url("get_object", Params=params,
+                                                  ExpiresIn=seconds)
 
 
 def open_store(url: str) -> ObjectStore:
@@ -214,17 +217,18 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def job_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}"
+def job_prefix(project: str, job_id: str) -> str:
+    """``projects/<project>/jobs/<id>``: every object of one job, under its project."""
+    return f"projects/{project}/jobs/{job_id}"
 
 
-def checkpoint_prefix(job_id: str, step: int, attempt: int) -> str:
-    """``jobs/<id>/checkpoints/<global step, zero-padded>-a<attempt>``: one checkpoint.
+def checkpoint_prefix(project: str, job_id: str, step: int, attempt: int) -> str:
+    """``projects/<p>/jobs/<id>/checkpoints/<global step, zero-padded>-a<attempt>``.
 
     The attempt number keeps a zombie attempt (one that lost its lease but still runs)
     from overwriting the objects of a checkpoint the live attempt saved at the same step.
     """
-    return f"{job_prefix(job_id)}/checkpoints/{step:012d}-a{attempt}"
+    return f"{job_prefix(project, job_id)}/checkpoints/{step:012d}-a{attempt}"
 
 
 def key_of(store: ObjectStore, uri: str) -> str:
@@ -235,6 +239,6 @@ def key_of(store: ObjectStore, uri: str) -> str:
     return uri[len(root):]
 
 
-def final_model_key(job_id: str) -> str:
+def final_model_key(project: str, job_id: str) -> str:
     """Where a finished job's trained model (a standard ``.keras`` file) is stored."""
-    return f"{job_prefix(job_id)}/model.keras"
+    return f"{job_prefix(project, job_id)}/model.keras"

@@ -15,7 +15,9 @@ from service.web.errors import register_error_handlers
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
+    from service.web import openapi
     from service.web.api import health, jobs, prometheus, results
+    from service.web.auth import register_auth
 
     settings = settings or get_settings()
     app = Flask(__name__)
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp, name="health_root")
     app.register_blueprint(prometheus.bp)  # GET /metrics
+    app.register_blueprint(openapi.bp, url_prefix="/api/v1")
+    register_auth(app, settings)
     register_error_handlers(app)
     logging.getLogger("service").setLevel(settings.log_level.upper())
     return app

@@ -79,6 +79,7 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.api_url: str | None = None
+        self.token: str | None = None
         self._count = 0
 
     # -- processes ----------------------------------------------------------------
@@ -95,8 +96,23 @@ class Stack:
         self.procs[name], self.logs[name] = proc, log_path
         return proc
 
+    def create_token(self, project: str = "test", admin: bool = True) -> str:
+        """A new API token made with ``fitfleet token create`` against the stack's database."""
+        args = ["token", "create", "--project", project, "--output", "json"]
+        proc = subprocess.run([PYTHON, "-m", "fitfleet", *args, *(["--admin"] if admin else [])],
+                              env=self.env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"fitfleet token create failed: {proc.stderr[-2000:]}")
+        return json.loads(proc.stdout)["token"]
+
     def start_api(self, timeout: float = 60.0) -> subprocess.Popen:
-        """Serve the API on a free port and wait until ``GET /healthz`` answers 200."""
+        """Serve the API on a free port and wait until ``GET /healthz`` answers 200.
+
+        An admin token is created first; :meth:`http` sends it on every call.
+        """
+        if self.token is None:
+            self.token = self.create_token()
         port = free_port()
         proc = self.spawn("api", "api", "--host", "127.0.0.1", "--port", str(port))
         self.api_url = f"http://127.0.0.1:{port}"
@@ -182,6 +198,8 @@ class Stack:
             raise RuntimeError("start_api() first")
         data = None if json_body is None else json.dumps(json_body).encode()
         req = urllib.request.Request(self.api_url + path, data=data, method=method)
+        if self.token:  # not sent on to a redirect target such as a presigned URL
+            req.add_unredirected_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:

@@ -18,6 +18,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from service.config import Settings
+from service.auth import TokenStore
 from service.jobs import JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
@@ -53,8 +54,20 @@ def job_spec(models):
 def make_settings(tmp_path, database_url: str, **overrides) -> Settings:
     values = {"database_url": database_url, "broker_url": "filesystem://",
               "storage_url": (tmp_path / "store").as_uri(), "home": str(tmp_path),
-              "max_spec_bytes": 100_000, **overrides}
+              "max_spec_bytes": 100_000, "data_file_roots": "/data", **overrides}
     return Settings.from_env({}, **values)
+
+
+def admin_token(settings) -> str:
+    """A new admin token's secret, stored in the settings' database."""
+    return TokenStore(settings.database_url).create("test", admin=True)[1]
+
+
+def api_client(settings):
+    """A Flask test client of the app that sends an admin token on every request."""
+    test_client = create_app(settings).test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token(settings)}"
+    return test_client
 
 
 @pytest.fixture
@@ -64,7 +77,7 @@ def settings(tmp_path, sqlite_url):
 
 @pytest.fixture
 def client(settings):
-    return create_app(settings).test_client()
+    return api_client(settings)
 
 
 def broker_messages(settings) -> list[str]:
@@ -195,7 +208,7 @@ def test_oversized_body_without_length_is_413(client, settings):
 
 def test_queue_down_gives_503_and_no_row(tmp_path, sqlite_url, job_spec):
     settings = make_settings(tmp_path, sqlite_url, broker_url=f"redis://127.0.0.1:{free_port()}/0")
-    client = create_app(settings).test_client()
+    client = api_client(settings)
     assert_envelope(client.post("/api/v1/jobs", json=job_spec), 503, "unavailable")
     assert all_jobs(settings) == []
 
@@ -206,7 +219,7 @@ def test_submit_on_redis_puts_the_task_on_its_queue(tmp_path, sqlite_url, redis_
     settings = make_settings(tmp_path, sqlite_url, broker_url=redis_url)
     queue = f"api-test-{uuid.uuid4().hex[:8]}"
     job_spec.update(queue=queue, priority=0)
-    job = submit(create_app(settings).test_client(), job_spec)
+    job = submit(api_client(settings), job_spec)
     r = redis.Redis.from_url(redis_url)
     try:
         keys = [k for k in r.keys(f"{queue}*") if r.type(k) == b"list"]
@@ -317,11 +330,11 @@ def test_metrics_bad_parameters(client, job_spec, query):
 
 def _finish_with_model(settings, job_id: str, payload: bytes) -> None:
     store = open_store(settings.storage_url)
-    store.put_bytes(final_model_key(job_id), payload)
+    store.put_bytes(final_model_key("test", job_id), payload)
     jobs = JobStore(settings.database_url)
     claim = jobs.claim(job_id, "worker-1", 30)
     jobs.finish(job_id, claim.attempt_id, "succeeded",
-                model_uri=store.uri(final_model_key(job_id)))
+                model_uri=store.uri(final_model_key("test", job_id)))
 
 
 def test_model_download_local_store(client, settings, job_spec):
@@ -338,21 +351,25 @@ def test_model_download_local_store(client, settings, job_spec):
 
 def test_model_download_s3_store(tmp_path, sqlite_url, s3, job_spec):
     settings = make_settings(tmp_path, sqlite_url, storage_url=s3.url(f"api-{uuid.uuid4().hex}"))
-    client = create_app(settings).test_client()
+    client = api_client(settings)
     job = submit(client, job_spec)
     url = f"/api/v1/jobs/{job['id']}/model"
     assert_envelope(client.get(url), 404, "model_not_ready")
     payload = b"PK\x03\x04" + bytes(range(256)) * 4000
     _finish_with_model(settings, job["id"], payload)
-    response = client.get(url)
-    assert response.status_code == 200 and response.data == payload
-    assert "filename=tiny.keras" in response.headers["Content-Disposition"]
+    response = client.get(url)  # a short-lived presigned link, straight to the store
+    assert response.status_code == 302
+    link = response.headers["Location"]
+    assert link.startswith(s3.endpoint) and "Expires=" in link or "X-Amz-Expires=" in link
+    with urllib.request.urlopen(link, timeout=30) as direct:
+        assert direct.read() == payload
+        assert 'filename="tiny.keras"' in direct.headers["Content-Disposition"]
 
 
 def test_model_missing_from_store_is_404(client, settings, job_spec):
     job = submit(client, job_spec)
     _finish_with_model(settings, job["id"], b"x")
-    open_store(settings.storage_url).delete_prefix(final_model_key(job["id"]))
+    open_store(settings.storage_url).delete_prefix(final_model_key("test", job["id"]))
     error = assert_envelope(client.get(f"/api/v1/jobs/{job['id']}/model"), 404, "model_missing")
     assert settings.home not in error["message"]
 
@@ -409,7 +426,8 @@ def test_unexpected_error_is_a_safe_500(settings, caplog):
         raise RuntimeError("password=hunter2 at /srv/secret/path")
 
     app.add_url_rule("/api/v1/explode", view_func=explode)
-    response = app.test_client().get("/api/v1/explode")
+    response = app.test_client().get("/api/v1/explode",
+                                     headers={"Authorization": f"Bearer {admin_token(settings)}"})
     error = assert_envelope(response, 500, "internal_error")
     assert "hunter2" not in response.get_data(as_text=True) and "/srv" not in error["message"]
     assert "hunter2" in caplog.text  # the traceback goes to the log
@@ -422,7 +440,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _serve_command(settings: Settings, port: int) -> list[str]:
     values = {k: getattr(settings, k) for k in ("database_url", "broker_url", "storage_url",
-                                                "home", "max_spec_bytes")}
+                                                "home", "max_spec_bytes", "data_file_roots")}
     code = ("from service.config import Settings\n"
             "from service.web.server import serve\n"
             f"serve(Settings.from_env({{}}, **{values!r}), port={port}, workers=1, threads=2)\n")
@@ -454,14 +472,15 @@ def test_serve_runs_the_api_under_gunicorn(settings, job_spec):
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.2)
         assert (status, body) == (200, {"status": "ok"})
+        auth = {"Authorization": f"Bearer {admin_token(settings)}"}
         status, job = _http("POST", f"{base}/api/v1/jobs", json.dumps(job_spec).encode(),
-                            {"Content-Type": "application/json"})
+                            {"Content-Type": "application/json", **auth})
         assert status == 201 and job["state"] == "queued"
-        assert _http("GET", f"{base}/api/v1/jobs/{job['id']}")[1]["id"] == job["id"]
+        assert _http("GET", f"{base}/api/v1/jobs/{job['id']}", None, auth)[1]["id"] == job["id"]
         chunks = iter([b'{"name": "', b"x" * 120_000, b'"}'])
         status, body = _http("POST", f"{base}/api/v1/jobs", chunks,
                              {"Content-Type": "application/json",
-                              "Transfer-Encoding": "chunked"})
+                              "Transfer-Encoding": "chunked", **auth})
         assert status == 413 and body["error"]["code"] == "payload_too_large"
     finally:
         proc.send_signal(signal.SIGTERM)

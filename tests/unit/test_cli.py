@@ -26,8 +26,11 @@ def model_json():
 
 
 @pytest.fixture
-def api(tmp_path, sqlite_url):
-    """The API URL, served from SQLite, a file store and the file broker on a free port."""
+def api(tmp_path, sqlite_url, monkeypatch):
+    """The API URL, served from SQLite, a file store and the file broker on a free port.
+
+    The commands find an admin token in FITFLEET_TOKEN.
+    """
     web_app = pytest.importorskip("service.web.app")
     from werkzeug.serving import make_server
 
@@ -40,6 +43,10 @@ def api(tmp_path, sqlite_url):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
+        from service.auth import TokenStore
+
+        monkeypatch.setenv("FITFLEET_TOKEN",
+                           TokenStore(settings.database_url).create("test", admin=True)[1])
         yield f"http://127.0.0.1:{server.server_port}", settings
     finally:
         server.shutdown()

@@ -43,7 +43,10 @@ def api(tmp_path, sqlite_url):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Client(f"http://127.0.0.1:{server.server_port}", timeout=60), settings
+        from service.auth import TokenStore
+
+        token = TokenStore(settings.database_url).create("test", admin=True)[1]
+        yield Client(f"http://127.0.0.1:{server.server_port}", token=token, timeout=60), settings
     finally:
         server.shutdown()
         thread.join(10)
@@ -83,8 +86,9 @@ def _finish(settings, job_id: str, epochs: int = 3, model: bytes | None = None) 
     uri = None
     if model is not None:
         store = open_store(settings.storage_url)
-        store.put_bytes(final_model_key(job_id), model)
-        uri = store.uri(final_model_key(job_id))
+        key = final_model_key(jobs.get(job_id)["project"], job_id)
+        store.put_bytes(key, model)
+        uri = store.uri(key)
     jobs.finish(job_id, claim.attempt_id, "succeeded", model_uri=uri)
 
 

@@ -164,3 +164,32 @@ def test_detail_has_no_rate_before_two_batches(client, settings):
     body = client.get(f"/api/v1/jobs/{job_id}/detail").get_json()
     assert body["progress"]["steps_per_second"] is None
     assert body["progress"]["eta_seconds"] is None
+
+
+def test_poll_cache_serves_repeated_questions_and_stays_bounded():
+    from service.web.pollcache import PollCache
+
+    cache = PollCache(max_entries=3, max_bytes=100, max_item_bytes=60)
+    assert cache.get(("j", "e1")) is None
+    cache.put(("j", "e1"), b"x" * 40)
+    assert cache.get(("j", "e1")) == b"x" * 40 and cache.hits == 1
+    cache.put(("j", "e2"), b"y" * 40)
+    cache.put(("j", "e3"), b"z" * 40)  # 120 bytes > 100: the least recently used goes
+    assert cache.get(("j", "e1")) is None and len(cache) == 2
+    cache.put(("j", "big"), b"b" * 61)  # larger than one item may be: not kept
+    assert cache.get(("j", "big")) is None
+
+
+def test_repeated_polls_between_writes_are_answered_from_the_cache(client, settings):
+    from service.web.api.results import POLLS
+
+    job_id = new_job(settings)
+    MetricStore(settings.database_url).write(job_id, batch_rows(range(1, 101), 1, 0.0, 1.0))
+    url = f"/api/v1/jobs/{job_id}/metrics?kind=batch&max_points=20"
+    first = client.get(url)
+    hits = POLLS.hits
+    second = client.get(url)
+    assert POLLS.hits == hits + 1 and second.data == first.data
+    MetricStore(settings.database_url).write(job_id, batch_rows([101], 1, 0.0, 1.0))
+    third = client.get(url).get_json()
+    assert third["rows"][-1]["step"] == 101  # a write changes the tag: no stale answer

@@ -8,6 +8,7 @@ mid-epoch resume see exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -181,7 +182,8 @@ class Attempt:
                       attempt_id=claim.attempt_id, attempt=claim.number,
                       shadow_factory=lambda: shadow,
                       keep_last=int(ck.get("keep_last") or 3), keep_best=ck.get("keep_best"),
-                      scratch=self.scratch / "checkpoints", before_commit=recorder.flush)
+                      scratch=self.scratch / "checkpoints", before_commit=recorder.flush,
+                      project=claim.project)
         resume_cb = Resume(user_callbacks)
         if meta is not None:
             resume_cb.callback_state = meta.get("callbacks")
@@ -210,13 +212,13 @@ class Attempt:
                 return model, start, meta
             except _Rebuild as bad:
                 older = [c for c in claim.checkpoints if c["step"] < bad.step]
-                claim = Claim(claim.job_id, claim.attempt_id, claim.number, claim.spec, older)
+                claim = dataclasses.replace(claim, checkpoints=older)
 
     def _conclude(self, outcome: str, model) -> str:
         claim = self.claim
         self.heartbeat.beat()  # the final progress, and a last check of the lease
         if outcome == "succeeded":
-            key = final_model_key(claim.job_id)
+            key = final_model_key(claim.project, claim.job_id)
             path = self.scratch / "model.keras"
             model.save(path)
             self.store.put_file(key, path)

@@ -29,9 +29,10 @@ class Saver:
 
     def __init__(self, *, jobs, store, job_id: str, attempt_id: int, attempt: int, shadow_factory,
                  keep_last: int = 3, keep_best: dict | None = None, retries: int = 8,
-                 scratch: Path | None = None, before_commit=None):
+                 scratch: Path | None = None, before_commit=None, project: str = "default"):
         """``before_commit()`` must return True once the metric rows up to now are stored."""
         self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
+        self.project = project
         self.attempt = attempt
         self.shadow_factory = shadow_factory
         self.before_commit = before_commit
@@ -101,7 +102,7 @@ class Saver:
             self._shadow = self.shadow_factory()
         folder = self.scratch / f"{snap.step:012d}"
         files = checkpoint.write(snap, self._shadow, folder)
-        prefix = checkpoint_prefix(self.job_id, snap.step, self.attempt)
+        prefix = checkpoint_prefix(self.project, self.job_id, snap.step, self.attempt)
         upload_started = time.monotonic()
         for name in checkpoint.FILES:
             self._with_retries(lambda n=name: self.store.put_file(f"{prefix}/{n}", folder / n),

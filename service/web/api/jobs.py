@@ -6,10 +6,11 @@ import json
 
 from flask import Blueprint, jsonify, request, url_for
 
-from service import modelspec, spec
+from service.admission import admit
 from service.dispatch import enqueue
 from service.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from service.web.api import choice_arg, ctx, int_arg
+from service.web.auth import caller, scope
 
 bp = Blueprint("jobs", __name__)
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -19,10 +20,9 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 def create_job():
     """Check the spec, build its model once, store the job and hand it to the queue."""
     c = ctx()
-    normalized = spec.normalize(_json_body(c.settings.max_spec_bytes), c.settings)
-    summary = modelspec.validate(normalized)
+    normalized, summary = admit(_json_body(c.settings.max_spec_bytes), c.settings)
     job = c.jobs.create(normalized, epochs=normalized["fit"]["epochs"], summary=summary,
-                        max_attempts=normalized["max_attempts"])
+                        max_attempts=normalized["max_attempts"], project=caller().project)
     try:
         enqueue(c.settings.broker_url, c.settings.home, job["id"], normalized["queue"],
                 normalized["priority"])
@@ -42,7 +42,7 @@ def list_jobs():
     limit = int_arg("limit", 50, lo=1, hi=500)
     cursor = request.args.get("cursor") or None
     try:
-        jobs, next_cursor = ctx().jobs.list(state, limit, cursor)
+        jobs, next_cursor = ctx().jobs.list(state, limit, cursor, project=scope())
     except NotFound as exc:
         raise BadRequest("query parameter cursor is not the next cursor of a previous page",
                          details={"parameter": "cursor"}) from exc
@@ -51,30 +51,30 @@ def list_jobs():
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    return jsonify(ctx().jobs.get(job_id))
+    return jsonify(ctx().jobs.get(job_id, project=scope()))
 
 
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):
     """Cancel a queued job now, or ask a running job's worker to stop (409 if ended)."""
-    job = ctx().jobs.request_cancel(job_id)
+    job = ctx().jobs.request_cancel(job_id, project=scope())
     return jsonify(job), 202
 
 
 @bp.get("/jobs/<job_id>/attempts")
 def list_attempts(job_id: str):
-    return jsonify({"attempts": ctx().jobs.attempts(job_id)})
+    return jsonify({"attempts": ctx().jobs.attempts(job_id, project=scope())})
 
 
 @bp.get("/jobs/<job_id>/checkpoints")
 def list_checkpoints(job_id: str):
-    return jsonify({"checkpoints": ctx().jobs.checkpoints(job_id)})
+    return jsonify({"checkpoints": ctx().jobs.checkpoints(job_id, project=scope())})
 
 
 @bp.get("/jobs/<job_id>/summary")
 def get_summary(job_id: str):
     """The Keras model summary computed when the job was submitted."""
-    summary = ctx().jobs.summary(job_id)
+    summary = ctx().jobs.summary(job_id, project=scope())
     if summary is None:
         raise NotFound(f"job {job_id} has no model summary", code="summary_not_available")
     return jsonify(summary)
@@ -82,8 +82,9 @@ def get_summary(job_id: str):
 
 def _json_body(limit: int) -> object:
     """The request body parsed as JSON; 413 past ``limit`` bytes, 400 if malformed."""
-    too_large = PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes",
-                                details={"limit": limit})
+    too_large = PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes "
+                                "(FITFLEET_MAX_SPEC_BYTES)",
+                                details={"limit": limit, "setting": "FITFLEET_MAX_SPEC_BYTES"})
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     data = request.get_data(cache=False)

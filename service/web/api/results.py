@@ -2,40 +2,63 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
 
-from flask import Blueprint, jsonify, send_file
+from flask import Blueprint, current_app, redirect, request, send_file
 
 from service.errors import NotFound
 from service.metrics import KINDS
-from service.storage import LocalStore, final_model_key, open_store
+from service.storage import LocalStore, S3Store, final_model_key, open_store
 from service.web.api import choice_arg, ctx, int_arg
+from service.web.auth import scope
+from service.web.pollcache import PollCache
 
 bp = Blueprint("results", __name__)
+POLLS = PollCache()
 
 
 @bp.get("/jobs/<job_id>/metrics")
 def get_metrics(job_id: str):
     """Rows with step > ``after``, ascending; ``next`` is the ``after`` of the next poll."""
     c = ctx()
-    c.jobs.get(job_id)  # 404 for an unknown job
+    c.jobs.get(job_id, project=scope())  # 404 for an unknown job or another project's
     kind = choice_arg("kind", KINDS, "epoch")
     after = int_arg("after", None, lo=-1)
     max_points = int_arg("max_points", None, lo=1, hi=100_000)
-    return jsonify(c.metrics.read(job_id, kind, after=after, max_points=max_points))
+    metric = request.args.get("metric") or "loss"
+    etag = _metrics_etag(c.metrics.version(job_id, kind), request.query_string)
+    if request.if_none_match.contains(etag):  # nothing written since the caller's copy
+        response = current_app.response_class(status=304)
+    else:
+        body = POLLS.get((job_id, etag))  # other pollers asked the same since the last write
+        if body is None:
+            answer = c.metrics.read(job_id, kind, after=after, max_points=max_points,
+                                    metric=metric, project=scope())
+            body = POLLS.put((job_id, etag), current_app.json.dumps(answer).encode() + b"\n")
+        response = current_app.response_class(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _metrics_etag(version: int | None, query: bytes) -> str:
+    """Changes with every write to the series and with the question asked."""
+    return hashlib.sha1(b"%d?" % (version or 0) + query).hexdigest()[:20]
 
 
 @bp.get("/jobs/<job_id>/model")
 def download_model(job_id: str):
     """The trained model as a ``.keras`` file; 404 ``model_not_ready`` until it exists."""
     c = ctx()
-    job = c.jobs.get(job_id)
+    job = c.jobs.get(job_id, project=scope())
     if not job.get("model_available"):
         raise NotFound(f"job {job_id} has no trained model yet (state: {job['state']})",
                        code="model_not_ready")
-    store, key = open_store(c.settings.storage_url), final_model_key(job_id)
+    store = open_store(c.settings.storage_url)
+    key = final_model_key(job["project"], job_id)
     name = f"{_safe_filename(job['name'])}.keras"
     options = {"mimetype": "application/octet-stream", "as_attachment": True,
                "download_name": name}
@@ -45,6 +68,11 @@ def download_model(job_id: str):
             raise NotFound(f"the model file of job {job_id} is missing from the store",
                            code="model_missing")
         return send_file(path, conditional=True, **options)
+    if isinstance(store, S3Store):  # a short-lived link straight to the store
+        if not store.exists(key):
+            raise NotFound(f"the model file of job {job_id} is missing from the store",
+                           code="model_missing")
+        return redirect(store.presigned_url(key, c.settings.presign_seconds, name), code=302)
     return send_file(_spooled(store, key), **options)
 
 

@@ -72,7 +72,8 @@
     const layout = {
       title: { text: title, font: { size: 14 } }, height: 280,
       margin: { l: 50, r: 20, t: 36, b: 40 }, xaxis: { title: { text: "step" } },
-      legend: { orientation: "h", y: -0.25 }, shapes: resumeShapes(),
+      legend: { x: 1, xanchor: "right", y: 1, bgcolor: "rgba(255,255,255,0.7)" },
+      shapes: resumeShapes(),
       annotations: resumeNotes(), uirevision: div.id,
     };
     Plotly.react(div, traces, layout, { displaylogo: false, responsive: true });
