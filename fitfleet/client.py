@@ -63,6 +63,69 @@ class Client:
         job = self._json("POST", "/jobs", body=spec)
         return Run(self, job["id"], job)
 
+    def fit(self, model, x=None, y=None, *, validation_data=None, epochs: int = 1,
+            batch_size: int = 32, validation_split: float = 0.0, shuffle: bool = True,
+            class_weight: dict | None = None, callbacks=None, checkpoint_every: int | None = None,
+            seed: int = 0, name: str | None = None, data_format: str | None = None,
+            x_names=None, **spec_fields) -> Run:
+        """Train a compiled ``keras.Model`` remotely, as ``model.fit`` would; returns its Run.
+
+        Args:
+            model: a compiled Keras model; its compile settings go with it.
+            x: a data URL (``s3://...``, ``file://...``, a prefix ending in ``/``), or arrays
+                (one, a list, or a dict by input name), uploaded to the API's store.
+            y: the targets when ``x`` is arrays; the array or column name(s) when it is a URL.
+            validation_data: a URL, or ``(x_val, y_val)`` arrays (uploaded).
+            callbacks: standard Keras callbacks (EarlyStopping, ReduceLROnPlateau,
+                TerminateOnNaN); they run on the worker.
+            checkpoint_every: also checkpoint every N batches (a checkpoint per epoch is
+                the default).
+            x_names: the array or column name(s) of the inputs when ``x`` is a URL.
+            spec_fields: other job spec fields (``queue``, ``priority``, ``max_attempts``,
+                ``checkpoint``, ``deterministic``).
+
+        Example:
+            >>> run = client.fit(model, x="s3://bucket/train.npz", epochs=10, batch_size=64)
+            >>> run.wait()
+            >>> trained = run.load_model()
+        """
+        from fitfleet import remote
+
+        if isinstance(x, str):
+            data = {"train": x, "x": x_names, "y": y}
+        else:
+            arrays, xn, yn = remote.pack(model, x, y)
+            data = {"train": self.upload(arrays), "x": xn, "y": yn}
+        if isinstance(validation_data, str):
+            data["validation"] = validation_data
+        elif validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a URL or a tuple (x_val, y_val)")
+            like = (data["x"], data["y"]) if not isinstance(x, str) else None
+            arrays, _, _ = remote.pack(model, *validation_data, like=like)
+            data["validation"] = self.upload(arrays)
+        data["format"] = data_format
+        spec = remote.to_spec(model, data, epochs=epochs, batch_size=batch_size,
+                              validation_split=validation_split, shuffle=shuffle,
+                              class_weight=class_weight, callbacks=callbacks,
+                              checkpoint_every=checkpoint_every, seed=seed, name=name,
+                              **spec_fields)
+        return self.submit(spec)
+
+    def upload(self, arrays) -> str:
+        """Store arrays (a dict of name to array) or an ``.npz`` file; returns its data URL."""
+        import numpy as np
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "data.npz"
+            if isinstance(arrays, dict):
+                np.savez(path, **arrays)
+            else:
+                shutil.copyfile(arrays, path)
+            with open(path, "rb") as body:
+                answer = self._json("POST", "/data", raw=(body, path.stat().st_size))
+        return answer["url"]
+
     def jobs(self, state: str | None = None, limit: int = 50) -> list[dict]:
         """Up to ``limit`` jobs, newest first, following the API's cursor pages."""
         return list(self.iter_jobs(state=state, limit=limit))
@@ -141,24 +204,29 @@ class Client:
     # -- transport ------------------------------------------------------------------
 
     def _json(self, method: str, path: str, body: object = None,
-              query: dict | None = None) -> dict:
-        with self._open(method, "/api/v1" + path, body=body, query=query) as resp:
+              query: dict | None = None, raw: tuple | None = None) -> dict:
+        with self._open(method, "/api/v1" + path, body=body, query=query, raw=raw) as resp:
             try:
                 raw = resp.read()
             except OSError as exc:
                 raise FitfleetConnectionError(self.url, exc) from None
         return _decode(raw)
 
-    def _open(self, method: str, path: str, body: object = None, query: dict | None = None):
+    def _open(self, method: str, path: str, body: object = None, query: dict | None = None,
+              raw: tuple | None = None):
+        """An HTTP answer; ``raw`` is ``(binary file, length)`` sent as the body as it is."""
         url = self.url + path
         if query:
             params = {k: v for k, v in query.items() if v is not None}
             if params:
                 url += "?" + urllib.parse.urlencode(params)
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)
+        req = urllib.request.Request(url, data=data if raw is None else raw[0], method=method)
         req.add_header("Accept", "application/json")
-        if data is not None:
+        if raw is not None:
+            req.add_header("Content-Type", "application/octet-stream")
+            req.add_header("Content-Length", str(raw[1]))
+        elif data is not None:
             req.add_header("Content-Type", "application/json")
         if self.token:  # not carried to a redirect target such as a presigned URL
             req.add_unredirected_header("Authorization", f"Bearer {self.token}")
@@ -229,7 +297,8 @@ class Run:
         return self.client.download(self.id, path)
 
     def wait(self, timeout: float | None = None, poll: float = 1.0, verbose: int = 1,
-             stream=None, on_poll: Callable[[dict], None] | None = None) -> dict:
+             stream=None, on_poll: Callable[[dict], None] | None = None,
+             bar: bool = False) -> dict:
         """Poll until the job ends, printing Keras-like progress; returns the final job.
 
         Args:
@@ -238,9 +307,10 @@ class Run:
             verbose: 0 silent, 1 batch progress and epoch lines, 2 epoch lines only.
             stream: where progress goes (default ``sys.stdout``).
             on_poll: called with the job after each poll; may raise to stop waiting.
+            bar: draw Keras's progress bar on batch lines.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        printer = ProgressPrinter(verbose=verbose, stream=stream) if verbose else None
+        printer = ProgressPrinter(verbose=verbose, stream=stream, bar=bar) if verbose else None
         cursors: dict[str, int | None] = {"batch": None, "epoch": None}
         while True:
             job = self.refresh()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+BAR_WIDTH = 20
+
 
 def format_value(value: object) -> str:
     """A metric value as Keras prints it (4 decimals, or scientific when tiny)."""
@@ -31,10 +33,12 @@ class ProgressPrinter:
         verbose: 1 batch progress and epoch lines, 2 epoch lines only.
         stream: a text stream (default ``sys.stdout``); on a terminal the batch line
             is rewritten in place, elsewhere each update is its own line.
+        bar: draw Keras's progress bar (``12/26 ━━━━━━━━━───────────``) after the count.
     """
 
-    def __init__(self, verbose: int = 1, stream=None):
+    def __init__(self, verbose: int = 1, stream=None, bar: bool = False):
         self.verbose = verbose
+        self.bar = bar
         self.stream = stream or sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.epochs: int | None = None
@@ -73,7 +77,8 @@ class ProgressPrinter:
             else:
                 self._head(epoch)
                 total = self.steps_per_epoch or self.last_batch.get(epoch)
-                prefix = f"{total}/{total} - " if total else ""
+                done = self._steps(total) if self.steps_per_epoch else f"{total}/{total}"
+                prefix = f"{done} - " if total else ""
                 self._line(prefix + format_logs(row.get("logs")), final=True)
 
     def note(self, text: str) -> None:
@@ -89,7 +94,14 @@ class ProgressPrinter:
         self.note(text)
 
     def _steps(self, done: int) -> str:
-        return f"{done}/{self.steps_per_epoch or 'Unknown'}"
+        total = self.steps_per_epoch
+        text = f"{done}/{total or 'Unknown'}"
+        if not (self.bar and total):
+            return text
+        width = BAR_WIDTH * min(done, total) // total
+        if self.tty:  # Keras's colours: green for done, grey for the rest
+            return f"{text} \x1b[32m{'━' * width}\x1b[0m\x1b[37m{'━' * (BAR_WIDTH - width)}\x1b[0m"
+        return f"{text} {'━' * width}{'─' * (BAR_WIDTH - width)}"
 
     def _head(self, epoch: int) -> None:
         if epoch != self.header:

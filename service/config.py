@@ -70,6 +70,10 @@ class Settings:
     )
     # Log level of the API, workers and reaper.
     log_level: str = field(default="INFO", metadata={"env": "FITFLEET_LOG_LEVEL"})
+    # Largest accepted data upload (POST /api/v1/data, an .npz of a client's arrays), in bytes.
+    max_upload_bytes: int = field(
+        default=2_000_000_000, metadata={"env": "FITFLEET_MAX_UPLOAD_BYTES"}
+    )
     # Seconds a presigned model download link stays valid (S3 stores).
     presign_seconds: int = field(default=300, metadata={"env": "FITFLEET_PRESIGN_SECONDS"})
     # Largest accepted number of layers in a job's model (nested models counted).

@@ -131,7 +131,8 @@ def test_logs_prints_metric_rows(api, spec_file, capsys):
     assert main(["cancel", job["id"], "--api", url]) == 0
     capsys.readouterr()
     assert main(["logs", job["id"], "--follow", "--api", url]) == 3
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    assert capsys.readouterr().out.splitlines() == [
+        "Epoch 1/2", "loss: 0.5000", "Epoch 2/2", "loss: 0.4000", f"-- job {job['id']} cancelled"]
 
 
 def test_unknown_job_exits_1(api, capsys):
