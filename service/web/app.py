@@ -16,7 +16,8 @@ from service.web.errors import register_error_handlers
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
     from service.web import openapi
-    from service.web.api import health, jobs, prometheus, results
+    from service.web import dashboard
+    from service.web.api import detail, fleet, health, jobs, prometheus, results
     from service.web.auth import register_auth
 
     settings = settings or get_settings()
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(results.bp, url_prefix="/api/v1")
+    app.register_blueprint(detail.bp, url_prefix="/api/v1")
+    app.register_blueprint(fleet.bp, url_prefix="/api/v1")
+    app.register_blueprint(dashboard.bp)  # the web pages at /
     app.register_blueprint(health.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp, name="health_root")
     app.register_blueprint(prometheus.bp)  # GET /metrics
