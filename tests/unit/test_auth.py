@@ -1,0 +1,211 @@
+"""API tokens and tenant isolation: the token store, and every route against every caller."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from sqlalchemy import text
+
+from service.auth import TokenStore, hash_secret
+from service.config import Settings
+from service.db import get_engine
+from service.errors import BadRequest, NotFound
+from service.jobs import JobStore
+from service.metrics import MetricStore
+from service.storage import final_model_key, open_store
+from service.web.app import create_app
+
+CALLERS = ("none", "bad", "revoked", "other", "own", "admin")
+
+
+def test_a_token_is_stored_only_as_its_hash(sqlite_url):
+    tokens = TokenStore(sqlite_url)
+    record, secret = tokens.create("alpha", name="ci")
+    assert secret.startswith("ff_") and len(secret) > 40
+    assert record["prefix"] == secret[:10] and "token" not in record
+    with get_engine(sqlite_url).connect() as conn:
+        row = conn.execute(text("SELECT * FROM tokens")).mappings().one()
+    assert row["token_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in json.dumps({k: str(v) for k, v in row.items()})
+    assert hash_secret(secret) == row["token_hash"]
+
+
+def test_verify_revoke_and_list(sqlite_url):
+    tokens = TokenStore(sqlite_url)
+    record, secret = tokens.create("alpha")
+    admin, admin_secret = tokens.create("ops", admin=True)
+    who = tokens.verify(secret)
+    assert (who.project, who.is_admin, who.scope) == ("alpha", False, "alpha")
+    assert tokens.verify(admin_secret).scope is None
+    assert tokens.verify(secret + "x") is None and tokens.verify("") is None
+    assert tokens.list()[0]["last_used_at"] is not None  # verify stamps the use
+    tokens.revoke(record["id"])
+    assert tokens.verify(secret) is None
+    assert tokens.revoke(record["id"])["revoked_at"]  # twice is harmless
+    assert [t["id"] for t in tokens.list(project="alpha")] == [record["id"]]
+    assert [t["id"] for t in tokens.list(include_revoked=False)] == [admin["id"]]
+    with pytest.raises(NotFound):
+        tokens.revoke(999)
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", "..", "x" * 101, " a", "a b"])
+def test_project_names_must_be_safe_in_object_keys(sqlite_url, name):
+    with pytest.raises(BadRequest):
+        TokenStore(sqlite_url).create(name)
+
+
+# -- the matrix ---------------------------------------------------------------------------
+
+
+def _spec(tmp_path) -> dict:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(20, 4)).astype("float32"),
+             y=rng.integers(0, 3, 20))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="tiny")
+    return {"model": json.loads(model.to_json()),
+            "compile": {"loss": "sparse_categorical_crossentropy"},
+            "data": {"train": (tmp_path / "d.npz").as_uri()}}
+
+
+@pytest.fixture
+def world(tmp_path, sqlite_url):
+    """An app with projects alpha and beta, a finished alpha job, and one token per caller."""
+    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
+                                 storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path))
+    tokens = TokenStore(sqlite_url)
+    secrets = {"own": tokens.create("alpha")[1], "other": tokens.create("beta")[1],
+               "admin": tokens.create("ops", admin=True)[1], "bad": "ff_not-a-real-token"}
+    revoked, secrets["revoked"] = tokens.create("alpha")
+    tokens.revoke(revoked["id"])
+    job_id = _finished_job(settings, "alpha")
+    return create_app(settings).test_client(), secrets, job_id, _spec(tmp_path)
+
+
+def _finished_job(settings, project: str) -> str:
+    jobs = JobStore(settings.database_url)
+    job = jobs.create({"name": "j", "fit": {"epochs": 1}}, epochs=1, max_attempts=1,
+                      summary={"layers": [], "total_params": 0}, project=project)
+    claim = jobs.claim(job["id"], "w", 30)
+    MetricStore(settings.database_url).write(job["id"], [
+        {"kind": "epoch", "step": 1, "epoch": 0, "batch": None, "attempt": 1,
+         "logs": {"loss": 1.0}, "wall_time": 0.0}])
+    jobs.commit_checkpoint(job["id"], claim.attempt_id, {
+        "step": 1, "epoch": 0, "batch": 0, "uri": "file:///nowhere", "files": {},
+        "bytes": 1, "sha256": "0" * 64, "logs": {}})
+    store = open_store(settings.storage_url)
+    store.put_bytes(final_model_key(project, job["id"]), b"PK model")
+    jobs.finish(job["id"], claim.attempt_id, "succeeded",
+                model_uri=store.uri(final_model_key(project, job["id"])))
+    return job["id"]
+
+
+def _call(client, method: str, path: str, secret: str | None, body=None):
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+    return client.open(path, method=method, headers=headers, json=body)
+
+
+JOB_ROUTES = [("GET", ""), ("GET", "/attempts"), ("GET", "/checkpoints"), ("GET", "/summary"),
+              ("GET", "/metrics"), ("GET", "/model"), ("POST", "/cancel")]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("method,suffix", JOB_ROUTES)
+def test_job_routes_answer_only_their_project_and_admins(world, caller, method, suffix):
+    client, secrets, job_id, _ = world
+    response = _call(client, method, f"/api/v1/jobs/{job_id}{suffix}", secrets.get(caller))
+    if caller in ("none", "bad", "revoked"):
+        assert response.status_code == 401
+        assert response.get_json()["error"]["code"] == "unauthorized"
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        if caller != "none":
+            assert secrets[caller] not in response.get_data(as_text=True)
+    elif caller == "other":  # never 403: ids are not probed
+        assert response.status_code == 404
+        assert response.get_json()["error"]["message"] == f"no job with id {job_id!r}"
+    elif method == "POST":  # the job has ended: the caller may see it, and is told so
+        assert response.status_code == 409
+    else:
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_listing_shows_only_the_callers_project(world, caller):
+    client, secrets, job_id, _ = world
+    response = _call(client, "GET", "/api/v1/jobs", secrets.get(caller))
+    if caller in ("none", "bad", "revoked"):
+        assert response.status_code == 401
+        return
+    ids = [j["id"] for j in response.get_json()["jobs"]]
+    assert ids == ([] if caller == "other" else [job_id])
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_submitting_files_the_job_under_the_tokens_project(world, caller):
+    client, secrets, _, spec = world
+    response = _call(client, "POST", "/api/v1/jobs", secrets.get(caller), spec)
+    if caller in ("none", "bad", "revoked"):
+        assert response.status_code == 401
+        return
+    assert response.status_code == 201, response.get_data(as_text=True)
+    expected = {"own": "alpha", "other": "beta", "admin": "ops"}[caller]
+    assert response.get_json()["project"] == expected
+
+
+def test_every_api_route_needs_a_token_but_health_and_the_document(world):
+    client, secrets, job_id, _ = world
+    app = client.application
+    open_paths = {"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"}
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1"):
+            continue
+        path = rule.rule.replace("<job_id>", job_id).replace("<int:step>", "1")
+        path = path.replace("<name>", "model.keras")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for caller in ("none", "bad", "revoked"):
+                status = _call(client, method, path, secrets.get(caller)).status_code
+                if rule.rule in open_paths:
+                    assert status in (200, 503), (method, path, caller, status)
+                else:
+                    assert status == 401, (method, path, caller, status)
+                checked += 1
+            if "<job_id>" in rule.rule:  # another project's job: 404 on every route
+                assert _call(client, method, path, secrets["other"]).status_code == 404, path
+    assert checked >= 3 * 10
+
+
+def test_pages_and_health_stay_open(world):
+    client, _, _, _ = world
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/api/v1/healthz").status_code == 200
+    assert client.get("/api/v1/openapi.json").status_code == 200
+    page = client.get("/")
+    assert page.status_code in (200, 404)  # the dashboard, where it is installed
+    assert page.status_code != 401
+
+
+def test_auth_off_is_explicit_and_logged(tmp_path, sqlite_url, caplog):
+    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
+                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path),
+                                 auth="off")
+    with caplog.at_level(logging.WARNING):
+        client = create_app(settings).test_client()
+    assert "authentication is OFF" in caplog.text
+    assert client.get("/api/v1/jobs").status_code == 200
+    with pytest.raises(ValueError):
+        create_app(Settings.from_env({}, database_url=sqlite_url, auth="maybe"))
+
+
+def test_malformed_authorization_headers(world):
+    client, secrets, _, _ = world
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", secrets["own"], "Token x"):
+        response = client.get("/api/v1/jobs", headers={"Authorization": header})
+        assert response.status_code == 401, header
+        assert "dXNlcjpwYXNz" not in response.get_data(as_text=True)
