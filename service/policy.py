@@ -76,7 +76,8 @@ def check_host(host: str, field: str) -> None:
 def _address(name: str):
     """The IP address ``name`` spells, in any notation (127.1, 0x7f000001, 2130706433)."""
     try:
-        return ipaddress.ip_address(name)
+        address = ipaddress.ip_address(name)
+        return getattr(address, "ipv4_mapped", None) or address
     except ValueError:
         pass
     try:
