@@ -298,7 +298,7 @@ class Run:
 
     def wait(self, timeout: float | None = None, poll: float = 1.0, verbose: int = 1,
              stream=None, on_poll: Callable[[dict], None] | None = None,
-             bar: bool = False) -> dict:
+             bar: bool = True) -> dict:
         """Poll until the job ends, printing Keras-like progress; returns the final job.
 
         Args:
@@ -307,7 +307,7 @@ class Run:
             verbose: 0 silent, 1 batch progress and epoch lines, 2 epoch lines only.
             stream: where progress goes (default ``sys.stdout``).
             on_poll: called with the job after each poll; may raise to stop waiting.
-            bar: draw Keras's progress bar on batch lines.
+            bar: draw Keras's progress bar after the step count (False: the count only).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         printer = ProgressPrinter(verbose=verbose, stream=stream, bar=bar) if verbose else None

@@ -155,7 +155,7 @@ def test_wait_prints_progress_and_builds_history(api, spec):
     assert job["state"] == "succeeded"
     text = out.getvalue()
     assert "Epoch 1/3" in text and "Epoch 3/3" in text
-    assert "4/4 - loss: 0.5000 - accuracy: 0.6000" in text
+    assert "4/4 ━━━━━━━━━━━━━━━━━━━━ - loss: 0.5000 - accuracy: 0.6000" in text
     history = run.history
     assert history.history["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
     assert history.epoch == [0, 1, 2]
