@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
     from service.web import openapi
     from service.web import dashboard
-    from service.web.api import detail, fleet, health, jobs, prometheus, results
+    from service.web.api import data, detail, fleet, health, jobs, prometheus, results
     from service.web.auth import register_auth
 
     settings = settings or get_settings()
@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
     app.register_blueprint(results.bp, url_prefix="/api/v1")
+    app.register_blueprint(data.bp, url_prefix="/api/v1")  # POST /data: uploads
     app.register_blueprint(detail.bp, url_prefix="/api/v1")
     app.register_blueprint(fleet.bp, url_prefix="/api/v1")
     app.register_blueprint(dashboard.bp)  # the web pages at /
