@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -25,6 +26,7 @@ from workers.training import data
 SUFFIXES = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
             ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
 FORMATS = ("npz", "csv", "parquet", "tfrecord")
+log = logging.getLogger("fitfleet.worker")
 
 
 def cache_dir(home: str | os.PathLike) -> Path:
@@ -76,6 +78,7 @@ def fetch(url: str, cache: str | os.PathLike, tag: str | None = None) -> Path:
     tag = tag or etag(store, key)
     target = _cache_path(url, tag, cache)
     if target.is_file():
+        log.info("data %s: read from the local cache (ETag %s)", url, tag)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
@@ -86,6 +89,7 @@ def fetch(url: str, cache: str | os.PathLike, tag: str | None = None) -> Path:
     finally:
         if os.path.exists(part):
             os.unlink(part)
+    log.info("data %s: downloaded %d bytes into the local cache", url, target.stat().st_size)
     return target
 
 
