@@ -74,6 +74,11 @@ class Settings:
     max_upload_bytes: int = field(
         default=2_000_000_000, metadata={"env": "FITFLEET_MAX_UPLOAD_BYTES"}
     )
+    # Bytes of downloaded data a worker machine keeps in FITFLEET_HOME/cache/data (least
+    # recently used first out, at each attempt's start); 0: no limit.
+    data_cache_bytes: int = field(
+        default=50_000_000_000, metadata={"env": "FITFLEET_DATA_CACHE_BYTES"}
+    )
     # Seconds a presigned model download link stays valid (S3 stores).
     presign_seconds: int = field(default=300, metadata={"env": "FITFLEET_PRESIGN_SECONDS"})
     # Largest accepted number of layers in a job's model (nested models counted).

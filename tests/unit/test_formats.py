@@ -200,3 +200,18 @@ def test_s3_objects_are_cached_by_etag(s3, tmp_path, monkeypatch):
     assert len(formats.load(url, "x", "y", None, tmp_path / "cache")) == 5
     shards = ShardSet.open(f"s3://{s3.bucket}/cache-test/", "x", "y", None, tmp_path / "cache")
     assert len(shards) == 5 and calls == [key, key]  # the listing's ETag hits the cache
+
+
+def test_cache_is_trimmed_least_recently_used_first(tmp_path):
+    import os
+    import time
+
+    cache = formats.cache_dir(tmp_path)
+    now = time.time()
+    for i, name in enumerate(("old.npz", "mid.npz", "new.npz")):
+        (cache / name).write_bytes(b"x" * 1000)
+        os.utime(cache / name, (now - 100 + i * 10, now - 100 + i * 10))
+    (cache / "old.npz.rows.json").write_text('{"rows": 3}')
+    assert formats.cache_dir(tmp_path, max_bytes=2500) == cache
+    assert sorted(p.name for p in cache.iterdir()) == ["mid.npz", "new.npz"]
+    assert formats.trim(cache, 0) == 2 and not list(cache.iterdir())

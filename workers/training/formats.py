@@ -29,11 +29,36 @@ FORMATS = ("npz", "csv", "parquet", "tfrecord")
 log = logging.getLogger("fitfleet.worker")
 
 
-def cache_dir(home: str | os.PathLike) -> Path:
-    """The machine's data cache, kept across attempts: ``<home>/cache/data``."""
+def cache_dir(home: str | os.PathLike, max_bytes: int = 0) -> Path:
+    """The machine's data cache, kept across attempts: ``<home>/cache/data``.
+
+    Past ``max_bytes`` (0: no limit), the least recently used downloads are deleted first.
+    """
     path = Path(home) / "cache" / "data"
     path.mkdir(parents=True, exist_ok=True)
+    if max_bytes:
+        trim(path, max_bytes)
     return path
+
+
+def trim(cache: Path, max_bytes: int) -> int:
+    """Delete the least recently used cached objects until ``cache`` holds ``max_bytes``."""
+    entries = []
+    for p in cache.iterdir():
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".rows.json"):
+            try:
+                stat = p.stat()
+            except FileNotFoundError:  # another worker trimmed it meanwhile
+                continue
+            entries.append((stat.st_mtime, stat.st_size, p))
+    total, removed = sum(e[1] for e in entries), 0
+    for _, size, p in sorted(entries):
+        if total <= max_bytes:
+            break
+        for victim in (p, p.with_name(p.name + ".rows.json")):
+            victim.unlink(missing_ok=True)
+        total, removed = total - size, removed + 1
+    return removed
 
 
 def format_of(url: str, fmt: str | None) -> str:
@@ -79,6 +104,7 @@ def fetch(url: str, cache: str | os.PathLike, tag: str | None = None) -> Path:
     target = _cache_path(url, tag, cache)
     if target.is_file():
         log.info("data %s: read from the local cache (ETag %s)", url, tag)
+        os.utime(target)  # recently used: the last to be trimmed
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
