@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from service import modelspec
+from service import modelspec, policy
 from service.config import Settings
 from service.dispatch import enqueue
 from service.errors import FitfleetError, LeaseLost
@@ -158,6 +158,7 @@ class Attempt:
         spec, claim, settings = self.spec, self.claim, self.settings
         if spec.get("deterministic", True):
             tf.config.experimental.enable_op_determinism()
+        policy.check_spec_locations(spec, settings)  # the submit-time data rules, again here
         train, val = load_data(spec, self.scratch)
         fit_spec = spec["fit"]
         plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
