@@ -51,17 +51,21 @@ class MetricStore:
                 rollups.refresh(s, job_id, kind, min(steps), max(steps))
         return len(values)
 
-    def version(self, job_id: str, kind: str) -> int | None:
-        """How many writes the series has had (0 before the first); None if no such job."""
+    def version(self, job_id: str, kind: str, project: str | None = None) -> int:
+        """How many writes the series has had (0 before the first), in one query.
+
+        NotFound if there is no such job or it belongs to another ``project`` (None sees
+        every project).
+        """
         with session_scope(self.url) as s:
             row = s.execute(
-                select(Job.id, MetricSeries.version)
+                select(Job.project, MetricSeries.version)
                 .outerjoin(MetricSeries, (MetricSeries.job_id == Job.id)
                            & (MetricSeries.kind == kind))
                 .where(Job.id == job_id)
             ).first()
-        if row is None:
-            return None
+        if row is None or (project is not None and row[0] != project):
+            raise NotFound(f"no job with id {job_id!r}")
         return row[1] or 0
 
     def rebuild(self, job_id: str, kind: str) -> None:

@@ -16,7 +16,7 @@ class PollCache:
 
     Example:
         cache = PollCache(max_entries=256, max_bytes=32 << 20)
-        body = cache.get(key) or cache.put(key, compute())
+        body = cache.get_or_compute(key, compute)
     """
 
     def __init__(self, max_entries: int = 256, max_bytes: int = 32 << 20,
@@ -25,6 +25,7 @@ class PollCache:
         self._items: OrderedDict[tuple, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._flights: dict[tuple, threading.Event] = {}
         self.hits = self.misses = 0
 
     def get(self, key: tuple) -> bytes | None:
@@ -36,6 +37,29 @@ class PollCache:
             self._items.move_to_end(key)
             self.hits += 1
             return body
+
+    def get_or_compute(self, key: tuple, compute) -> bytes:
+        """The cached body, or ``compute()``'s; concurrent callers of one key compute once."""
+        body = self.get(key)
+        if body is not None:
+            return body
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = threading.Event()
+        if not leader:
+            flight.wait(30)
+            body = self.get(key)
+            if body is not None:
+                return body
+            return compute()  # the leader failed or its answer was too large to keep
+        try:
+            return self.put(key, compute())
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.set()
 
     def put(self, key: tuple, body: bytes) -> bytes:
         """Keep ``body`` (unless it is too large) and return it."""

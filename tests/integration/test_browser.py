@@ -100,3 +100,37 @@ def test_dashboard_shows_live_training_and_a_cancelled_job(stack, s3, browser_pa
 def _has_input_layer(spec: dict) -> bool:
     return spec["model"]["config"]["layers"][0]["class_name"] == "InputLayer"
 
+
+
+def test_job_page_marks_resume_points_and_steps_redone(stack, pg_clean, browser_page):
+    from service.jobs import JobStore
+    from service.metrics import MetricStore
+
+    jobs, metrics = JobStore(pg_clean), MetricStore(pg_clean)
+    job_id = jobs.create({"name": "resumed", "model": {}}, epochs=4, summary=None,
+                         max_attempts=3, project="test")["id"]
+    first = jobs.claim(job_id, "w1:1", 300)
+    jobs.renew(job_id, first.attempt_id, 300, {"epoch": 1, "batch": 40, "step": 140,
+                                                "steps_per_epoch": 100})
+    metrics.write(job_id, _rows(range(1, 141), 1))
+    jobs.release(job_id, first.attempt_id, "preempted")
+    second = jobs.claim(job_id, "w2:2", 300)
+    jobs.mark_resumed(job_id, second.attempt_id, 100)
+    metrics.write(job_id, _rows(range(101, 201), 2))
+    stack.start_api()
+    page = browser_page
+    page.goto(f"{stack.api_url}/jobs/{job_id}")
+    page.fill("#token-input", stack.token)
+    page.click("#token-save")
+    page.wait_for_function("+document.querySelector('#batch-chart-loss')?.dataset.points === 200")
+    shapes = page.evaluate("document.querySelector('#batch-chart-loss').layout.shapes")
+    assert [(s["x0"], s["x1"]) for s in shapes] == [(100, 100)]
+    redone = page.locator("#attempts-table tbody tr").nth(1).locator("td").nth(7)
+    assert redone.inner_text() == "40"
+    shot(page, "job-resumed")
+
+
+def _rows(steps, attempt: int) -> list[dict]:
+    return [{"kind": "batch", "step": s, "epoch": (s - 1) // 100, "batch": (s - 1) % 100,
+             "attempt": attempt, "logs": {"loss": 1.0 / s}, "wall_time": 1000.0 + s}
+            for s in steps]

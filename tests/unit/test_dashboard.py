@@ -193,3 +193,28 @@ def test_repeated_polls_between_writes_are_answered_from_the_cache(client, setti
     MetricStore(settings.database_url).write(job_id, batch_rows([101], 1, 0.0, 1.0))
     third = client.get(url).get_json()
     assert third["rows"][-1]["step"] == 101  # a write changes the tag: no stale answer
+
+
+def test_poll_cache_computes_once_for_concurrent_askers():
+    import threading
+
+    from service.web.pollcache import PollCache
+
+    cache, calls, gate = PollCache(), [], threading.Event()
+
+    def compute() -> bytes:
+        calls.append(1)
+        gate.wait(5)
+        return b"answer"
+
+    out: list[bytes] = []
+    threads = [threading.Thread(target=lambda: out.append(cache.get_or_compute(("j", "e"),
+                                                                               compute)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert out == [b"answer"] * 8 and len(calls) == 1

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from service import rollups
 from service.db import get_engine, session_scope
+from service.errors import NotFound
 from service.jobs import JobStore
 from service.metrics import MetricStore
 from service.models import MetricRollup
@@ -110,7 +111,10 @@ def test_cursor_returns_each_row_exactly_once_across_a_resume(db_url):
     assert seen == list(range(1, 80))
     assert metrics.version(job_id, "batch") == 5
     assert metrics.version(job_id, "epoch") == 0
-    assert metrics.version("nope", "batch") is None
+    with pytest.raises(NotFound):
+        metrics.version("nope", "batch")
+    with pytest.raises(NotFound):
+        metrics.version(job_id, "batch", project="another")
 
 
 def test_a_million_rows_downsample_to_at_most_n_points_with_the_spike(pg_clean):

@@ -24,29 +24,32 @@ POLLS = PollCache()
 def get_metrics(job_id: str):
     """Rows with step > ``after``, ascending; ``next`` is the ``after`` of the next poll."""
     c = ctx()
-    c.jobs.get(job_id, project=scope())  # 404 for an unknown job or another project's
     kind = choice_arg("kind", KINDS, "epoch")
     after = int_arg("after", None, lo=-1)
     max_points = int_arg("max_points", None, lo=1, hi=100_000)
     metric = request.args.get("metric") or "loss"
-    etag = _metrics_etag(c.metrics.version(job_id, kind), request.query_string)
+    # One query: 404 for an unknown job or another project's, else the series version.
+    version = c.metrics.version(job_id, kind, project=scope())
+    etag = _metrics_etag(version, request.query_string)
     if request.if_none_match.contains(etag):  # nothing written since the caller's copy
         response = current_app.response_class(status=304)
     else:
-        body = POLLS.get((job_id, etag))  # other pollers asked the same since the last write
-        if body is None:
+        def compute() -> bytes:
             answer = c.metrics.read(job_id, kind, after=after, max_points=max_points,
-                                    metric=metric, project=scope())
-            body = POLLS.put((job_id, etag), current_app.json.dumps(answer).encode() + b"\n")
+                                    metric=metric)
+            return current_app.json.dumps(answer).encode() + b"\n"
+
+        # Pollers asking the same since the last write share one answer.
+        body = POLLS.get_or_compute((job_id, etag), compute)
         response = current_app.response_class(body, mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
     return response
 
 
-def _metrics_etag(version: int | None, query: bytes) -> str:
+def _metrics_etag(version: int, query: bytes) -> str:
     """Changes with every write to the series and with the question asked."""
-    return hashlib.sha1(b"%d?" % (version or 0) + query).hexdigest()[:20]
+    return hashlib.sha1(b"%d?" % version + query).hexdigest()[:20]
 
 
 @bp.get("/jobs/<job_id>/model")

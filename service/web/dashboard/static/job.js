@@ -205,8 +205,12 @@
   }
 
   function showSummary(summary) {
-    if (summaryShown || !summary) return;
+    if (summaryShown) return;
     summaryShown = true;
+    if (!summary) {
+      FF.fill(document.querySelector("#summary-table tbody"), [], "No model summary.", 3);
+      return;
+    }
     const n = (x) => Number(x).toLocaleString("en-US");
     FF.fill(document.querySelector("#summary-table tbody"), summary.layers.map((l) => el("tr", {},
       el("td", { text: `${l.name} (${l.class_name})` }), el("td", { class: "mono", text: shape(l.output_shape) }),
