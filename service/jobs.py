@@ -336,6 +336,33 @@ class JobStore:
                 failed.append(job_id)
         return requeue, failed
 
+    def queued_counts(self) -> dict[str, int]:
+        """Queued jobs per queue."""
+        with session_scope(self.url) as s:
+            rows = s.execute(select(Job.queue, func.count()).where(Job.state == "queued")
+                             .group_by(Job.queue)).all()
+            return {queue: n for queue, n in rows}
+
+    def stale_queued(self, seconds: float) -> list[dict]:
+        """Queued jobs untouched for ``seconds``; each is touched so one sweep re-sends it."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=seconds)
+        out = []
+        with session_scope(self.url) as s:
+            rows = s.execute(
+                select(Job.id, Job.queue, Job.priority)
+                .where(Job.state == "queued", Job.updated_at < cutoff).limit(500)
+            ).all()
+            for job_id, queue, priority in rows:
+                done = s.execute(
+                    update(Job).where(Job.id == job_id, Job.state == "queued",
+                                      Job.updated_at < cutoff).values(updated_at=now)
+                ).rowcount
+                if done:
+                    out.append({"id": job_id, "queue": queue, "priority": priority,
+                                "why": f"queued and unclaimed for over {seconds:g}s"})
+        return out
+
     # -- views ------------------------------------------------------------------------
 
     @staticmethod

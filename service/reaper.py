@@ -1,5 +1,9 @@
 """The lease reaper: notices dead workers in seconds and hands their jobs back to the queue.
 
+It also sends again the message of a job that waited queued, unclaimed, longer than
+``redispatch_seconds``: a broker that restarted without persistence loses its messages,
+and a duplicate is harmless (the claim lets only one delivery train).
+
 Celery on Redis would redeliver an unacknowledged message only after its visibility
 timeout (an hour by default). The reaper instead sweeps the ``jobs`` table every few
 seconds: a running job whose lease expired has lost its worker, so its attempt is marked
@@ -20,18 +24,58 @@ log = logging.getLogger("fitfleet.reaper")
 
 def sweep(settings: Settings) -> tuple[list[str], list[str]]:
     """One pass: returns (requeued job ids, failed job ids)."""
-    requeue, failed = JobStore(settings.database_url).reap()
+    store = JobStore(settings.database_url)
+    requeue, failed = store.reap()
+    requeue += _lost_messages(settings, store)
     sent = []
     for job in requeue:
         try:
             enqueue(settings.broker_url, settings.home, job["id"], job["queue"], job["priority"])
             sent.append(job["id"])
-            log.info("requeued job %s: its worker stopped renewing the lease", job["id"])
+            why = job.get("why", "its worker stopped renewing the lease")
+            log.info("requeued job %s: %s", job["id"], why)
         except Exception:
             log.exception("could not requeue job %s; it stays queued", job["id"])
     for job_id in failed:
         log.warning("job %s failed: out of attempts", job_id)
     return sent, failed
+
+
+def _lost_messages(settings: Settings, store: JobStore) -> list[dict]:
+    """Stale queued jobs of the queues whose broker holds fewer messages than waiting jobs."""
+    stale = store.stale_queued(settings.redispatch_seconds)
+    if not stale:
+        return []
+    waiting = store.queued_counts()
+    out = []
+    for queue in {job["queue"] for job in stale}:
+        depth = broker_depth(settings, queue)
+        if depth is not None and depth >= waiting.get(queue, 0):
+            continue  # every waiting job still has its message
+        out += [job for job in stale if job["queue"] == queue]
+    return out
+
+
+def broker_depth(settings: Settings, queue: str) -> int | None:
+    """Messages waiting in ``queue`` (all priorities), or None if the broker cannot say.
+
+    Kombu keeps a Redis queue as one list per priority step, named ``<queue>:<step>``
+    with the separator fitfleet configures (service.celery_config).
+    """
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return None
+    try:
+        import redis
+
+        client = redis.Redis.from_url(settings.broker_url, socket_timeout=3)
+        try:
+            names = [queue] + [f"{queue}:{step}" for step in range(10)]
+            return sum(client.llen(name) for name in names)
+        finally:
+            client.close()
+    except Exception:
+        log.warning("could not read the depth of queue %s", queue)
+        return None
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:

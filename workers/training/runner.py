@@ -25,9 +25,10 @@ from service.errors import FitfleetError, LeaseLost
 from service.jobs import Claim, JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
-from workers.training import checkpoint, data, state
+from workers.training import checkpoint, data, formats, state
 from workers.training.callbacks import Checkpointer, MetricsRecorder, Position, Resume, Tracker
 from workers.training.lease import Heartbeat, LeaseGuard
+from workers.training.retry import retry
 from workers.training.saver import Saver
 
 log = logging.getLogger("fitfleet.worker")
@@ -43,14 +44,15 @@ def build(spec: dict, sample: data.Arrays):
     return model
 
 
-def load_data(spec: dict, scratch: Path) -> tuple[data.Arrays, data.Arrays | None]:
+def load_data(spec: dict, cache: Path):
+    """Training and validation data: arrays, or a prefix of shards streamed from ``cache``."""
     d = spec["data"]
-    train = data.load(d["train"], d.get("x", "x"), d.get("y", "y"), d.get("format"), scratch)
+    train = formats.load(d["train"], d.get("x", "x"), d.get("y", "y"), d.get("format"), cache)
     if d.get("validation"):
-        val = data.load(d["validation"], d.get("x", "x"), d.get("y", "y"), d.get("format"),
-                        scratch)
+        val = formats.load(d["validation"], d.get("x", "x"), d.get("y", "y"), d.get("format"),
+                           cache)
         return train, val
-    return data.split_validation(train, spec["fit"].get("validation_split") or 0.0)
+    return formats.split_validation(train, spec["fit"].get("validation_split") or 0.0)
 
 
 def restore(model, claim: Claim, scratch: Path) -> tuple[int, dict | None]:
@@ -104,9 +106,9 @@ def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, c
         if i > 0:
             resume_cb.callback_state = state.capture_callbacks(user_callbacks)
         model.fit(
-            data.make_dataset(train, plan, first, stop),
+            formats.dataset(train, plan, first, stop),
             initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
-            validation_data=(val.x, val.y) if val is not None else None,
+            validation_data=formats.validation_data(val, plan.batch_size),
             validation_batch_size=plan.batch_size, class_weight=_class_weight(fit_spec),
             callbacks=callbacks, verbose=0, shuffle=False,
         )
@@ -159,7 +161,7 @@ class Attempt:
         if spec.get("deterministic", True):
             tf.config.experimental.enable_op_determinism()
         policy.check_spec_locations(spec, settings)  # the submit-time data rules, again here
-        train, val = load_data(spec, self.scratch)
+        train, val = load_data(spec, formats.cache_dir(settings.home, settings.data_cache_bytes))
         fit_spec = spec["fit"]
         plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
                               int(spec.get("seed", 0)), bool(fit_spec.get("shuffle", True)))
@@ -169,7 +171,8 @@ class Attempt:
         user_callbacks = modelspec.make_callbacks(fit_spec.get("callbacks") or [])
         spe = plan.steps_per_epoch
         pos = Position(spe, epochs, epoch=start // spe, batch=start % spe, step=start)
-        self.jobs.mark_resumed(claim.job_id, claim.attempt_id, start)
+        retry(lambda: self.jobs.mark_resumed(claim.job_id, claim.attempt_id, start),
+              f"job {claim.job_id}: record the resume point")
         log.info("job %s attempt %d: %s at step %d (epoch %d, batch %d) of %d",
                  claim.job_id, claim.number, "resuming" if start else "starting", start,
                  pos.epoch, pos.batch, spe * epochs)
@@ -222,7 +225,8 @@ class Attempt:
             key = final_model_key(claim.project, claim.job_id)
             path = self.scratch / "model.keras"
             model.save(path)
-            self.store.put_file(key, path)
+            retry(lambda: self.store.put_file(key, path), f"job {claim.job_id}: model upload",
+                  budget=600)
             self.heartbeat.stop()
             self._finish("succeeded", model_uri=self.store.uri(key))
         elif outcome == "cancelled":
@@ -230,7 +234,10 @@ class Attempt:
             self._finish("cancelled", error_code=None)
         elif outcome == "preempted":
             self.heartbeat.stop()
-            if self.jobs.release(claim.job_id, claim.attempt_id, "the worker was asked to stop"):
+            released = retry(lambda: self.jobs.release(
+                claim.job_id, claim.attempt_id, "the worker was asked to stop"),
+                f"job {claim.job_id}: release", budget=20)
+            if released:
                 enqueue(self.settings.broker_url, self.settings.home, claim.job_id,
                         self.spec.get("queue", "default"), int(self.spec.get("priority", 0)))
         log.info("job %s attempt %d: %s", claim.job_id, claim.number, outcome)
@@ -238,7 +245,8 @@ class Attempt:
 
     def _finish(self, state_name: str, **kw) -> None:
         try:
-            self.jobs.finish(self.claim.job_id, self.claim.attempt_id, state_name, **kw)
+            retry(lambda: self.jobs.finish(self.claim.job_id, self.claim.attempt_id, state_name,
+                                           **kw), f"job {self.claim.job_id}: finish", budget=300)
         except LeaseLost:
             log.warning("job %s: not marking %s: lease lost", self.claim.job_id, state_name)
 

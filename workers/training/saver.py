@@ -20,6 +20,7 @@ from service.errors import LeaseLost
 from service.storage import checkpoint_prefix, key_of
 from workers import telemetry
 from workers.training import checkpoint
+from workers.training.retry import retry
 
 log = logging.getLogger("fitfleet.worker")
 
@@ -28,7 +29,7 @@ class Saver:
     """Saves snapshots of one attempt in a background thread."""
 
     def __init__(self, *, jobs, store, job_id: str, attempt_id: int, attempt: int, shadow_factory,
-                 keep_last: int = 3, keep_best: dict | None = None, retries: int = 8,
+                 keep_last: int = 3, keep_best: dict | None = None, retry_seconds: float = 120.0,
                  scratch: Path | None = None, before_commit=None, project: str = "default"):
         """``before_commit()`` must return True once the metric rows up to now are stored."""
         self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
@@ -37,7 +38,8 @@ class Saver:
         self.shadow_factory = shadow_factory
         self.before_commit = before_commit
         self._shadow = None
-        self.keep_last, self.keep_best, self.retries = keep_last, keep_best, retries
+        self.keep_last, self.keep_best = keep_last, keep_best
+        self.retry_seconds = retry_seconds
         self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fitfleet-ckpt-"))
         self._slot = None
         self._cond = threading.Condition()
@@ -139,19 +141,7 @@ class Saver:
             raise RuntimeError("metric rows are not stored yet")
 
     def _with_retries(self, fn, what: str):
-        delay = 0.5
-        for attempt in range(self.retries):
-            try:
-                return fn()
-            except LeaseLost:
-                raise
-            except Exception as exc:
-                if attempt == self.retries - 1:
-                    raise
-                log.warning("job %s: checkpoint %s failed (%s); retry in %.1fs",
-                            self.job_id, what, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 15.0)
+        return retry(fn, f"job {self.job_id}: checkpoint {what}", budget=self.retry_seconds)
 
     def _prune(self) -> None:
         """Keep the last K and the best by the monitored metric; delete the rest."""
