@@ -165,6 +165,30 @@ OPERATIONS = {
             "302": {"description": "a short-lived presigned link to the file (S3 stores)"},
             **_errors(401, 404)},
     },
+    ("get", "/api/v1/jobs/{job_id}/detail"): {
+        "summary": "A job with throughput, ETA, attempts timeline, checkpoints and summary",
+        "operationId": "get_job_detail",
+        "responses": {"200": _json("the job's detail", OBJ), **_errors(401, 404)},
+    },
+    ("get", "/api/v1/jobs/{job_id}/checkpoints/{step}/{name}"): {
+        "summary": "One file of a committed checkpoint", "operationId": "download_checkpoint_file",
+        "responses": {
+            "200": {"description": "the file", "content": {"application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"}}}},
+            **_errors(401, 404)},
+    },
+    ("get", "/api/v1/fleet"): {
+        "summary": "Workers and queue depths", "operationId": "get_fleet",
+        "responses": {"200": _json("the fleet", OBJ), **_errors(401)},
+    },
+    ("post", "/api/v1/data"): {
+        "summary": "Upload an .npz of arrays into the store", "operationId": "upload_data",
+        "requestBody": {"required": True, "content": {"application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"}}}},
+        "responses": {"201": _json("where the data now is", {
+            "type": "object", "required": ["url"], "properties": {"url": STR}}),
+            **_errors(400, 401, 413)},
+    },
     ("get", "/api/v1/healthz"): {
         "summary": "Liveness", "operationId": "get_health", "security": [],
         "responses": {"200": _json("alive", OBJ)},
@@ -194,7 +218,7 @@ def document(app) -> dict:
         path = openapi_path(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op = dict(OPERATIONS.get((method.lower(), path)) or _generic(method, path, rule))
-            params = [{"name": a, "in": "path", "required": True, "schema": STR}
+            params = [{"name": a, "in": "path", "required": True, "schema": _converted(rule, a)}
                       for a in sorted(rule.arguments)]
             if params or op.get("parameters"):
                 op["parameters"] = params + list(op.get("parameters", []))
@@ -214,6 +238,14 @@ def document(app) -> dict:
         "components": {"schemas": SCHEMAS,
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     }
+
+
+def _converted(rule, name: str) -> dict:
+    """A path parameter's schema from its URL converter (``<int:step>`` is an integer)."""
+    converter = getattr(rule, "_converters", {}).get(name)
+    if type(converter).__name__ == "IntegerConverter":
+        return {"type": "integer", "minimum": 0}
+    return STR
 
 
 def _generic(method: str, path: str, rule) -> dict:
