@@ -209,3 +209,34 @@ def test_malformed_authorization_headers(world):
         response = client.get("/api/v1/jobs", headers={"Authorization": header})
         assert response.status_code == 401, header
         assert "dXNlcjpwYXNz" not in response.get_data(as_text=True)
+
+
+def test_token_commands(sqlite_url, monkeypatch, capsys):
+    from fitfleet.cli import main
+    from service import config
+
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    config.reset_settings()
+    try:
+        assert main(["token", "create", "--project", "vision", "--name", "ci"]) == 0
+        out = capsys.readouterr()
+        secret = out.out.strip()
+        assert secret.startswith("ff_") and "only time" in out.err
+        assert TokenStore(sqlite_url).verify(secret).project == "vision"
+        assert main(["token", "create", "--project", "ops", "--admin", "--output", "json"]) == 0
+        created = json.loads(capsys.readouterr().out)
+        assert created["admin"] is True and created["token"].startswith("ff_")
+        assert main(["token", "list", "--output", "json"]) == 0
+        listed = capsys.readouterr().out
+        assert secret not in listed and created["token"] not in listed
+        assert [t["project"] for t in json.loads(listed)["tokens"]] == ["vision", "ops"]
+        assert main(["token", "revoke", "1"]) == 0
+        assert "revoked" in capsys.readouterr().out
+        assert TokenStore(sqlite_url).verify(secret) is None
+        assert main(["token", "list"]) == 0
+        assert "vision" in capsys.readouterr().out
+        assert main(["token", "revoke", "99"]) == 1
+        assert main(["token", "create", "--project", "../etc"]) == 2
+        assert "bad_project" in capsys.readouterr().err
+    finally:
+        config.reset_settings()
