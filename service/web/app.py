@@ -15,8 +15,7 @@ from service.web.errors import register_error_handlers
 
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
-    from service.web import openapi
-    from service.web import dashboard
+    from service.web import dashboard, openapi
     from service.web.api import data, detail, fleet, health, jobs, prometheus, results
     from service.web.auth import register_auth
 

@@ -17,8 +17,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.config import Settings
 from service.auth import TokenStore
+from service.config import Settings
 from service.jobs import JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
