@@ -218,3 +218,17 @@ def test_api_probes_and_secrets():
     for container in containers():
         refs = [e for e in container.get("envFrom", []) if "secretRef" in e]
         assert refs and refs[0]["secretRef"]["name"] == "fitfleet-secrets", container["name"]
+
+
+def test_flower_uses_the_workers_broker_transport_options():
+    import runpy
+
+    from service.celery_config import celery_config
+
+    flower = compose()["services"]["flower"]
+    mounted = {v.split(":")[0]: v.split(":")[1] for v in flower["volumes"]}
+    assert mounted["./flower/celeryconfig.py"] == f"{flower['working_dir']}/celeryconfig.py"
+    loaded = runpy.run_path(str(DEPLOY / "flower" / "celeryconfig.py"))
+    workers = celery_config("redis://redis:6379/0", "/tmp")["broker_transport_options"]
+    assert loaded["broker_transport_options"] == workers
+    assert flower["command"][:2] == ["celery", "flower"]
