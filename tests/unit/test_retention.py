@@ -146,3 +146,29 @@ def test_schedule_runs_a_pass_when_due_in_its_own_thread(tmp_path, sqlite_url):
 def test_points_must_be_positive(sqlite_url, points):
     with pytest.raises(ValueError):
         retention.compact_metrics(sqlite_url, DAY, points)
+
+
+def test_the_reaper_runs_retention_passes(tmp_path, sqlite_url):
+    import threading
+
+    from service import reaper
+
+    store = LocalStore(tmp_path / "store")
+    job_id, attempt_id = new_job(sqlite_url)
+    for s in (10, 20, 30):
+        commit(sqlite_url, store, job_id, attempt_id, s, 0.1)
+    JobStore(sqlite_url).finish(job_id, attempt_id, "cancelled")
+    settings = Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path),
+                                 reaper_interval=0.05, retention_interval=0.1)
+    stop = threading.Event()
+    thread = threading.Thread(target=reaper.run, args=(settings, stop), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(JobStore(sqlite_url).checkpoints(job_id)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert [c["step"] for c in JobStore(sqlite_url).checkpoints(job_id)] == [30]
+    assert not thread.is_alive()
