@@ -157,3 +157,18 @@ def check_spec_locations(raw: object, settings: Settings) -> None:
     if isinstance(data, dict):
         for key in ("train", "validation"):
             check_data_url(data.get(key), f"data.{key}", settings)
+
+
+def check_data_sizes(spec: dict, settings: Settings) -> None:
+    """Apply :func:`check_size` to a normalized spec's data objects whose size can be read."""
+    from service import datahead
+
+    for key in ("train", "validation"):
+        url = (spec.get("data") or {}).get(key)
+        if not url:
+            continue
+        try:
+            size = datahead.open_source(url).size
+        except datahead.Uninspectable:
+            continue
+        check_size(size, f"data.{key}", settings)

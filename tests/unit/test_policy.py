@@ -8,7 +8,13 @@ import pytest
 
 from service.config import Settings
 from service.errors import InvalidSpec
-from service.policy import check_data_url, check_size, check_spec_locations, items
+from service.policy import (
+    check_data_sizes,
+    check_data_url,
+    check_size,
+    check_spec_locations,
+    items,
+)
 
 
 def settings(tmp_path, **overrides) -> Settings:
@@ -118,4 +124,15 @@ def test_a_spec_is_checked_as_sent(tmp_path):
     with pytest.raises(InvalidSpec) as info:
         check_spec_locations({"data": {"train": (tmp_path / "d.npz").as_uri(),
                                        "validation": "file:///etc/shadow"}}, s)
+    assert info.value.details["field"] == "data.validation"
+
+
+def test_data_sizes_are_checked_where_they_can_be_read(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"x" * 2000)
+    s = settings(tmp_path, max_data_bytes=1000)
+    spec = {"data": {"train": (tmp_path / "absent.npz").as_uri(), "validation": None}}
+    check_data_sizes(spec, s)  # cannot be read here: left to the worker's own check
+    spec["data"]["validation"] = (tmp_path / "d.npz").as_uri()
+    with pytest.raises(InvalidSpec) as info:
+        check_data_sizes(spec, s)
     assert info.value.details["field"] == "data.validation"

@@ -161,6 +161,7 @@ class Attempt:
         if spec.get("deterministic", True):
             tf.config.experimental.enable_op_determinism()
         policy.check_spec_locations(spec, settings)  # the submit-time data rules, again here
+        policy.check_data_sizes(spec, settings)
         train, val = load_data(spec, formats.cache_dir(settings.home, settings.data_cache_bytes))
         fit_spec = spec["fit"]
         plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
