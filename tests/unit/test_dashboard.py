@@ -166,18 +166,20 @@ def test_detail_has_no_rate_before_two_batches(client, settings):
     assert body["progress"]["eta_seconds"] is None
 
 
-def test_poll_cache_serves_repeated_questions_and_stays_bounded():
+def test_poll_cache_keeps_one_answer_per_question_and_stays_bounded():
     from service.web.pollcache import PollCache
 
     cache = PollCache(max_entries=3, max_bytes=100, max_item_bytes=60)
-    assert cache.get(("j", "e1")) is None
-    cache.put(("j", "e1"), b"x" * 40)
-    assert cache.get(("j", "e1")) == b"x" * 40 and cache.hits == 1
-    cache.put(("j", "e2"), b"y" * 40)
-    cache.put(("j", "e3"), b"z" * 40)  # 120 bytes > 100: the least recently used goes
-    assert cache.get(("j", "e1")) is None and len(cache) == 2
-    cache.put(("j", "big"), b"b" * 61)  # larger than one item may be: not kept
-    assert cache.get(("j", "big")) is None
+    assert cache.answer(("j", "q1"), "v1", lambda: b"x" * 40) == ("v1", b"x" * 40)
+    assert cache.answer(("j", "q1"), "v1", lambda: b"never") == ("v1", b"x" * 40)
+    assert cache.hits == 1 and cache.misses == 1
+    assert cache.answer(("j", "q1"), "v2", lambda: b"n" * 40) == ("v2", b"n" * 40)  # new version
+    cache.answer(("j", "q2"), "v1", lambda: b"y" * 40)
+    cache.answer(("j", "q3"), "v1", lambda: b"z" * 40)  # 120 bytes > 100: the oldest goes
+    assert len(cache) == 2
+    assert cache.answer(("j", "q1"), "v2", lambda: b"again") == ("v2", b"again")
+    cache.answer(("j", "big"), "v1", lambda: b"b" * 61)  # too large to keep
+    assert cache.answer(("j", "big"), "v1", lambda: b"new") == ("v1", b"new")
 
 
 def test_repeated_polls_between_writes_are_answered_from_the_cache(client, settings):
@@ -195,7 +197,7 @@ def test_repeated_polls_between_writes_are_answered_from_the_cache(client, setti
     assert third["rows"][-1]["step"] == 101  # a write changes the tag: no stale answer
 
 
-def test_poll_cache_computes_once_for_concurrent_askers():
+def test_poll_cache_computes_once_and_serves_the_previous_answer_meanwhile():
     import threading
 
     from service.web.pollcache import PollCache
@@ -205,16 +207,28 @@ def test_poll_cache_computes_once_for_concurrent_askers():
     def compute() -> bytes:
         calls.append(1)
         gate.wait(5)
-        return b"answer"
+        return b"new"
 
-    out: list[bytes] = []
-    threads = [threading.Thread(target=lambda: out.append(cache.get_or_compute(("j", "e"),
-                                                                               compute)))
-               for _ in range(8)]
-    for t in threads:
+    out: list = []
+
+    def ask(version: str) -> None:
+        out.append(cache.answer(("j", "q"), version, compute))
+
+    first = [threading.Thread(target=ask, args=("v1",)) for _ in range(6)]
+    for t in first:
         t.start()
     time.sleep(0.2)
     gate.set()
-    for t in threads:
+    for t in first:
         t.join(5)
-    assert out == [b"answer"] * 8 and len(calls) == 1
+    assert out == [("v1", b"new")] * 6 and len(calls) == 1  # one computation for six askers
+    gate.clear()
+    out.clear()
+    leader = threading.Thread(target=ask, args=("v2",))
+    leader.start()
+    time.sleep(0.2)
+    ask("v2")  # while v2 is computed, the v1 answer comes back at once, with its own tag
+    assert out == [("v1", b"new")]
+    gate.set()
+    leader.join(5)
+    assert out[-1] == ("v2", b"new") and len(calls) == 2

@@ -32,16 +32,25 @@ def get_metrics(job_id: str):
     version = c.metrics.version(job_id, kind, project=scope())
     etag = _metrics_etag(version, request.query_string)
     if request.if_none_match.contains(etag):  # nothing written since the caller's copy
-        response = current_app.response_class(status=304)
-    else:
-        def compute() -> bytes:
-            answer = c.metrics.read(job_id, kind, after=after, max_points=max_points,
-                                    metric=metric)
-            return current_app.json.dumps(answer).encode() + b"\n"
+        return _not_modified(etag)
 
-        # Pollers asking the same since the last write share one answer.
-        body = POLLS.get_or_compute((job_id, etag), compute)
-        response = current_app.response_class(body, mimetype="application/json")
+    def compute() -> bytes:
+        answer = c.metrics.read(job_id, kind, after=after, max_points=max_points,
+                                metric=metric)
+        return current_app.json.dumps(answer).encode() + b"\n"
+
+    # Pollers asking the same question share one answer per series version.
+    etag, body = POLLS.answer((job_id, request.query_string), etag, compute)
+    if request.if_none_match.contains(etag):
+        return _not_modified(etag)
+    response = current_app.response_class(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _not_modified(etag: str):
+    response = current_app.response_class(status=304)
     response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
     return response
