@@ -68,6 +68,9 @@ class Settings:
     redispatch_seconds: float = field(
         default=120.0, metadata={"env": "FITFLEET_REDISPATCH_SECONDS"}
     )
+    # Split a worker's CPU into N logical devices (N > 1), so that distributed training
+    # (a job with "distribute": "mirrored") can run and be tested without GPUs.
+    cpu_devices: int = field(default=0, metadata={"env": "FITFLEET_CPU_DEVICES"})
     # Log level of the API, workers and reaper.
     log_level: str = field(default="INFO", metadata={"env": "FITFLEET_LOG_LEVEL"})
     # Largest accepted data upload (POST /api/v1/data, an .npz of a client's arrays), in bytes.

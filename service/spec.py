@@ -25,7 +25,8 @@ from service.spec_fields import (
 from service.spec_safety import check_depth, check_keras_json, operator_allowlist
 
 TOP_KEYS = ("name", "model", "compile", "data", "fit", "checkpoint", "seed", "deterministic",
-            "queue", "priority", "max_attempts")
+            "queue", "priority", "max_attempts", "distribute")
+STRATEGIES = (None, "mirrored")
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
 DATA_FORMATS = (None, "npz", "csv", "parquet", "tfrecord")
@@ -53,11 +54,20 @@ def normalize(raw: object, settings: Settings | None = None) -> dict:
         "priority": pick_int(top, "priority", "priority", 0, lo=0, hi=9),
         "max_attempts": pick_int(top, "max_attempts", "max_attempts", settings.max_attempts,
                                  lo=1, hi=100),
+        "distribute": _distribute(top.get("distribute")),
     }
     if spec["data"]["validation"] and spec["fit"]["validation_split"] > 0:
         raise InvalidSpec("data.validation and fit.validation_split cannot both be set",
                           details={"field": "fit.validation_split"})
     return spec
+
+
+def _distribute(value: object) -> str | None:
+    """``"mirrored"``: train on every GPU of the worker (MirroredStrategy); null: one device."""
+    if value not in STRATEGIES:
+        raise InvalidSpec(f"distribute must be null or \"mirrored\", got {show(value)}",
+                          details={"field": "distribute"})
+    return value
 
 
 def _model(value: object, allow: frozenset[str] = frozenset()) -> dict:

@@ -15,7 +15,9 @@ import pytest
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
-REDIS_URL = "redis://127.0.0.1:6379/11"
+# A Redis database of this test session's own (1..10), so that two sessions on one machine
+# do not consume each other's messages; CI runs one session at a time.
+REDIS_URL = f"redis://127.0.0.1:6379/{1 + os.getpid() % 10}"
 S3_BUCKET = "fitfleet-test"
 TABLES = ("checkpoints", "metrics", "attempts", "jobs", "tokens", "workers")
 S3_ENV = {
@@ -119,7 +121,7 @@ def db_url(request):
 
 @pytest.fixture
 def redis_url():
-    """Redis database 11 on loopback, flushed before the test."""
+    """The session's Redis database on loopback, flushed before the test."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)

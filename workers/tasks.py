@@ -19,7 +19,10 @@ from service.dispatch import TRAIN_TASK
 from service.jobs import JobStore
 from workers import telemetry
 from workers.celery_app import app
+from workers.training import devices
 from workers.training.runner import Attempt  # TensorFlow loads at worker start, not per job
+
+devices.configure(get_settings().cpu_devices)
 
 log = logging.getLogger("fitfleet.worker")
 

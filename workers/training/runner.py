@@ -25,7 +25,7 @@ from service.errors import FitfleetError, LeaseLost
 from service.jobs import Claim, JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
-from workers.training import checkpoint, data, formats, state
+from workers.training import checkpoint, data, devices, formats, state
 from workers.training.callbacks import Checkpointer, MetricsRecorder, Position, Resume, Tracker
 from workers.training.lease import Heartbeat, LeaseGuard
 from workers.training.retry import retry
@@ -34,13 +34,14 @@ from workers.training.saver import Saver
 log = logging.getLogger("fitfleet.worker")
 
 
-def build(spec: dict, sample: data.Arrays):
+def build(spec: dict, sample: data.Arrays, strategy=None):
     """The job's model, seeded, compiled, with metrics and optimizer built."""
     keras.utils.set_random_seed(int(spec.get("seed", 0)))
-    model = modelspec.build_model(spec["model"])
-    modelspec.compile_model(model, spec["compile"])
-    two = sample.take(slice(0, 2))
-    model._symbolic_build(data_batch=(two.x, two.y))
+    with devices.scope(strategy):
+        model = modelspec.build_model(spec["model"])
+        modelspec.compile_model(model, spec["compile"])
+        two = sample.take(slice(0, 2))
+        model._symbolic_build(data_batch=(two.x, two.y))
     return model
 
 
@@ -133,6 +134,7 @@ class Attempt:
         self.jobs = JobStore(settings.database_url)
         self.store = open_store(settings.storage_url)
         self.spec = claim.spec
+        self.strategy = None
         self.scratch = data.scratch_dir(settings.home)
         self.heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, None,
                                    settings.lease_seconds, settings.heartbeat_seconds)
@@ -162,6 +164,7 @@ class Attempt:
             tf.config.experimental.enable_op_determinism()
         policy.check_spec_locations(spec, settings)  # the submit-time data rules, again here
         policy.check_data_sizes(spec, settings)
+        self.strategy = devices.strategy_for(spec)
         train, val = load_data(spec, formats.cache_dir(settings.home, settings.data_cache_bytes))
         fit_spec = spec["fit"]
         plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
@@ -199,8 +202,9 @@ class Attempt:
         callbacks = [Tracker(pos), *user_callbacks, recorder, resume_cb, checkpointer,
                      *self.extra_callbacks, guard]
         try:
-            fit_from(model, train, val, plan, start, epochs, callbacks, pos, resume_cb,
-                     user_callbacks, fit_spec)
+            with devices.scope(self.strategy):
+                fit_from(model, train, val, plan, start, epochs, callbacks, pos, resume_cb,
+                         user_callbacks, fit_spec)
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
             recorder.close(timeout=0 if outcome == "lost" else 120)
@@ -211,9 +215,10 @@ class Attempt:
         """A built model with the newest loadable checkpoint in it (or fresh)."""
         claim = self.claim
         while True:
-            model = build(self.spec, train)
+            model = build(self.spec, train, self.strategy)
             try:
-                start, meta = restore(model, claim, self.scratch)
+                with devices.scope(self.strategy):
+                    start, meta = restore(model, claim, self.scratch)
                 return model, start, meta
             except _Rebuild as bad:
                 older = [c for c in claim.checkpoints if c["step"] < bad.step]
