@@ -135,3 +135,21 @@ def test_upload_is_content_addressed_checked_and_size_limited(api, tmp_path):
         client.upload({"x": np.zeros(20_000)})
     assert (big.value.status, big.value.code) == (413, "payload_too_large")
     assert "FITFLEET_MAX_UPLOAD_BYTES" in big.value.message
+
+
+def test_fit_with_data_urls_sends_them_as_they_are(api, tmp_path):
+    client, _ = api
+    x = np.random.default_rng(1).normal(size=(30, 6)).astype("float32")
+    np.savez(tmp_path / "train.npz", features=x, label=np.arange(30) % 3)
+    np.savez(tmp_path / "val.npz", features=x[:6], label=np.arange(6) % 3)
+    train, val = (tmp_path / "train.npz").as_uri(), (tmp_path / "val.npz").as_uri()
+    run = client.fit(mlp(), x=train, y="label", x_names="features", validation_data=val,
+                     epochs=3, batch_size=8, max_attempts=1,
+                     callbacks=[keras.callbacks.EarlyStopping(patience=1)])
+    data = run.job["spec"]["data"]
+    assert (data["train"], data["validation"]) == (train, val)
+    assert (data["x"], data["y"]) == ("features", "label")
+    assert run.job["spec"]["fit"]["callbacks"][0]["config"]["patience"] == 1
+    assert run.job["max_attempts"] == 1
+    with pytest.raises(ValueError, match="validation_data must be"):
+        client.fit(mlp(), x=train, validation_data=(x,))
