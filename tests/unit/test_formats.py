@@ -215,3 +215,31 @@ def test_cache_is_trimmed_least_recently_used_first(tmp_path):
     assert formats.cache_dir(tmp_path, max_bytes=2500) == cache
     assert sorted(p.name for p in cache.iterdir()) == ["mid.npz", "new.npz"]
     assert formats.trim(cache, 0) == 2 and not list(cache.iterdir())
+
+
+def test_tfrecord_shape_feature_and_parquet_feature_columns(tmp_path):
+    import tensorflow as tf
+
+    images = np.arange(4 * 6, dtype=np.float32).reshape(4, 2, 3)
+    with tf.io.TFRecordWriter(str(tmp_path / "img.tfrecord")) as w:
+        for i, image in enumerate(images):
+            feature = {"image": tf.train.Feature(float_list=tf.train.FloatList(
+                           value=image.ravel())),
+                       "image/shape": tf.train.Feature(int64_list=tf.train.Int64List(
+                           value=[2, 3])),
+                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                    .SerializeToString())
+    got = formats.read(tmp_path / "img.tfrecord", "tfrecord", "image", "label", "img")
+    np.testing.assert_array_equal(got.x, images)
+    np.testing.assert_array_equal(got.y, [0, 1, 2, 3])
+    with pytest.raises(Exception, match="no feature 'pixels'"):
+        formats.read(tmp_path / "img.tfrecord", "tfrecord", "pixels", "label", "img")
+
+    pq.write_table(pa.table({"f0": [1.0, 2.0], "f1": [3.0, 4.0], "target": [0, 1]}),
+                   tmp_path / "cols.parquet")
+    got = formats.read(tmp_path / "cols.parquet", "parquet", "x", "target", "cols")
+    np.testing.assert_array_equal(got.x, [[1.0, 3.0], [2.0, 4.0]])
+    assert got.x.dtype == np.float32 and list(got.y) == [0, 1]
+    with pytest.raises(Exception, match="no column 'label'"):
+        formats.read(tmp_path / "cols.parquet", "parquet", "x", "label", "cols")
