@@ -109,9 +109,9 @@ def pack(model, x, y, like: tuple | None = None) -> tuple[dict, object, object]:
         elif isinstance(value, (list, tuple)):
             items = [(f"{base}{i}", v) for i, v in enumerate(value)]
         else:
-            arrays[base] = np.asarray(value)
+            arrays[base] = _array(np, value)
             return base
-        arrays.update((k, np.asarray(v)) for k, v in items)
+        arrays.update((k, _array(np, v)) for k, v in items)
         return [k for k, _ in items]
 
     x_names, y_names = add(x, "inputs", "x"), add(y, "outputs", "y")
@@ -122,6 +122,17 @@ def pack(model, x, y, like: tuple | None = None) -> tuple[dict, object, object]:
     if len(lengths) != 1:
         raise ValueError(f"x and y hold different numbers of samples: {sorted(lengths)}")
     return arrays, x_names, y_names
+
+
+def _array(np, value):
+    """``value`` as a NumPy array of numbers; TypeError for datasets, generators, objects."""
+    if hasattr(value, "element_spec") or inspect.isgenerator(value) or callable(value):
+        raise TypeError("remote fit takes arrays or a data URL, not a dataset or generator; "
+                        "write the data to .npz, Parquet or TFRecord shards and pass their URL")
+    array = np.asarray(value)
+    if array.dtype == object or array.ndim == 0:
+        raise TypeError(f"cannot send a {type(value).__name__} as an array of samples")
+    return array
 
 
 def _rename(arrays: dict, names: tuple, like: tuple) -> dict:

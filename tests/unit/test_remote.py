@@ -77,6 +77,8 @@ def test_pack_names_arrays_by_model_inputs():
     assert xn == ["x0", "x1"] and arrays["x1"].shape == (5, 2)
     with pytest.raises(ValueError, match="different numbers of samples"):
         remote.pack(model, [a, b], y[:4])
+    with pytest.raises(TypeError, match="not a dataset or generator"):
+        remote.pack(model, (v for v in a), y)
 
 
 @pytest.fixture
