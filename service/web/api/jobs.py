@@ -7,6 +7,7 @@ import json
 from flask import Blueprint, jsonify, request, url_for
 
 from service.admission import admit
+from service.detail import timeline
 from service.dispatch import enqueue
 from service.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from service.web.api import choice_arg, ctx, int_arg
@@ -63,7 +64,7 @@ def cancel_job(job_id: str):
 
 @bp.get("/jobs/<job_id>/attempts")
 def list_attempts(job_id: str):
-    return jsonify({"attempts": ctx().jobs.attempts(job_id, project=scope())})
+    return jsonify({"attempts": timeline(ctx().jobs.attempts(job_id, project=scope()))})
 
 
 @bp.get("/jobs/<job_id>/checkpoints")
