@@ -240,3 +240,19 @@ def test_an_operator_allowlisted_class_passes_the_module_rule(env, monkeypatch):
     finally:
         monkeypatch.delenv("FITFLEET_KERAS_ALLOW")
         config.reset_settings()
+
+
+def test_no_credentials_in_answers_or_logs(tmp_path, caplog):
+    import logging
+
+    settings = Settings.from_env(
+        {}, database_url="postgresql+psycopg://fitfleet:s3cretdb@127.0.0.1:1/fitfleet",
+        broker_url="redis://:s3cretmq@127.0.0.1:1/0", storage_url=(tmp_path / "s").as_uri(),
+        home=str(tmp_path))
+    client = create_app(settings).test_client()
+    with caplog.at_level(logging.DEBUG):
+        ready = client.get("/readyz")
+        denied = client.get("/api/v1/jobs", headers={"Authorization": "Bearer ff_s3crettoken"})
+    assert ready.status_code == 503 and denied.status_code in (401, 503)
+    for text in (ready.get_data(as_text=True), denied.get_data(as_text=True), caplog.text):
+        assert "s3cretdb" not in text and "s3cretmq" not in text and "s3crettoken" not in text
