@@ -18,14 +18,15 @@ FORBIDDEN_KEYS = ("enable_unsafe_deserialization", "safe_mode")
 KERAS_MODULES = frozenset({
     "keras", "keras.layers", "keras.initializers", "keras.regularizers", "keras.constraints",
     "keras.optimizers", "keras.optimizers.schedules", "keras.losses", "keras.metrics",
-    "keras.callbacks", "keras.activations", "keras.models", "keras.dtype_policies",
+    "keras.callbacks", "keras.activations", "keras.models", "keras.dtype_policies", "keras.ops",
     "keras.quantizers", "keras.src.models.functional", "keras.src.models.sequential",
     "keras.src.models.model",
 })
-# Keras's own implementation packages of those kinds (older Keras 3 releases wrote these).
+# Keras's own implementation packages of those kinds (older Keras 3 releases wrote these),
+# and its ops, which a functional model built with ``keras.ops`` holds as layers.
 KERAS_SRC_PACKAGES = tuple(f"keras.src.{kind}." for kind in (
     "layers", "models", "initializers", "regularizers", "constraints", "optimizers", "losses",
-    "metrics", "activations", "dtype_policies", "callbacks"))
+    "metrics", "activations", "dtype_policies", "callbacks", "ops"))
 
 
 def check_depth(value: object, limit: int = MAX_DEPTH) -> None:

@@ -256,3 +256,14 @@ def test_no_credentials_in_answers_or_logs(tmp_path, caplog):
     assert ready.status_code == 503 and denied.status_code in (401, 503)
     for text in (ready.get_data(as_text=True), denied.get_data(as_text=True), caplog.text):
         assert "s3cretdb" not in text and "s3cretmq" not in text and "s3crettoken" not in text
+
+
+def test_a_functional_model_built_with_keras_ops_is_accepted(env):
+    client, _, spec, _, _ = env
+    a = keras.Input((4,))
+    out = keras.layers.Dense(3)(keras.ops.add(a, keras.activations.relu(a)))
+    spec["model"] = json.loads(keras.Model(a, out).to_json())
+    modules = {layer.get("module") for layer in spec["model"]["config"]["layers"]}
+    assert any(m and m.startswith("keras.src.ops") for m in modules)
+    response = client.post("/api/v1/jobs", json=spec)
+    assert response.status_code == 201, response.get_data(as_text=True)
