@@ -150,11 +150,16 @@ OPERATIONS = {
             _query("kind", {"enum": ["batch", "epoch"]}, "batch or epoch rows"),
             _query("after", {"type": "integer", "minimum": -1}, "rows with a larger step"),
             _query("max_points", {"type": "integer", "minimum": 1, "maximum": 100000},
-                   "downsample to at most this many rows")],
+                   "downsample to at most this many rows: the last one and each bucket's "
+                   "minimum and maximum of `metric`"),
+            _query("metric", {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,100}$"},
+                   "the metric whose extremes downsampling keeps (default loss)")],
         "responses": {"200": _json("rows, ascending", {
             "type": "object", "required": ["kind", "rows", "next"],
             "properties": {"kind": STR, "rows": {"type": "array", "items": METRIC_ROW},
-                           "next": INT}}), **_errors(400, 401, 404)},
+                           "next": INT}}),
+            "304": {"description": "nothing written since the copy named by If-None-Match"},
+            **_errors(400, 401, 404)},
     },
     ("get", "/api/v1/jobs/{job_id}/model"): {
         "summary": "The trained .keras file", "operationId": "download_model",
