@@ -46,31 +46,36 @@ class FleetStore:
                 set_={k: getattr(stmt.excluded, k) for k in values if k != "name"},
             ))
 
-    def workers(self, stale_after: float, include_stopped: bool = True) -> list[dict]:
-        """Every worker, newest heartbeat first, with its job's last lease renewal."""
+    def workers(self, stale_after: float, include_stopped: bool = True,
+                project: str | None = None) -> list[dict]:
+        """Every worker, newest heartbeat first, with its job's last lease renewal.
+
+        With ``project``, a job of another project is not named (the worker shows busy).
+        """
         now = utcnow()
         with session_scope(self.url) as s:
             rows = s.execute(
-                select(Worker, Job.state, Attempt.heartbeat_at)
+                select(Worker, Job.state, Job.project, Attempt.heartbeat_at)
                 .outerjoin(Job, Job.id == Worker.job_id)
                 .outerjoin(Attempt, (Attempt.id == Job.current_attempt_id)
                            & (Attempt.worker == Worker.name))
                 .order_by(Worker.heartbeat_at.desc())
             ).all()
         out = []
-        for w, job_state, renewed in rows:
+        for w, job_state, job_project, renewed in rows:
             state = w.state
+            shown = state == "busy" and (project is None or job_project == project)
             if state != "stopped" and now - w.heartbeat_at > timedelta(seconds=stale_after):
                 state = "lost"
             if state == "stopped" and not include_stopped:
                 continue
             out.append({
                 "name": w.name, "hostname": w.hostname, "pid": w.pid, "queues": w.queues,
-                "state": state, "job_id": w.job_id if state == "busy" else None,
-                "job_state": job_state if state == "busy" else None, "gpus": w.gpus,
+                "state": state, "job_id": w.job_id if shown else None,
+                "job_state": job_state if shown else None, "gpus": w.gpus,
                 "started_at": w.started_at.isoformat(),
                 "heartbeat_at": w.heartbeat_at.isoformat(),
-                "lease_renewed_at": renewed.isoformat() if renewed and state == "busy" else None,
+                "lease_renewed_at": renewed.isoformat() if renewed and shown else None,
             })
         return out
 
@@ -87,12 +92,13 @@ class FleetStore:
         return out
 
 
-def fleet_view(settings, stale_after: float | None = None) -> dict:
-    """Workers and queues: ``{"workers", "queues", "stale_after_seconds"}``."""
+def fleet_view(settings, stale_after: float | None = None, project: str | None = None) -> dict:
+    """Workers and queues: ``{"workers", "queues", "stale_after_seconds"}``; with
+    ``project``, only that project's job ids are shown."""
     store = FleetStore(settings.database_url)
     if stale_after is None:
         stale_after = max(settings.lease_seconds, 3 * settings.heartbeat_seconds)
-    workers = store.workers(stale_after)
+    workers = store.workers(stale_after, project=project)
     counts = store.job_counts()
     names = {"default", *counts}
     for w in workers:

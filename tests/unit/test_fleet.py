@@ -41,6 +41,11 @@ def test_workers_report_idle_busy_stopped_and_go_lost_when_silent(db_url):
     assert states == {"a@h1:11": "idle", "b@h1:12": "lost", "c@h1:13": "stopped"}
     shown = [w["name"] for w in store.workers(stale_after=60, include_stopped=False)]
     assert "c@h1:13" not in shown
+    store.report("b@h1:12", state="busy", job_id=job_id, **{**common, "pid": 12})
+    mine = {w["name"]: w for w in store.workers(stale_after=60, project="default")}
+    other = {w["name"]: w for w in store.workers(stale_after=60, project="elsewhere")}
+    assert mine["b@h1:12"]["job_id"] == job_id
+    assert other["b@h1:12"]["state"] == "busy" and other["b@h1:12"]["job_id"] is None
 
 
 def test_busy_worker_shows_when_its_attempt_last_renewed_the_lease(sqlite_url):

@@ -6,11 +6,13 @@ from flask import Blueprint, jsonify
 
 from service.fleet import fleet_view
 from service.web.api import ctx
+from service.web.auth import scope
 
 bp = Blueprint("fleet", __name__)
 
 
 @bp.get("/fleet")
 def get_fleet():
-    """``{"workers": [...], "queues": [...], "stale_after_seconds"}``."""
-    return jsonify(fleet_view(ctx().settings))
+    """``{"workers": [...], "queues": [...], "stale_after_seconds"}``; a project's token
+    sees the job ids of its own project only."""
+    return jsonify(fleet_view(ctx().settings, project=scope()))

@@ -7,7 +7,9 @@
   const state = document.getElementById("filter-state");
   const text = document.getElementById("filter-text");
   const project = document.getElementById("filter-project");
+  const more = document.getElementById("more");
   let jobs = [];
+  let limit = 100;
 
   const params = new URLSearchParams(location.search);
   state.value = params.get("state") || "";
@@ -51,10 +53,11 @@
   }
 
   async function load() {
-    const q = new URLSearchParams({ limit: "200" });
+    const q = new URLSearchParams({ limit: String(limit) });
     if (state.value) q.set("state", state.value);
     const page = await FF.json(`/jobs?${q}`);
     jobs = page.jobs;
+    more.hidden = !page.next || limit >= 500;
     render();
   }
 
@@ -62,5 +65,6 @@
   text.addEventListener("input", () => { keepInUrl(); render(); });
   project.addEventListener("input", () => { keepInUrl(); render(); });
   document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+  more.addEventListener("click", () => { limit = Math.min(500, limit + 100); load(); });
   FF.every(2000, load);
 })();
