@@ -14,7 +14,6 @@ from service.models import Job, Metric, MetricSeries, utcnow
 
 KINDS = ("batch", "epoch")
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")
-CHUNK = 5000  # rows per INSERT statement (PostgreSQL takes at most 65535 parameters)
 
 
 class MetricStore:
@@ -31,7 +30,8 @@ class MetricStore:
         """
         if not rows:
             return 0
-        insert = rollups.insert_for(get_engine(self.url).dialect.name)
+        dialect = get_engine(self.url).dialect.name
+        insert, size = rollups.insert_for(dialect), rollups.batch_size(dialect, 8)
         # Keep the last value of each key within one batch of rows.
         unique = {(r["kind"], r["step"]): r for r in rows}
         values = [{"job_id": job_id, **r} for r in unique.values()]
@@ -39,8 +39,8 @@ class MetricStore:
             kinds = sorted({v["kind"] for v in values})
             for kind in kinds:  # the series row's lock orders concurrent writers of a job
                 _bump(s, insert, job_id, kind)
-            for i in range(0, len(values), CHUNK):
-                stmt = insert(Metric).values(values[i:i + CHUNK])
+            for i in range(0, len(values), size):
+                stmt = insert(Metric).values(values[i:i + size])
                 s.execute(stmt.on_conflict_do_update(
                     index_elements=[Metric.job_id, Metric.kind, Metric.step],
                     set_={c: getattr(stmt.excluded, c)
@@ -137,9 +137,12 @@ def _downsampled(s, job_id: str, kind: str, first: int, max_points: int,
     if buckets:
         width = math.ceil((last - first + 1) / buckets)
         steps |= rollups.extremes(s, job_id, kind, first, last, width, metric)
-    return s.scalars(
-        select(Metric).where(*where, Metric.step.in_(sorted(steps))).order_by(Metric.step)
-    ).all()
+    steps, size = sorted(steps), rollups.batch_size(s.get_bind().dialect.name, 1) - 10
+    rows = []
+    for i in range(0, len(steps), size):
+        rows += s.scalars(select(Metric).where(*where, Metric.step.in_(steps[i:i + size]))
+                          .order_by(Metric.step)).all()
+    return rows
 
 
 def _row(m: Metric) -> dict:

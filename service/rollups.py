@@ -17,6 +17,12 @@ from sqlalchemy import delete, func, select
 from service.models import Metric, MetricRollup
 
 SIZES = (32, 1024, 32768)  # steps per block at level 0, 1, 2
+MAX_PARAMETERS = {"sqlite": 999, "postgresql": 32767}  # bound values in one statement, safely
+
+
+def batch_size(dialect: str, columns: int) -> int:
+    """How many rows of ``columns`` values one statement may carry on ``dialect``."""
+    return max(1, MAX_PARAMETERS.get(dialect, 999) // columns)
 
 
 def insert_for(dialect: str):
@@ -105,11 +111,12 @@ def refresh(s, job_id: str, kind: str, lo: int, hi: int) -> None:
 def _store(s, job_id: str, kind: str, level: int, blocks: dict[int, dict]) -> None:
     if not blocks:
         return
-    insert = insert_for(s.get_bind().dialect.name)
+    dialect = s.get_bind().dialect.name
+    insert, size = insert_for(dialect), batch_size(dialect, 8)
     values = [{"job_id": job_id, "kind": kind, "level": level, "start": start, **b}
               for start, b in blocks.items()]
-    for i in range(0, len(values), 2000):
-        stmt = insert(MetricRollup).values(values[i:i + 2000])
+    for i in range(0, len(values), size):
+        stmt = insert(MetricRollup).values(values[i:i + size])
         s.execute(stmt.on_conflict_do_update(
             index_elements=[MetricRollup.job_id, MetricRollup.kind, MetricRollup.level,
                             MetricRollup.start],

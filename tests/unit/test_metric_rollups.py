@@ -138,3 +138,12 @@ def test_a_million_rows_downsample_to_at_most_n_points_with_the_spike(pg_clean):
     assert elapsed < 5  # a generous guard; bench/poll_bench.py measures it
     tail = metrics.read(job_id, "batch", after=999_990)
     assert [r["step"] for r in tail["rows"]] == list(range(999_991, 1_000_001))
+
+
+def test_a_large_max_points_fetches_its_rows_in_several_statements(db_url):
+    metrics, job_id = MetricStore(db_url), new_job(db_url)
+    metrics.write(job_id, make_rows(range(6000), loss=lambda s: float(s % 13)))
+    body = metrics.read(job_id, "batch", max_points=5999)
+    steps = [r["step"] for r in body["rows"]]
+    assert body["downsampled"] and 2000 < len(steps) <= 5999  # more than one IN list's worth
+    assert steps == sorted(set(steps)) and steps[-1] == 5999
