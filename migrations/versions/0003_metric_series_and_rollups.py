@@ -36,6 +36,23 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_metric_rollups_job_id_jobs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('job_id', 'kind', 'level', 'start', name=op.f('pk_metric_rollups'))
     )
+    _backfill_rollups()
+
+
+def _backfill_rollups() -> None:
+    """Rollups for the metric rows written before this revision (downsampling reads them)."""
+    bind = op.get_bind()
+    series = bind.execute(sa.text("SELECT DISTINCT job_id, kind FROM metrics")).all()
+    if not series:
+        return
+    from sqlalchemy.orm import Session
+
+    from service import rollups
+
+    session = Session(bind=bind)  # joins the migration's transaction
+    for job_id, kind in series:
+        rollups.rebuild(session, job_id, kind)
+    session.close()
 
 
 def downgrade() -> None:

@@ -147,3 +147,23 @@ def test_a_large_max_points_fetches_its_rows_in_several_statements(db_url):
     steps = [r["step"] for r in body["rows"]]
     assert body["downsampled"] and 2000 < len(steps) <= 5999  # more than one IN list's worth
     assert steps == sorted(set(steps)) and steps[-1] == 5999
+
+
+def test_upgrading_to_0003_builds_rollups_for_rows_written_before(tmp_path):
+    from service.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0002")
+    with get_engine(url).begin() as conn:
+        conn.execute(text(
+            "INSERT INTO jobs (id, name, project, state, spec, queue, priority, max_attempts, "
+            "attempts, lost_attempts, cancel_requested, epoch, epochs, batch, step, created_at, "
+            "updated_at) VALUES ('old', 'n', 'default', 'running', '{}', 'default', 0, 3, 1, 0, "
+            "0, 0, 1, 0, 0, '2026-01-01', '2026-01-01')"))
+        conn.execute(text("INSERT INTO metrics VALUES ('old', 'batch', :s, 0, 0, 1, :logs, 1.0)"),
+                     [{"s": s, "logs": '{"loss": 99.0}' if s == 1500 else '{"loss": 1.0}'}
+                      for s in range(1, 3001)])
+    upgrade(url)
+    body = MetricStore(url).read("old", "batch", max_points=21)
+    steps = [r["step"] for r in body["rows"]]
+    assert len(steps) <= 21 and 1500 in steps and steps[-1] == 3000
