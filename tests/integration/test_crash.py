@@ -149,3 +149,40 @@ def test_poison_job_fails_after_max_attempts(stack, s3):
     assert done["error"]["code"] == "max_attempts_exceeded"
     assert "max_attempts=2" in done["error"]["message"]
     assert [a["state"] for a in attempts(stack, job_id)] == ["lost", "lost"]
+
+
+def test_sigkill_during_validation(stack, s3, tmp_path):
+    """Validation three times the size of training: a kill at an epoch's end lands in it."""
+    stack.start_api()
+    stack.start_reaper()
+    w1 = stack.start_worker("w1")
+    spec = mlp_spec(upload_blobs(s3, n=4000, features=16), features=16, hidden=32, epochs=6,
+                    batch_size=8, checkpoint={"every_n_batches": 40})
+    spec["fit"]["validation_split"] = 0.75
+    ref_id = submit(stack, spec)
+    assert stack.wait_state(ref_id, ["succeeded", "failed"], 300)["state"] == "succeeded"
+    job_id = submit(stack, spec)
+
+    def validating():
+        job = stack.job(job_id)
+        spe, step = job["progress"]["steps_per_epoch"], job["progress"]["step"]
+        if not spe or step == 0 or step % spe:
+            return False
+        done_epochs = len(metric_rows(stack, job_id, "epoch"))
+        return step // spe == 2 and done_epochs < 2  # epoch 1's batches done, its row not
+
+    wait_for(validating, 120, 0.02, "validation of epoch 1")
+    stack.kill(w1, signal.SIGKILL)
+    w1.wait(10)
+    stack.start_worker("w2")
+    done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    tried = attempts(stack, job_id)
+    assert [a["state"] for a in tried] == ["lost", "succeeded"]
+    spe = done["progress"]["steps_per_epoch"]
+    assert tried[1]["resumed_from_step"] < 2 * spe  # epoch 1 is trained (and validated) again
+    for a, b in zip(model_weights(stack, ref_id, tmp_path),
+                    model_weights(stack, job_id, tmp_path), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r["logs"] for r in metric_rows(stack, job_id, "epoch")] == [
+        r["logs"] for r in metric_rows(stack, ref_id, "epoch")]

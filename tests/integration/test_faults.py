@@ -6,6 +6,7 @@ front of each service (tests/integration/faultproxy.py), never by stopping share
 
 from __future__ import annotations
 
+import signal
 import time
 import uuid
 from urllib.parse import urlparse
@@ -135,3 +136,32 @@ def test_broker_restart_loses_messages_and_jobs_still_run(faulty, proxies, s3, t
     assert done["state"] == "succeeded", done["error"]
     assert w1.poll() is None  # the worker rode out the broker outage
     assert uuid.UUID(hex=waiting_id)
+
+
+def test_sigkill_during_a_checkpoint_upload(faulty, proxies, s3, tmp_path):
+    """The store stops answering, an upload retries, the worker is killed mid-upload: the
+    next attempt resumes from the last committed checkpoint, bit-identical."""
+    faulty.start_api()
+    faulty.start_reaper()
+    w1 = faulty.start_worker("w1")
+    spec = spec_for(s3)
+    ref_id = submit(faulty, spec)
+    assert faulty.wait_state(ref_id, ["succeeded", "failed"], 300)["state"] == "succeeded"
+    job_id = submit(faulty, spec)
+    wait_for(lambda: faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]
+             ["checkpoints"], 120, 0.05, "first checkpoint")
+    proxies["s3"].cut()
+    wait_for(lambda: "checkpoint upload" in faulty.tail("w1", 10**6), 60, 0.2, "upload retry")
+    committed = faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"]
+    faulty.kill(w1, signal.SIGKILL)
+    w1.wait(10)
+    proxies["s3"].restore()
+    faulty.start_worker("w2")
+    done = faulty.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    tried = faulty.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]
+    assert tried[1]["resumed_from_step"] == max(c["step"] for c in committed)
+    assert_exactly_once(faulty, job_id)
+    for a, b in zip(model_weights(faulty, ref_id, tmp_path),
+                    model_weights(faulty, job_id, tmp_path), strict=True):
+        np.testing.assert_array_equal(a, b)
