@@ -70,6 +70,17 @@ def migrated_sqlite(directory) -> str:
     return url
 
 
+def embedded_settings(directory, **overrides):
+    """Settings of the embedded default in ``directory``: a migrated SQLite file, a local
+    store and the file broker, with a quick heartbeat and a long lease for in-process runs."""
+    from service.config import Settings
+
+    values = {"database_url": migrated_sqlite(directory), "home": str(directory),
+              "storage_url": (directory / "store").as_uri(), "broker_url": "filesystem://",
+              "heartbeat_seconds": 0.2, "lease_seconds": 30, **overrides}
+    return Settings.from_env({}, **values)
+
+
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database at the head revision, dropped after the session."""

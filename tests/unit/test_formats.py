@@ -14,7 +14,6 @@ pa = pytest.importorskip("pyarrow")
 
 import pyarrow.parquet as pq
 
-from service.config import Settings
 from service.jobs import JobStore
 from service.metrics import MetricStore
 from service.storage import open_store
@@ -42,13 +41,11 @@ def write_tfrecord(path, x, y):
 
 @pytest.fixture
 def env(tmp_path):
-    from tests.conftest import migrated_sqlite
+    from tests.conftest import embedded_settings
 
     x, y = blobs()
     np.savez(tmp_path / "train.npz", x=x, y=y)
-    settings = Settings.from_env(
-        {}, database_url=migrated_sqlite(tmp_path), storage_url=(tmp_path / "store").as_uri(),
-        home=str(tmp_path), broker_url="filesystem://", heartbeat_seconds=0.2, lease_seconds=30)
+    settings = embedded_settings(tmp_path)
     return settings, tmp_path, x, y
 
 

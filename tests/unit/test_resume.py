@@ -13,23 +13,20 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.config import Settings  # noqa: E402
-from service.jobs import JobStore  # noqa: E402
-from service.metrics import MetricStore  # noqa: E402
-from service.spec import normalize  # noqa: E402
-from service.storage import final_model_key, open_store  # noqa: E402
-from tests.specs import blobs, mlp_spec  # noqa: E402
+from service.jobs import JobStore
+from service.metrics import MetricStore
+from service.spec import normalize
+from service.storage import final_model_key, open_store
+from tests.specs import blobs, mlp_spec
 
 
 @pytest.fixture
 def env(tmp_path):
-    from tests.conftest import migrated_sqlite
+    from tests.conftest import embedded_settings
 
     x, y = blobs()
     np.savez(tmp_path / "train.npz", x=x, y=y)
-    settings = Settings.from_env(
-        {}, database_url=migrated_sqlite(tmp_path), storage_url=(tmp_path / "store").as_uri(),
-        home=str(tmp_path), broker_url="filesystem://", heartbeat_seconds=0.2, lease_seconds=30)
+    settings = embedded_settings(tmp_path)
     return settings, (tmp_path / "train.npz").as_uri()
 
 
