@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
 from service.db import session_scope
 from service.errors import Conflict, LeaseLost, NotFound
 from service.models import Attempt, Checkpoint, Job, utcnow
+from service.views import attempt_view, checkpoint_view, job_view
 
 ENDED = ("succeeded", "failed", "cancelled")
 
@@ -59,7 +60,7 @@ class JobStore:
         with session_scope(self.url) as s:
             s.add(job)
             s.flush()
-            return self._view(s, job)
+            return job_view(s, job)
 
     def delete(self, job_id: str) -> None:
         """Remove a job that was never handed to the queue (dispatch failed)."""
@@ -74,7 +75,7 @@ class JobStore:
         ``project=None`` (an admin, or the workers) sees every project's jobs.
         """
         with session_scope(self.url) as s:
-            return self._view(s, self._job(s, job_id, project))
+            return job_view(s, self._job(s, job_id, project))
 
     def summary(self, job_id: str, project: str | None = None) -> dict | None:
         with session_scope(self.url) as s:
@@ -102,7 +103,7 @@ class JobStore:
             rows = s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
             more = len(rows) > limit
             rows = rows[:limit]
-            return [self._view(s, j) for j in rows], (rows[-1].id if more else None)
+            return [job_view(s, j) for j in rows], (rows[-1].id if more else None)
 
     def request_cancel(self, job_id: str, project: str | None = None) -> dict:
         """Cancel a queued job at once; ask a running one's worker to stop."""
@@ -122,7 +123,7 @@ class JobStore:
                 .values(cancel_requested=True, updated_at=now)
             )
             s.expire_all()
-            return self._view(s, self._job(s, job_id))
+            return job_view(s, self._job(s, job_id))
 
     def attempts(self, job_id: str, project: str | None = None) -> list[dict]:
         with session_scope(self.url) as s:
@@ -130,7 +131,7 @@ class JobStore:
             rows = s.scalars(
                 select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.number)
             ).all()
-            return [_attempt_view(a) for a in rows]
+            return [attempt_view(a) for a in rows]
 
     def checkpoints(self, job_id: str, include_deleted: bool = False,
                     project: str | None = None) -> list[dict]:
@@ -140,7 +141,7 @@ class JobStore:
             q = select(Checkpoint).where(Checkpoint.job_id == job_id)
             if not include_deleted:
                 q = q.where(Checkpoint.deleted.is_(False))
-            return [_checkpoint_view(c) for c in s.scalars(q.order_by(Checkpoint.step)).all()]
+            return [checkpoint_view(c) for c in s.scalars(q.order_by(Checkpoint.step)).all()]
 
     # -- the worker side (fenced) ---------------------------------------------------
 
@@ -163,11 +164,11 @@ class JobStore:
                     started_at=func.coalesce(Job.started_at, now),
                     updated_at=now,
                 )
-                .returning(Job.attempts, Job.current_attempt_id, Job.step)
+                .returning(Job.attempts, Job.current_attempt_id)
             ).first()
             if row is None:
                 return None
-            number, previous, step = row
+            number, previous = row
             if previous is not None:
                 s.execute(
                     update(Attempt)
@@ -186,7 +187,7 @@ class JobStore:
                 .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
                 .order_by(Checkpoint.step.desc())
             ).all()
-            return Claim(job_id, attempt.id, number, job.spec, [_checkpoint_view(c) for c in cps],
+            return Claim(job_id, attempt.id, number, job.spec, [checkpoint_view(c) for c in cps],
                          project=job.project)
 
     def mark_resumed(self, job_id: str, attempt_id: int, step: int) -> None:
@@ -371,56 +372,3 @@ class JobStore:
         if job is None or (project is not None and job.project != project):
             raise NotFound(f"no job with id {job_id!r}")
         return job
-
-    @staticmethod
-    def _view(s, job: Job) -> dict:
-        latest = s.get(Checkpoint, job.latest_checkpoint_id) if job.latest_checkpoint_id else None
-        spe = job.steps_per_epoch
-        total = spe * job.epochs if spe else None
-        return {
-            "id": job.id,
-            "name": job.name,
-            "project": job.project,
-            "state": job.state,
-            "queue": job.queue,
-            "priority": job.priority,
-            "created_at": _iso(job.created_at),
-            "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at),
-            "attempts": job.attempts,
-            "max_attempts": job.max_attempts,
-            "worker": job.worker,
-            "cancel_requested": job.cancel_requested,
-            "progress": {
-                "epoch": job.epoch, "epochs": job.epochs, "batch": job.batch,
-                "steps_per_epoch": spe, "step": job.step, "total_steps": total,
-                "percent": round(100.0 * job.step / total, 2) if total else 0.0,
-            },
-            "latest_checkpoint": _checkpoint_view(latest) if latest else None,
-            "model_available": job.model_uri is not None,
-            "error": {"code": job.error_code, "message": job.error_message}
-            if job.error_code else None,
-            "spec": job.spec,
-        }
-
-
-def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None
-
-
-def _attempt_view(a: Attempt) -> dict:
-    return {
-        "id": a.id, "number": a.number, "worker": a.worker, "state": a.state,
-        "started_at": _iso(a.started_at), "ended_at": _iso(a.ended_at),
-        "heartbeat_at": _iso(a.heartbeat_at), "resumed_from_step": a.resumed_from_step,
-        "last_step": a.last_step,
-        "error": {"code": a.error_code, "message": a.error_message} if a.error_code else None,
-    }
-
-
-def _checkpoint_view(c: Checkpoint) -> dict:
-    return {
-        "step": c.step, "epoch": c.epoch, "batch": c.batch, "uri": c.uri, "bytes": c.bytes,
-        "sha256": c.sha256, "files": c.files, "created_at": _iso(c.created_at), "logs": c.logs,
-        "attempt_id": c.attempt_id,
-    }

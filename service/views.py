@@ -1,0 +1,61 @@
+"""Plain-dict views of job, attempt and checkpoint rows (ORM rows never leave the store)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from service.models import Attempt, Checkpoint, Job
+
+
+def job_view(s, job: Job) -> dict:
+    """The job as the API answers it (``s`` is the session, to read its latest checkpoint)."""
+    latest = s.get(Checkpoint, job.latest_checkpoint_id) if job.latest_checkpoint_id else None
+    spe = job.steps_per_epoch
+    total = spe * job.epochs if spe else None
+    return {
+        "id": job.id,
+        "name": job.name,
+        "project": job.project,
+        "state": job.state,
+        "queue": job.queue,
+        "priority": job.priority,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "worker": job.worker,
+        "cancel_requested": job.cancel_requested,
+        "progress": {
+            "epoch": job.epoch, "epochs": job.epochs, "batch": job.batch,
+            "steps_per_epoch": spe, "step": job.step, "total_steps": total,
+            "percent": round(100.0 * job.step / total, 2) if total else 0.0,
+        },
+        "latest_checkpoint": checkpoint_view(latest) if latest else None,
+        "model_available": job.model_uri is not None,
+        "error": {"code": job.error_code, "message": job.error_message}
+        if job.error_code else None,
+        "spec": job.spec,
+    }
+
+
+def iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def attempt_view(a: Attempt) -> dict:
+    return {
+        "id": a.id, "number": a.number, "worker": a.worker, "state": a.state,
+        "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
+        "heartbeat_at": iso(a.heartbeat_at), "resumed_from_step": a.resumed_from_step,
+        "last_step": a.last_step,
+        "error": {"code": a.error_code, "message": a.error_message} if a.error_code else None,
+    }
+
+
+def checkpoint_view(c: Checkpoint) -> dict:
+    return {
+        "step": c.step, "epoch": c.epoch, "batch": c.batch, "uri": c.uri, "bytes": c.bytes,
+        "sha256": c.sha256, "files": c.files, "created_at": iso(c.created_at), "logs": c.logs,
+        "attempt_id": c.attempt_id,
+    }
