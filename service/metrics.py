@@ -30,8 +30,7 @@ class MetricStore:
         """
         if not rows:
             return 0
-        dialect = get_engine(self.url).dialect.name
-        insert, size = rollups.insert_for(dialect), rollups.batch_size(dialect, 8)
+        insert = rollups.insert_for(get_engine(self.url).dialect.name)
         # Keep the last value of each key within one batch of rows.
         unique = {(r["kind"], r["step"]): r for r in rows}
         values = [{"job_id": job_id, **r} for r in unique.values()]
@@ -39,13 +38,13 @@ class MetricStore:
             kinds = sorted({v["kind"] for v in values})
             for kind in kinds:  # the series row's lock orders concurrent writers of a job
                 _bump(s, insert, job_id, kind)
-            for i in range(0, len(values), size):
-                stmt = insert(Metric).values(values[i:i + size])
-                s.execute(stmt.on_conflict_do_update(
-                    index_elements=[Metric.job_id, Metric.kind, Metric.step],
-                    set_={c: getattr(stmt.excluded, c)
-                          for c in ("epoch", "batch", "attempt", "logs", "wall_time")},
-                ))
+            stmt = insert(Metric)
+            stmt = stmt.on_conflict_do_update(  # one cached statement, sent executemany-style
+                index_elements=[Metric.job_id, Metric.kind, Metric.step],
+                set_={c: getattr(stmt.excluded, c)
+                      for c in ("epoch", "batch", "attempt", "logs", "wall_time")},
+            )
+            s.execute(stmt, values)
             for kind in kinds:
                 steps = [v["step"] for v in values if v["kind"] == kind]
                 rollups.refresh(s, job_id, kind, min(steps), max(steps))
