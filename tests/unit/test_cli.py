@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,41 +15,12 @@ from fitfleet.progress import format_summary
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def model_json():
-    """``json.loads(model.to_json())`` of a tiny Keras model (4 inputs, 3 classes)."""
-    keras = pytest.importorskip("keras")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
-                             name="tiny")
-    return json.loads(model.to_json())
-
-
 @pytest.fixture
-def api(tmp_path, sqlite_url, monkeypatch):
-    """The API URL, served from SQLite, a file store and the file broker on a free port.
-
-    The commands find an admin token in FITFLEET_TOKEN.
-    """
-    web_app = pytest.importorskip("service.web.app")
-    from werkzeug.serving import make_server
-
-    from service.config import Settings
-
-    settings = Settings.from_env(
-        {}, database_url=sqlite_url, broker_url="filesystem://",
-        storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path))
-    server = make_server("127.0.0.1", 0, web_app.create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        from service.auth import TokenStore
-
-        monkeypatch.setenv("FITFLEET_TOKEN",
-                           TokenStore(settings.database_url).create("test", admin=True)[1])
-        yield f"http://127.0.0.1:{server.server_port}", settings
-    finally:
-        server.shutdown()
-        thread.join(10)
+def api(served_api, monkeypatch):
+    """The API URL and settings; the commands find an admin token in FITFLEET_TOKEN."""
+    url, settings, token = served_api
+    monkeypatch.setenv("FITFLEET_TOKEN", token)
+    return url, settings
 
 
 @pytest.fixture

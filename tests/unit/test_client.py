@@ -5,21 +5,11 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
 
 import pytest
 
 from fitfleet import Client, FitfleetAPIError, FitfleetConnectionError
 from fitfleet.progress import ProgressPrinter, format_logs, format_summary
-
-
-@pytest.fixture(scope="module")
-def model_json():
-    """``json.loads(model.to_json())`` of a tiny Keras model (4 inputs, 3 classes)."""
-    keras = pytest.importorskip("keras")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
-                             name="tiny")
-    return json.loads(model.to_json())
 
 
 def free_port() -> int:
@@ -29,27 +19,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def api(tmp_path, sqlite_url):
-    """The API on SQLite, a file store and the file broker, served on a free port."""
-    web_app = pytest.importorskip("service.web.app")
-    from werkzeug.serving import make_server
-
-    from service.config import Settings
-
-    settings = Settings.from_env(
-        {}, database_url=sqlite_url, broker_url="filesystem://",
-        storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path))
-    server = make_server("127.0.0.1", 0, web_app.create_app(settings), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        from service.auth import TokenStore
-
-        token = TokenStore(settings.database_url).create("test", admin=True)[1]
-        yield Client(f"http://127.0.0.1:{server.server_port}", token=token, timeout=60), settings
-    finally:
-        server.shutdown()
-        thread.join(10)
+def api(served_api):
+    """A Client of the in-process API with an admin token, and the API's settings."""
+    url, settings, token = served_api
+    return Client(url, token=token, timeout=60), settings
 
 
 @pytest.fixture
