@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -17,25 +12,19 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.auth import TokenStore
-from service.config import Settings
 from service.jobs import JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
 from service.web.app import create_app
 from tests.conftest import free_port
-
-
-def sequential_json() -> dict:
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dropout(0.1), keras.layers.Dense(3)], name="tiny")
-    return json.loads(model.to_json())
-
-
-def functional_json() -> dict:
-    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
-    out = keras.layers.Dense(1, name="out")(keras.layers.Concatenate()([a, b]))
-    return json.loads(keras.Model([a, b], out, name="two_inputs").to_json())
+from tests.unit.apihelpers import (
+    admin_token,
+    api_client,
+    base_job_spec,
+    functional_json,
+    make_settings,
+    sequential_json,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,29 +34,7 @@ def models():
 
 @pytest.fixture
 def job_spec(models):
-    return {"model": copy.deepcopy(models["sequential"]),
-            "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-                        "metrics": ["accuracy"]},
-            "data": {"train": "file:///data/train.npz"}, "fit": {"epochs": 2}}
-
-
-def make_settings(tmp_path, database_url: str, **overrides) -> Settings:
-    values = {"database_url": database_url, "broker_url": "filesystem://",
-              "storage_url": (tmp_path / "store").as_uri(), "home": str(tmp_path),
-              "max_spec_bytes": 100_000, "data_file_roots": "/data", **overrides}
-    return Settings.from_env({}, **values)
-
-
-def admin_token(settings) -> str:
-    """A new admin token's secret, stored in the settings' database."""
-    return TokenStore(settings.database_url).create("test", admin=True)[1]
-
-
-def api_client(settings):
-    """A Flask test client of the app that sends an admin token on every request."""
-    test_client = create_app(settings).test_client()
-    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token(settings)}"
-    return test_client
+    return base_job_spec(models)
 
 
 @pytest.fixture
@@ -431,72 +398,3 @@ def test_unexpected_error_is_a_safe_500(settings, caplog):
     error = assert_envelope(response, 500, "internal_error")
     assert "hunter2" not in response.get_data(as_text=True) and "/srv" not in error["message"]
     assert "hunter2" in caplog.text  # the traceback goes to the log
-
-
-# -- the gunicorn server --------------------------------------------------------------------
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _serve_command(settings: Settings, port: int) -> list[str]:
-    values = {k: getattr(settings, k) for k in ("database_url", "broker_url", "storage_url",
-                                                "home", "max_spec_bytes", "data_file_roots")}
-    code = ("from service.config import Settings\n"
-            "from service.web.server import serve\n"
-            f"serve(Settings.from_env({{}}, **{values!r}), port={port}, workers=1, threads=2)\n")
-    return [sys.executable, "-c", code]
-
-
-def _http(method: str, url: str, body: bytes | None = None, headers=None):
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def test_serve_runs_the_api_under_gunicorn(settings, job_spec):
-    port = free_port()
-    proc = subprocess.Popen(_serve_command(settings, port), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                status, body = _http("GET", f"{base}/healthz")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
-        assert (status, body) == (200, {"status": "ok"})
-        auth = {"Authorization": f"Bearer {admin_token(settings)}"}
-        status, job = _http("POST", f"{base}/api/v1/jobs", json.dumps(job_spec).encode(),
-                            {"Content-Type": "application/json", **auth})
-        assert status == 201 and job["state"] == "queued"
-        assert _http("GET", f"{base}/api/v1/jobs/{job['id']}", None, auth)[1]["id"] == job["id"]
-        chunks = iter([b'{"name": "', b"x" * 120_000, b'"}'])
-        status, body = _http("POST", f"{base}/api/v1/jobs", chunks,
-                             {"Content-Type": "application/json",
-                              "Transfer-Encoding": "chunked", **auth})
-        assert status == 413 and body["error"]["code"] == "payload_too_large"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            output = proc.communicate(timeout=40)[0].decode()
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            output = proc.communicate()[0].decode()
-    assert proc.returncode == 0, output
-    assert " 200 " not in output  # no access log by default
-
-
-def test_serve_refuses_a_database_behind(tmp_path):
-    settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
-    proc = subprocess.run(_serve_command(settings, free_port()), cwd=ROOT, check=False,
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert "fitfleet api: database schema is at nothing" in proc.stderr
-    assert "fitfleet db upgrade" in proc.stderr
