@@ -1,4 +1,4 @@
-"""ORM rows: jobs, their attempts, metric rows and checkpoints (tables are plural)."""
+"""ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens, workers."""
 
 from __future__ import annotations
 
