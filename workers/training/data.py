@@ -1,4 +1,4 @@
-"""Data: load arrays from a store, split validation as Keras does, and batch deterministically.
+"""Data in memory: read .npz and .csv arrays, split validation as Keras does, batch deterministically.
 
 The order of epoch ``e`` depends only on (job seed, e), and item ``j`` of a dataset made
 for steps ``[start, stop)`` is global batch ``start + j``; so an attempt that resumes at
@@ -13,12 +13,10 @@ import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
 from service.errors import InvalidSpec
-from service.storage import split_object_url
 
 
 @dataclass
@@ -31,7 +29,7 @@ class Arrays:
     def __len__(self) -> int:
         return len(_first(self.x))
 
-    def take(self, index) -> "Arrays":
+    def take(self, index) -> Arrays:
         return Arrays(_map(self.x, lambda a: a[index]), _map(self.y, lambda a: a[index]))
 
 
@@ -43,33 +41,7 @@ def _map(a, fn):
     return tuple(fn(v) for v in a) if isinstance(a, tuple) else fn(a)
 
 
-def fetch(url: str, cache_dir: str | Path) -> Path:
-    """Download the object at ``url`` into ``cache_dir`` (local files are read in place)."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        path = Path(parsed.path)
-        if not path.is_file():
-            raise InvalidSpec(f"data file {url} does not exist")
-        return path
-    store, key = split_object_url(url)
-    target = Path(cache_dir) / key.replace("/", "_")
-    if not target.exists():
-        store.get_file(key, target)
-    return target
-
-
-def load(url: str, x_names, y_names, fmt: str | None, cache_dir) -> Arrays:
-    """Load ``.npz`` (named arrays) or ``.csv`` (a label column) into arrays."""
-    path = fetch(url, cache_dir)
-    fmt = fmt or path.suffix.lstrip(".").lower()
-    if fmt == "npz":
-        return _load_npz(path, x_names, y_names, url)
-    if fmt == "csv":
-        return _load_csv(path, x_names, y_names, url)
-    raise InvalidSpec(f"unsupported data format {fmt!r} for {url}; use .npz or .csv")
-
-
-def _load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
+def load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
     with np.load(path, allow_pickle=False) as data:
         def pick(names):
             names = [names] if isinstance(names, str) else list(names)
@@ -82,7 +54,7 @@ def _load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
         return Arrays(pick(x_names), pick(y_names))
 
 
-def _load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
+def load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
     with open(path, newline="") as f:
         reader = csv.reader(io.StringIO(f.read()))
         header = next(reader, None)
@@ -112,7 +84,7 @@ def split_validation(arrays: Arrays, fraction: float) -> tuple[Arrays, Arrays | 
     if not fraction:
         return arrays, None
     n = len(arrays)
-    split = int(math.floor(n * (1.0 - fraction)))
+    split = math.floor(n * (1.0 - fraction))
     if split <= 0 or split >= n:
         raise InvalidSpec(f"validation_split={fraction} leaves no training or validation data")
     return arrays.take(slice(0, split)), arrays.take(slice(split, n))
@@ -136,16 +108,6 @@ class BatchPlan:
             return np.arange(self.samples)
         rng = np.random.default_rng([int(self.seed) & 0xFFFFFFFF, int(epoch)])
         return rng.permutation(self.samples)
-
-    def batches(self, start: int, stop: int):
-        """Index arrays for global batches ``start`` .. ``stop - 1``."""
-        spe, bs = self.steps_per_epoch, self.batch_size
-        epoch, order = None, None
-        for g in range(start, stop):
-            e, b = divmod(g, spe)
-            if e != epoch:
-                epoch, order = e, self.order(e)
-            yield order[b * bs:(b + 1) * bs]
 
 
 def make_dataset(arrays: Arrays, plan: BatchPlan, start: int, stop: int, block: int = 64):

@@ -128,9 +128,9 @@ def _cache_path(url: str, tag: str, cache) -> Path:
 def read(path: Path, fmt: str, x_names, y_names, url: str) -> data.Arrays:
     """One local file in ``fmt`` as arrays."""
     if fmt == "npz":
-        return data._load_npz(path, x_names, y_names, url)
+        return data.load_npz(path, x_names, y_names, url)
     if fmt == "csv":
-        return data._load_csv(path, x_names, y_names, url)
+        return data.load_csv(path, x_names, y_names, url)
     if fmt == "parquet":
         return read_parquet(path, x_names, y_names, url)
     if fmt == "tfrecord":
