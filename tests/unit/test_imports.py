@@ -34,13 +34,30 @@ def test_create_app_imports_no_tensorflow_keras_or_workers(tmp_path):
         assert name not in modules, f"create_app() imported {name}"
 
 
-def test_core_modules_import_no_flask_and_no_keras():
-    code = ("import service.config, service.db, service.models, service.errors, service.jobs, "
-            "service.metrics, service.storage, service.dispatch, service.spec, "
-            "service.modelspec, service.migrate")
+def test_every_core_module_imports_no_flask_and_no_keras():
+    """Every module of service outside service.web, found by walking its folder."""
+    code = ("import importlib, pathlib\n"
+            "root = pathlib.Path('service')\n"
+            "names = sorted('.'.join(p.with_suffix('').parts).removesuffix('.__init__')\n"
+            "               for p in root.rglob('*.py') if 'web' not in p.parts)\n"
+            "assert len(names) > 10, names\n"
+            "for name in names:\n"
+            "    importlib.import_module(name)")
     modules = loaded_after(code)
+    assert "sqlalchemy" in modules  # the walk imported the store
     for name in ("flask", "werkzeug", *HEAVY):
         assert name not in modules, f"the service core imported {name}"
+
+
+def test_import_contracts_hold():
+    """The dependency direction of pyproject.toml's import-linter contracts, all kept."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    if not lint_imports.exists():
+        pytest.skip("import-linter is not installed (it comes with the dev extra)")
+    proc = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
 
 
 def test_wsgi_module_creates_its_app_lazily(tmp_path):
