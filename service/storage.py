@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -110,20 +111,37 @@ class LocalStore(ObjectStore):
         return n
 
 
+_S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",
+           "AWS_DEFAULT_REGION", "AWS_REGION")
+_s3_clients: dict[tuple, object] = {}
+_s3_lock = threading.Lock()
+
+
+def s3_client():
+    """The process's one boto3 S3 client (thread-safe), made anew after a fork or when the
+    ``AWS_*`` settings that choose the endpoint and credentials change."""
+    key = (os.getpid(), *(os.environ.get(name) for name in _S3_ENV))
+    with _s3_lock:
+        client = _s3_clients.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            _s3_clients.clear()
+            client = _s3_clients[key] = boto3.client(
+                "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                                    connect_timeout=5, read_timeout=60))
+        return client
+
+
 class S3Store(ObjectStore):
     """An S3-compatible bucket (AWS, MinIO, Ceph, R2, moto) reached with boto3."""
 
     def __init__(self, bucket: str, prefix: str = ""):
-        import boto3
-        from botocore.config import Config
-
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client = boto3.client(
-            "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"},
-                                connect_timeout=5, read_timeout=60)
-        )
+        self.client = s3_client()
 
     def _key(self, key: str) -> str:
         key = key.lstrip("/")

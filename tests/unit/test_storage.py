@@ -107,3 +107,16 @@ def test_split_object_url(tmp_path, s3):
     assert key == "datasets/d.csv" and remote.get_bytes(key) == b"a,label\n1,0\n"
     with pytest.raises(BadRequest):
         split_object_url(f"s3://{s3.bucket}")
+
+
+def test_s3_stores_of_one_process_share_one_client(monkeypatch):
+    from service.storage import S3Store
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    a, b = S3Store("bucket-a"), S3Store("bucket-b", "some/prefix")
+    assert a.client is b.client
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:10")
+    c = S3Store("bucket-a")
+    assert c.client is not a.client
+    assert c.client.meta.endpoint_url == "http://127.0.0.1:10"
