@@ -2,26 +2,21 @@
 
 Workers upsert their ``workers`` row every few seconds (see ``workers/presence.py``); a row
 whose heartbeat is older than ``stale_after`` seconds and that never said "stopped" is shown
-as ``lost``. Queue depths come from the broker itself: on Redis, a queue with priorities is
-one list per priority step (kombu names them ``<queue><sep><priority>``, priority 0 being
-the bare queue name); on the file broker, one ``*.<queue>.msg`` file per message.
+as ``lost``. Queue depths come from the broker itself (:mod:`service.broker`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from service.celery_config import celery_config
+from service import broker
 from service.db import get_engine, session_scope
 from service.models import Attempt, Job, Worker, utcnow
 
 log = logging.getLogger(__name__)
-DEFAULT_STEPS = (0, 3, 6, 9)  # kombu's own, when the transport options name none
-DEFAULT_SEP = "\x06\x16"
 
 
 class FleetStore:
@@ -118,47 +113,8 @@ def fleet_view(settings, stale_after: float | None = None, project: str | None =
 def queue_depths(broker_url: str, home: str, queues: list[str]) -> dict[str, int | None]:
     """Messages waiting in each queue; None for a queue the broker could not be asked about."""
     try:
-        if broker_url.startswith(("redis://", "rediss://", "unix://")):
-            return _redis_depths(broker_url, home, queues)
-        if broker_url.startswith("filesystem://"):
-            return _file_depths(home, queues)
+        depths = broker.queue_depths(broker_url, home, queues)
     except Exception as exc:  # noqa: BLE001 - the broker is away: show what is known
         log.warning("queue depths unavailable: %s", exc.__class__.__name__)
-    return {q: None for q in queues}
-
-
-def priority_keys(queue: str, options: dict) -> list[str]:
-    """The Redis lists kombu keeps for ``queue``: one per priority step."""
-    steps = options.get("priority_steps") or DEFAULT_STEPS
-    sep = options.get("sep", DEFAULT_SEP)
-    return [f"{queue}{sep}{p}" if p else queue for p in steps]
-
-
-def _redis_depths(broker_url: str, home: str, queues: list[str]) -> dict[str, int]:
-    import redis
-
-    options = celery_config(broker_url, home).get("broker_transport_options") or {}
-    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        pipe = client.pipeline(transaction=False)
-        keys = {q: priority_keys(q, options) for q in queues}
-        for q in queues:
-            for key in keys[q]:
-                pipe.llen(key)
-        sizes = iter(pipe.execute())
-        return {q: sum(next(sizes) for _ in keys[q]) for q in queues}
-    finally:
-        client.close()
-
-
-def _file_depths(home: str, queues: list[str]) -> dict[str, int]:
-    options = celery_config("filesystem://", home)["broker_transport_options"]
-    folder = options["data_folder_out"]
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    counts = dict.fromkeys(queues, 0)
-    for name in names:
-        if name.endswith(".msg"):
-            queue = name.partition(".")[2][: -len(".msg")]
-            if queue in counts:
-                counts[queue] += 1
-    return counts
+        depths = None
+    return depths if depths is not None else {q: None for q in queues}

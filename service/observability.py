@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
+from service import broker
 from service.config import Settings
 from service.db import session_scope
 from service.models import Attempt, Job
@@ -22,8 +23,6 @@ from service.models import Attempt, Job
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-PRIORITY_STEPS = range(10)
-SEP = ":"  # kombu's separator of Redis priority sub-queues (see service.celery_config)
 
 REQUEST_SECONDS = Histogram(
     "fitfleet_api_request_duration_seconds",
@@ -32,30 +31,6 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=None,
 )
-
-
-def redis_queue_keys(queue: str) -> list[str]:
-    """The Redis lists holding ``queue``'s messages: the queue and its priority sub-queues."""
-    return [queue if p == 0 else f"{queue}{SEP}{p}" for p in PRIORITY_STEPS]
-
-
-def broker_depths(broker_url: str, queues: list[str]) -> dict[str, int]:
-    """Messages waiting in each queue; empty for a broker that is not Redis."""
-    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
-        return {}
-    import redis
-
-    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for queue in queues:
-            for key in redis_queue_keys(queue):
-                pipe.llen(key)
-        sizes = pipe.execute()
-    finally:
-        client.close()
-    steps = len(PRIORITY_STEPS)
-    return {q: int(sum(sizes[i * steps:(i + 1) * steps])) for i, q in enumerate(queues)}
 
 
 def fleet_figures(database_url: str) -> dict:
@@ -96,7 +71,8 @@ class FleetCollector:
         if figures is not None:
             yield from _job_families(figures)
             try:
-                depths = broker_depths(self.settings.broker_url, figures["queues"])
+                depths = broker.queue_depths(self.settings.broker_url, self.settings.home,
+                                             figures["queues"]) or {}
                 up.add_metric(["broker"], 1)
             except Exception:
                 log.warning("metrics: broker queue depth unavailable", exc_info=True)

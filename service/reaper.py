@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from service import broker
 from service.config import Settings
 from service.dispatch import enqueue
 from service.jobs import JobStore
@@ -57,25 +58,13 @@ def _lost_messages(settings: Settings, store: JobStore) -> list[dict]:
 
 
 def broker_depth(settings: Settings, queue: str) -> int | None:
-    """Messages waiting in ``queue`` (all priorities), or None if the broker cannot say.
-
-    Kombu keeps a Redis queue as one list per priority step, named ``<queue>:<step>``
-    with the separator fitfleet configures (service.celery_config).
-    """
-    if not settings.broker_url.startswith(("redis://", "rediss://")):
-        return None
+    """Messages waiting in ``queue`` (all priorities), or None if the broker cannot say."""
     try:
-        import redis
-
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=3)
-        try:
-            names = [queue] + [f"{queue}:{step}" for step in range(10)]
-            return sum(client.llen(name) for name in names)
-        finally:
-            client.close()
-    except Exception:
+        depths = broker.queue_depths(settings.broker_url, settings.home, [queue])
+    except Exception:  # noqa: BLE001 - unknown depth: the caller redispatches nothing
         log.warning("could not read the depth of queue %s", queue)
         return None
+    return None if depths is None else depths[queue]
 
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:

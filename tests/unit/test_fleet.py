@@ -11,7 +11,8 @@ import pytest
 from service.celery_config import celery_config
 from service.config import Settings, reset_settings
 from service.dispatch import TRAIN_TASK, enqueue
-from service.fleet import FleetStore, fleet_view, priority_keys, queue_depths
+from service.broker import queue_keys
+from service.fleet import FleetStore, fleet_view, queue_depths
 from service.jobs import JobStore
 from service.web.app import create_app
 
@@ -106,12 +107,12 @@ def test_redis_queue_depth_counts_every_priority_list(redis_url, tmp_path):
     enqueue(redis_url, home, "job-x", "default", 0)
     options = celery_config(redis_url, home)["broker_transport_options"]
     client = redis.Redis.from_url(redis_url)
-    used = [k for k in priority_keys("gpu", options) if client.llen(k)]
+    used = [k for k in queue_keys("gpu", options) if client.llen(k)]
     client.close()
     assert len(used) == 3  # kombu spreads the priorities over separate lists
     depths = queue_depths(redis_url, home, ["gpu", "default", "empty"])
     assert depths == {"gpu": 4, "default": 1, "empty": 0}
-    assert priority_keys("q", {})[0] == "q" and priority_keys("q", {})[1] == "q\x06\x163"
+    assert queue_keys("q", {})[0] == "q" and queue_keys("q", {})[1] == "q\x06\x163"
 
 
 def test_file_broker_queue_depth_counts_message_files(tmp_path):

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.config import Settings
 from service.dispatch import broker_priority, enqueue
 from service.jobs import JobStore
-from service.observability import redis_queue_keys
+from service.broker import queue_keys, transport_options
 from service.web.app import create_app
 from tests.conftest import free_port
 
@@ -61,7 +61,7 @@ def take_message(redis_url: str, queue: str) -> None:
 
     r = redis.Redis.from_url(redis_url)
     try:
-        assert r.brpop(redis_queue_keys(queue), timeout=2) is not None
+        assert r.brpop(queue_keys(queue, transport_options(redis_url, "")), timeout=2) is not None
     finally:
         r.close()
 
@@ -132,8 +132,8 @@ def test_higher_priority_is_served_first_on_redis(settings):
     low, high = submit(settings, "prio"), submit(settings, "prio", 9)
     r = redis.Redis.from_url(settings.broker_url)
     try:
-        first = r.brpop(redis_queue_keys("prio"), timeout=2)[1].decode()
-        second = r.brpop(redis_queue_keys("prio"), timeout=2)[1].decode()
+        first = r.brpop(queue_keys("prio", transport_options(settings.broker_url, "")), timeout=2)[1].decode()
+        second = r.brpop(queue_keys("prio", transport_options(settings.broker_url, "")), timeout=2)[1].decode()
     finally:
         r.close()
     assert high in first and low in second
