@@ -16,10 +16,9 @@ from sqlalchemy import and_, func, or_, select, update
 
 from service.db import session_scope
 from service.errors import Conflict, LeaseLost, NotFound
-from service.models import Attempt, Checkpoint, Job, utcnow
+from service.models import ENDED, Attempt, Checkpoint, Job, utcnow
 from service.views import attempt_view, checkpoint_view, job_view
 
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True)

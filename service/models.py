@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -27,6 +29,27 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class JobState(str, enum.Enum):
+    """A job's state: ``queued -> running -> succeeded | failed | cancelled``, with
+    ``running -> queued`` when an attempt is lost or preempted. The one list of them; the
+    ``jobs.state`` column holds the values, guarded by a CHECK constraint."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATES = tuple(s.value for s in JobState)
+ENDED = (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value)
+ACTIVE = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def utcnow() -> datetime:
@@ -86,7 +109,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_expires_at"),)
+    __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+                      CheckConstraint(_one_of("state", STATES), name="state"))
 
 
 class Attempt(Base):

@@ -18,11 +18,10 @@ from sqlalchemy import func, select
 from service import broker
 from service.config import Settings
 from service.db import session_scope
-from service.models import Attempt, Job
+from service.models import ACTIVE, STATES, Attempt, Job
 
 log = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 REQUEST_SECONDS = Histogram(
     "fitfleet_api_request_duration_seconds",
@@ -39,7 +38,7 @@ def fleet_figures(database_url: str) -> dict:
         by_state = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
         queued = dict(s.execute(select(Job.queue, func.count())
                                 .where(Job.state == "queued").group_by(Job.queue)).all())
-        active = set(s.scalars(select(Job.queue).where(Job.state.in_(("queued", "running")))
+        active = set(s.scalars(select(Job.queue).where(Job.state.in_(ACTIVE))
                                .distinct()))
         lost = s.scalar(select(func.count()).select_from(Attempt)
                         .where(Attempt.state == "lost"))

@@ -11,6 +11,8 @@ import re
 
 from flask import Blueprint, current_app, jsonify
 
+from service.models import STATES
+
 bp = Blueprint("openapi", __name__)
 PREFIX = "/api/v1"
 OPEN = {"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"}
@@ -43,7 +45,7 @@ SCHEMAS = {
                      "latest_checkpoint", "error", "spec"],
         "properties": {
             "id": STR, "name": STR, "project": STR,
-            "state": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "state": {"enum": list(STATES)},
             "queue": STR, "priority": INT, "created_at": TIME, "started_at": TIME,
             "finished_at": TIME, "attempts": INT, "max_attempts": INT,
             "worker": _nullable(STR), "cancel_requested": BOOL, "model_available": BOOL,
@@ -110,8 +112,7 @@ OPERATIONS = {
     ("get", "/api/v1/jobs"): {
         "summary": "List jobs, newest first", "operationId": "list_jobs",
         "parameters": [
-            _query("state", {"enum": ["queued", "running", "succeeded", "failed",
-                                      "cancelled"]}, "only jobs in this state"),
+            _query("state", {"enum": list(STATES)}, "only jobs in this state"),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
             _query("cursor", STR, "the next cursor of the previous page")],
         "responses": {"200": _json("a page of jobs", _list_of(

@@ -206,3 +206,26 @@ def test_claim_is_exclusive_under_a_race(pg_clean):
     assert len(winners) == 1
     assert store.get(job["id"])["attempts"] == 1
     assert len(store.attempts(job["id"])) == 1
+
+
+def test_a_state_outside_the_job_states_is_refused_by_the_database(db_url):
+    import sqlalchemy
+    from sqlalchemy import text
+
+    from service.db import get_engine
+
+    job = new_job(JobStore(db_url))
+    with pytest.raises(sqlalchemy.exc.IntegrityError, match="ck_jobs_state|CHECK"):
+        with get_engine(db_url).begin() as conn:
+            conn.execute(text("UPDATE jobs SET state = 'finished' WHERE id = :id"),
+                         {"id": job["id"]})
+    assert JobStore(db_url).get(job["id"])["state"] == "queued"
+
+
+def test_one_list_of_job_states_shared_by_the_client():
+    from fitfleet import client
+    from service.models import ENDED, STATES, JobState
+
+    assert STATES == tuple(s.value for s in JobState) == (
+        "queued", "running", "succeeded", "failed", "cancelled")
+    assert client.ENDED == ENDED

@@ -10,11 +10,11 @@ from service.admission import admit
 from service.detail import timeline
 from service.dispatch import enqueue
 from service.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
+from service.models import STATES
 from service.web.api import choice_arg, ctx, int_arg
 from service.web.auth import caller, scope
 
 bp = Blueprint("jobs", __name__)
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 @bp.post("/jobs")
