@@ -13,6 +13,7 @@ import math
 import re
 import threading
 
+from service import keras_internals
 from service.errors import InvalidSpec
 from service.spec_safety import check_keras_json
 
@@ -37,7 +38,7 @@ def build_model(model_cfg: dict, *, materialize: bool = True):
     cfg = copy.deepcopy(model_cfg)
     cfg.pop("compile_config", None)  # the spec's compile section is the one that counts
     try:
-        with _safe_mode(), _weightless(not materialize):
+        with keras_internals.safe_mode(), _weightless(not materialize):
             model = keras.saving.deserialize_keras_object(cfg, safe_mode=True)
     except InvalidSpec:
         raise
@@ -199,7 +200,7 @@ def _count(weights) -> int:
 def _output_shape(layer):
     import keras
 
-    nodes = getattr(layer, "_inbound_nodes", None) or []
+    nodes = keras_internals.inbound_nodes(layer)
     try:
         outputs = nodes[-1].output_tensors if nodes else layer.output
     except (AttributeError, ValueError, IndexError):  # an unbuilt layer has no output yet
@@ -209,28 +210,14 @@ def _output_shape(layer):
 
 
 @contextlib.contextmanager
-def _safe_mode():
-    """Keras safe mode for this thread, whatever was enabled before."""
-    try:
-        from keras.src.saving.serialization_lib import SafeModeScope
-    except ImportError:  # pragma: no cover - older or newer Keras layouts
-        yield
-        return
-    with SafeModeScope(True):
-        yield
-
-
-@contextlib.contextmanager
 def _weightless(enabled: bool):
     """Create variables as shapes only (Keras's stateless scope), then forget them."""
     if not enabled:
         yield
         return
     import keras
-    from keras.src.backend.common import global_state
 
-    pending = global_state.get_global_attribute("uninitialized_variables", [],
-                                                set_to_default=True)
+    pending = keras_internals.uninitialized_variables()
     before = len(pending)
     try:
         with keras.StatelessScope(initialize_variables=False):

@@ -1,0 +1,82 @@
+"""Every private Keras call fitfleet makes, in one room, each checked by :func:`check`.
+
+Exact resume and weightless validation need a few things Keras does not export: the
+layers of a model in a stable order, each layer's seed generators (Dropout and friends),
+a layer's inbound nodes, building a compiled model's metrics and optimizer from one
+batch, Keras's safe-mode scope as a context manager, and the global list of variables a
+stateless scope leaves uninitialized. Keras is imported lazily, so importing this module
+costs nothing. When an upgrade of Keras removes one of them, :func:`check` (and a unit
+test that calls it) fails with a message naming the Keras version; nothing falls back
+silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+
+class KerasInternalsMissing(RuntimeError):
+    """A private Keras attribute fitfleet relies on is gone from the installed Keras."""
+
+
+def check() -> None:
+    """Raise :class:`KerasInternalsMissing` naming each private Keras attribute not found."""
+    import keras
+    from keras.src.backend.common import global_state
+    from keras.src.saving import serialization_lib
+
+    layer = keras.layers.Dropout(0.5)
+    wanted = {
+        "keras.Model._symbolic_build": hasattr(keras.Model, "_symbolic_build"),
+        "keras.layers.Layer._flatten_layers": hasattr(keras.layers.Layer, "_flatten_layers"),
+        "Layer._seed_generators": isinstance(getattr(layer, "_seed_generators", None), list),
+        "Layer._inbound_nodes": isinstance(getattr(layer, "_inbound_nodes", None), list),
+        "keras.src.saving.serialization_lib.SafeModeScope":
+            hasattr(serialization_lib, "SafeModeScope"),
+        "keras.src.backend.common.global_state.get_global_attribute":
+            hasattr(global_state, "get_global_attribute"),
+    }
+    missing = [name for name, found in wanted.items() if not found]
+    if missing:
+        raise KerasInternalsMissing(
+            f"Keras {keras.__version__} lacks {', '.join(missing)}, which fitfleet uses for "
+            "exact resume and spec validation; install a Keras version that pyproject.toml "
+            "allows")
+
+
+def layers_of(model) -> list:
+    """Every layer inside ``model`` (nested models included), in Keras's own order."""
+    return list(model._flatten_layers(include_self=False))
+
+
+def seed_generators_of(layer) -> list:
+    """The seed generators a layer owns (Dropout's and friends'), in creation order."""
+    return list(layer._seed_generators)
+
+
+def inbound_nodes(layer) -> list:
+    """The nodes through which ``layer`` was called in a functional graph."""
+    return list(layer._inbound_nodes)
+
+
+def symbolic_build(model, data_batch) -> None:
+    """Build a compiled model's compile metrics and optimizer variables from one batch,
+    without training (no random draw, no moving BatchNorm statistic)."""
+    model._symbolic_build(data_batch=data_batch)
+
+
+@contextlib.contextmanager
+def safe_mode():
+    """Keras safe mode for this thread, whatever was enabled before."""
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    with SafeModeScope(True):
+        yield
+
+
+def uninitialized_variables() -> list:
+    """The global list of variables created in a stateless scope and not initialized yet."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("uninitialized_variables", [],
+                                             set_to_default=True)
