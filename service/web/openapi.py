@@ -12,62 +12,14 @@ import re
 from flask import Blueprint, current_app, jsonify
 
 from service.models import STATES
+from service.web.schemas import components
 
 bp = Blueprint("openapi", __name__)
 PREFIX = "/api/v1"
 OPEN = {"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"}
 
 
-def _nullable(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-OBJ = {"type": "object"}
-TIME = _nullable({"type": "string", "format": "date-time"})
-
-SCHEMAS = {
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {
-            "type": "object", "required": ["code", "message", "details"],
-            "properties": {"code": STR, "message": STR, "details": {}}}},
-    },
-    "Checkpoint": {
-        "type": "object", "required": ["step", "epoch", "batch", "uri", "bytes", "sha256"],
-        "properties": {"step": INT, "epoch": INT, "batch": INT, "uri": STR, "bytes": INT,
-                       "sha256": STR, "created_at": TIME, "logs": OBJ, "files": OBJ},
-    },
-    "Job": {
-        "type": "object",
-        "required": ["id", "name", "project", "state", "created_at", "started_at",
-                     "finished_at", "attempts", "max_attempts", "progress",
-                     "latest_checkpoint", "error", "spec"],
-        "properties": {
-            "id": STR, "name": STR, "project": STR,
-            "state": {"enum": list(STATES)},
-            "queue": STR, "priority": INT, "created_at": TIME, "started_at": TIME,
-            "finished_at": TIME, "attempts": INT, "max_attempts": INT,
-            "worker": _nullable(STR), "cancel_requested": BOOL, "model_available": BOOL,
-            "progress": {"type": "object",
-                         "required": ["epoch", "epochs", "batch", "steps_per_epoch", "step"],
-                         "properties": {"epoch": INT, "epochs": INT, "batch": INT,
-                                        "steps_per_epoch": _nullable(INT), "step": INT}},
-            "latest_checkpoint": _nullable({"$ref": "#/components/schemas/Checkpoint"}),
-            "error": _nullable({"type": "object", "required": ["code", "message"],
-                                "properties": {"code": STR, "message": _nullable(STR)}}),
-            "spec": OBJ,
-        },
-    },
-    "JobSpec": {
-        "type": "object", "required": ["model", "compile", "data"],
-        "description": "A job spec (see API.md): a Keras model's to_json(), compile "
-                       "settings in Keras forms, data locations, fit and checkpoint options.",
-        "properties": {"name": STR, "model": {"type": ["object", "string"]}, "compile": OBJ,
-                       "data": OBJ, "fit": OBJ, "checkpoint": OBJ, "seed": INT,
-                       "queue": STR, "priority": INT, "max_attempts": INT},
-    },
-}
+STR = {"type": "string"}
 
 
 def _ref(name: str) -> dict:
@@ -85,21 +37,10 @@ def _errors(*codes: int) -> dict:
     return {str(c): _json(text[c], _ref("Error")) for c in codes}
 
 
-def _list_of(key: str, item: dict, **extra) -> dict:
-    return {"type": "object", "required": [key, *extra],
-            "properties": {key: {"type": "array", "items": item}, **extra}}
-
-
 def _query(name: str, schema: dict, text: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema,
             "description": text}
 
-
-METRIC_ROW = {"type": "object", "required": ["step", "epoch", "logs"],
-              "properties": {"step": INT, "epoch": INT, "batch": _nullable(INT), "logs": OBJ}}
-ATTEMPT = {"type": "object", "required": ["number", "worker", "state", "started_at"],
-           "properties": {"number": INT, "worker": STR, "state": STR, "started_at": TIME,
-                          "ended_at": TIME, "resumed_from_step": INT}}
 
 OPERATIONS = {
     ("post", "/api/v1/jobs"): {
@@ -115,8 +56,7 @@ OPERATIONS = {
             _query("state", {"enum": list(STATES)}, "only jobs in this state"),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
             _query("cursor", STR, "the next cursor of the previous page")],
-        "responses": {"200": _json("a page of jobs", _list_of(
-            "jobs", _ref("Job"), next=_nullable(STR))), **_errors(400, 401)},
+        "responses": {"200": _json("a page of jobs", _ref("JobList")), **_errors(400, 401)},
     },
     ("get", "/api/v1/jobs/{job_id}"): {
         "summary": "A job", "operationId": "get_job",
@@ -129,21 +69,18 @@ OPERATIONS = {
     },
     ("get", "/api/v1/jobs/{job_id}/attempts"): {
         "summary": "A job's attempts", "operationId": "list_attempts",
-        "responses": {"200": _json("attempts, oldest first", _list_of("attempts", ATTEMPT)),
+        "responses": {"200": _json("attempts, oldest first", _ref("AttemptList")),
                       **_errors(401, 404)},
     },
     ("get", "/api/v1/jobs/{job_id}/checkpoints"): {
         "summary": "A job's committed checkpoints", "operationId": "list_checkpoints",
-        "responses": {"200": _json("checkpoints, oldest first",
-                                   _list_of("checkpoints", _ref("Checkpoint"))),
+        "responses": {"200": _json("checkpoints, oldest first", _ref("CheckpointList")),
                       **_errors(401, 404)},
     },
     ("get", "/api/v1/jobs/{job_id}/summary"): {
         "summary": "The Keras model summary", "operationId": "get_summary",
-        "responses": {"200": _json("layers and parameter counts", {
-            "type": "object", "required": ["layers", "total_params"],
-            "properties": {"layers": {"type": "array", "items": OBJ}, "total_params": INT}}),
-            **_errors(401, 404)},
+        "responses": {"200": _json("layers and parameter counts", _ref("Summary")),
+                      **_errors(401, 404)},
     },
     ("get", "/api/v1/jobs/{job_id}/metrics"): {
         "summary": "Metric rows after a step", "operationId": "get_metrics",
@@ -155,10 +92,7 @@ OPERATIONS = {
                    "minimum and maximum of `metric`"),
             _query("metric", {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,100}$"},
                    "the metric whose extremes downsampling keeps (default loss)")],
-        "responses": {"200": _json("rows, ascending", {
-            "type": "object", "required": ["kind", "rows", "next"],
-            "properties": {"kind": STR, "rows": {"type": "array", "items": METRIC_ROW},
-                           "next": INT}}),
+        "responses": {"200": _json("rows, ascending", _ref("MetricsPage")),
             "304": {"description": "nothing written since the copy named by If-None-Match"},
             **_errors(400, 401, 404)},
     },
@@ -174,7 +108,7 @@ OPERATIONS = {
     ("get", "/api/v1/jobs/{job_id}/detail"): {
         "summary": "A job with throughput, ETA, attempts timeline, checkpoints and summary",
         "operationId": "get_job_detail",
-        "responses": {"200": _json("the job's detail", OBJ), **_errors(401, 404)},
+        "responses": {"200": _json("the job's detail", _ref("Detail")), **_errors(401, 404)},
     },
     ("get", "/api/v1/jobs/{job_id}/checkpoints/{step}/{name}"): {
         "summary": "One file of a committed checkpoint", "operationId": "download_checkpoint_file",
@@ -185,27 +119,26 @@ OPERATIONS = {
     },
     ("get", "/api/v1/fleet"): {
         "summary": "Workers and queue depths", "operationId": "get_fleet",
-        "responses": {"200": _json("the fleet", OBJ), **_errors(401)},
+        "responses": {"200": _json("the fleet", _ref("Fleet")), **_errors(401)},
     },
     ("post", "/api/v1/data"): {
         "summary": "Upload an .npz of arrays into the store", "operationId": "upload_data",
         "requestBody": {"required": True, "content": {"application/octet-stream": {
             "schema": {"type": "string", "format": "binary"}}}},
-        "responses": {"201": _json("where the data now is", {
-            "type": "object", "required": ["url"], "properties": {"url": STR}}),
-            **_errors(400, 401, 413)},
+        "responses": {"201": _json("where the data now is", _ref("Upload")),
+                      **_errors(400, 401, 413)},
     },
     ("get", "/api/v1/healthz"): {
         "summary": "Liveness", "operationId": "get_health", "security": [],
-        "responses": {"200": _json("alive", OBJ)},
+        "responses": {"200": _json("alive", _ref("Health"))},
     },
     ("get", "/api/v1/readyz"): {
         "summary": "Readiness", "operationId": "get_readiness", "security": [],
-        "responses": {"200": _json("ready", OBJ), **_errors(503)},
+        "responses": {"200": _json("ready", _ref("Health")), **_errors(503)},
     },
     ("get", "/api/v1/openapi.json"): {
         "summary": "This document", "operationId": "get_openapi", "security": [],
-        "responses": {"200": _json("OpenAPI 3.1", OBJ)},
+        "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
     },
 }
 
@@ -241,7 +174,7 @@ def document(app) -> dict:
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": SCHEMAS,
+        "components": {"schemas": components(),
                        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     }
 

@@ -1,0 +1,221 @@
+"""The bodies the v1 API answers with, as pydantic models: the source of the OpenAPI
+document's schemas (:mod:`service.web.openapi`), so the document and the answers cannot
+drift apart. A test validates every route's JSON answer against the served document.
+
+Answer models allow fields beyond those named (a newer server may add some); every field
+named here is in every answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.models import JobState
+
+Step = Field(ge=0, description="a 0-based global step")
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(Answer):
+    code: str = Field(description="a stable machine-readable code, e.g. invalid_spec")
+    message: str = Field(description="what went wrong and what to do, for a person")
+    details: Any = Field(description="the field path or limit concerned, or null")
+
+
+class Error(Answer):
+    """Every non-2xx answer."""
+
+    error: ErrorBody
+
+
+class Failure(Answer):
+    code: str
+    message: str | None
+
+
+class Progress(Answer):
+    epoch: int = Field(description="0-based epoch of the latest step (Keras shows epoch + 1)")
+    epochs: int
+    batch: int = Field(description="0-based batch within that epoch")
+    steps_per_epoch: int | None
+    step: int = Field(description="0-based global step")
+    total_steps: int | None
+    percent: float
+
+
+class Checkpoint(Answer):
+    step: int
+    epoch: int
+    batch: int
+    uri: str
+    bytes: int
+    sha256: str
+    files: dict | None
+    created_at: datetime | None
+    logs: dict | None
+    attempt_id: int | None = Field(description="the attempt that wrote it")
+
+
+class Job(Answer):
+    id: str
+    name: str
+    project: str
+    state: JobState
+    queue: str
+    priority: int
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    max_attempts: int
+    worker: str | None
+    cancel_requested: bool
+    progress: Progress
+    latest_checkpoint: Checkpoint | None
+    model_available: bool
+    error: Failure | None
+    spec: dict
+
+
+class JobList(Answer):
+    jobs: list[Job]
+    next: str | None = Field(description="the cursor of the next page, or null")
+
+
+class Attempt(Answer):
+    id: int
+    number: int = Field(description="1-based")
+    worker: str
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    heartbeat_at: datetime | None
+    resumed_from_step: int | None
+    last_step: int | None
+    error: Failure | None
+    steps_redone: int = Field(description="steps the attempt before had done past this "
+                                          "attempt's checkpoint")
+
+
+class AttemptList(Answer):
+    attempts: list[Attempt]
+
+
+class CheckpointList(Answer):
+    checkpoints: list[Checkpoint]
+
+
+class Summary(Answer):
+    layers: list[dict]
+    total_params: int
+
+
+class MetricRow(Answer):
+    step: int
+    epoch: int
+    batch: int | None
+    logs: dict = Field(description="the Keras logs of that step: metric name to value")
+
+
+class MetricsPage(Answer):
+    kind: Literal["batch", "epoch"]
+    rows: list[MetricRow]
+    next: int = Field(description="the `after` of the next poll")
+
+
+class DetailProgress(Progress):
+    steps_per_second: float | None
+    eta_seconds: float | None
+
+
+class Detail(Answer):
+    job: Job
+    progress: DetailProgress
+    attempts: list[Attempt]
+    resume_steps: list[int]
+    checkpoints: list[Checkpoint]
+    summary: dict | None
+
+
+class Worker(Answer):
+    name: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    state: str
+    job_id: str | None
+    job_state: str | None
+    gpus: int
+    started_at: datetime
+    heartbeat_at: datetime
+    lease_renewed_at: datetime | None
+
+
+class Queue(Answer):
+    name: str
+    depth: int | None = Field(description="messages waiting in the broker, null if unknown")
+    queued_jobs: int
+    running_jobs: int
+    workers: int
+
+
+class Fleet(Answer):
+    workers: list[Worker]
+    queues: list[Queue]
+    stale_after_seconds: float
+
+
+class Upload(Answer):
+    url: str
+    bytes: int
+    sha256: str
+    arrays: Any
+
+
+class Health(Answer):
+    status: str
+    checks: dict[str, str] | None = None
+
+
+class JobSpec(BaseModel):
+    """A job spec: a Keras model's ``to_json()``, compile settings in Keras forms, data
+    locations, fit and checkpoint options. The admission checks name each refused field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    model: dict | str = Field(description="the JSON of model.to_json() (Sequential or "
+                                          "Functional), as an object or a string")
+    compile: dict = Field(description="optimizer, loss, metrics, ... as keras.Model.compile "
+                                      "takes them, in their serialized forms")
+    data: dict = Field(description="train (and validation) locations: s3:// or file:// URLs "
+                                   "of .npz, .csv, Parquet, TFRecord or a prefix of shards; "
+                                   "x and y name arrays or columns")
+    fit: dict | None = Field(None, description="keras.Model.fit arguments: epochs, "
+                                               "batch_size, validation_split, callbacks, ...")
+    checkpoint: dict | None = Field(None, description="every_epoch, every_n_batches, "
+                                                      "every_seconds, keep_last, ...")
+    seed: int | None = None
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+
+
+ANSWERS = (Error, Job, JobList, Attempt, AttemptList, Checkpoint, CheckpointList, Summary,
+           MetricsPage, Detail, Fleet, Upload, Health, JobSpec)
+
+
+def components() -> dict[str, dict]:
+    """The JSON schemas of every model, keyed by name, referring to each other by $ref."""
+    from pydantic.json_schema import models_json_schema
+
+    modes = [(m, "validation" if m is JobSpec else "serialization") for m in ANSWERS]
+    _, top = models_json_schema(modes,
+                                ref_template="#/components/schemas/{model}")
+    return dict(sorted(top["$defs"].items()))
