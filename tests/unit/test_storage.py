@@ -120,3 +120,21 @@ def test_s3_stores_of_one_process_share_one_client(monkeypatch):
     c = S3Store("bucket-a")
     assert c.client is not a.client
     assert c.client.meta.endpoint_url == "http://127.0.0.1:10"
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_version_tag_changes_with_the_object_and_names_a_missing_one(kind, tmp_path, request):
+    from service.errors import NotFound
+
+    if kind == "s3":
+        s3 = request.getfixturevalue("s3")
+        store = open_store(s3.url(f"tags-{tmp_path.name}"))
+    else:
+        store = LocalStore(tmp_path / "store")
+    store.put_bytes("a/obj", b"one")
+    first = store.version_tag("a/obj")
+    assert first == store.version_tag("a/obj")
+    store.put_bytes("a/obj", b"two, longer")
+    assert store.version_tag("a/obj") != first
+    with pytest.raises(NotFound, match="does not exist"):
+        store.version_tag("a/missing")
