@@ -158,10 +158,11 @@ def test_a_wrong_command_would_be_caught():
 
 
 def extras() -> dict[str, str]:
-    """The extras of pyproject.toml as {name: its requirement list, as written}."""
-    text = (ROOT / "pyproject.toml").read_text()
-    section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
-    return dict(re.findall(r"^(\w+) = (\[.*?\])", section, re.MULTILINE | re.DOTALL))
+    """The extras of pyproject.toml as {name: its requirements, joined by spaces}."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {name: " ".join(reqs) for name, reqs in project["optional-dependencies"].items()}
 
 
 def test_api_image_has_no_tensorflow_and_worker_image_has_cuda():
@@ -232,3 +233,13 @@ def test_flower_uses_the_workers_broker_transport_options():
     workers = celery_config("redis://redis:6379/0", "/tmp")["broker_transport_options"]
     assert loaded["broker_transport_options"] == workers
     assert flower["command"][:2] == ["celery", "flower"]
+
+
+def test_the_client_installs_without_the_server_side():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [r.split(">")[0] for r in project["dependencies"]] == ["numpy"]
+    for extra in ("cpu", "gpu", "api"):
+        assert "fitfleet[server]" in project["optional-dependencies"][extra]
+    assert any(r.startswith("flask") for r in project["optional-dependencies"]["server"])
