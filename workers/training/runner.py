@@ -21,7 +21,7 @@ import tensorflow as tf
 from service import modelspec, policy
 from service.config import Settings
 from service.dispatch import enqueue
-from service.errors import FitfleetError, LeaseLost
+from service.errors import FitfleetError, InvalidSpec, LeaseLost
 from service.jobs import Claim, JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
@@ -46,12 +46,22 @@ def build(spec: dict, sample: data.Arrays, strategy=None):
 
 
 def load_data(spec: dict, cache: Path):
-    """Training and validation data: arrays, or a prefix of shards streamed from ``cache``."""
+    """Training and validation data: arrays, or a prefix of shards streamed from ``cache``.
+
+    ``data.sample_weight`` weights the training data and the validation split taken from
+    it (as Keras splits them); a separate validation object is weighted when it holds
+    arrays of the same names, as ``validation_data=(x, y, sample_weight)`` would be.
+    """
     d = spec["data"]
-    train = formats.load(d["train"], d.get("x", "x"), d.get("y", "y"), d.get("format"), cache)
+    x, y, fmt, sw = d.get("x", "x"), d.get("y", "y"), d.get("format"), d.get("sample_weight")
+    train = formats.load(d["train"], x, y, fmt, cache, sw)
     if d.get("validation"):
-        val = formats.load(d["validation"], d.get("x", "x"), d.get("y", "y"), d.get("format"),
-                           cache)
+        try:
+            val = formats.load(d["validation"], x, y, fmt, cache, sw)
+        except InvalidSpec:
+            if sw is None or d["validation"].endswith("/"):
+                raise
+            val = formats.load(d["validation"], x, y, fmt, cache)  # unweighted, as Keras
         return train, val
     return formats.split_validation(train, spec["fit"].get("validation_split") or 0.0)
 
@@ -102,19 +112,28 @@ def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, c
         epoch += 1
     if epoch < epochs:
         calls.append((epoch * spe, epochs * spe, epoch, epochs, spe))
+    outputs = output_names(model)
     for i, (first, stop, initial_epoch, last_epoch, steps) in enumerate(calls):
         pos.batch_offset = batch if i == 0 else 0
         if i > 0:
             resume_cb.callback_state = state.capture_callbacks(user_callbacks)
-        model.fit(
-            formats.dataset(train, plan, first, stop),
+        model.fit(  # batches are (x, y) or (x, y, sample_weight), as model.fit makes them
+            formats.dataset(train, plan, first, stop, outputs),
             initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
-            validation_data=formats.validation_data(val, plan.batch_size),
+            validation_data=formats.validation_data(val, plan.batch_size, outputs),
             validation_batch_size=plan.batch_size, class_weight=_class_weight(fit_spec),
             callbacks=callbacks, verbose=0, shuffle=False,
         )
         if model.stop_training:
             break
+
+
+def output_names(model) -> list[str]:
+    """The model's output names, in order (a Sequential's is its last layer's)."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [model.layers[-1].name] if getattr(model, "layers", None) else []
 
 
 def _class_weight(fit_spec: dict) -> dict | None:
