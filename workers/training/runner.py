@@ -276,21 +276,57 @@ class Attempt:
             log.warning("job %s: not marking %s: lease lost", self.claim.job_id, state_name)
 
 
-_PATH = re.compile(r"(/[\w.\-]+){2,}")
+_PATH = re.compile(r"(?<![:/\w])(/[\w.\-]+){2,}")
+_SECRET = re.compile(r"(?i)\b(\w*(?:secret|password|passwd|token|api_key|access_key)\w*)"
+                     r"(\s*[=:]\s*)(['\"]?)[^\s'\",;)]+")
+_USERINFO = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
+_AWS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BOLD = re.compile(r"\x1b\[1m(.*?)\x1b\[0m", re.S)
+_KERAS_WRAPPER = "Exception encountered when calling"
+_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[|\{\{)")
+_TF_TAIL = re.compile(r"\s*(\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\])")
+
+
+def scrub(text: str) -> str:
+    """``text`` without server paths, credentials in URLs, or secret-looking values."""
+    text = _USERINFO.sub(r"\1<redacted>@", text)
+    text = _SECRET.sub(r"\1\2\3<redacted>", text)
+    text = _AWS_KEY.sub("<redacted>", text)
+    return _PATH.sub("<path>", text)
+
+
+def reason(exc: BaseException) -> str:
+    """The sentence that says what went wrong, as Keras or TensorFlow wrote it.
+
+    Keras wraps a layer's error in "Exception encountered when calling X.call()." with
+    the real message in bold (and as the exception's context); TensorFlow's graph errors
+    put it after the stack of the node that failed.
+    """
+    text = exc.message if isinstance(exc, tf.errors.OpError) else str(exc)
+    if _KERAS_WRAPPER in text:
+        bold = _BOLD.search(text)
+        inner = exc.__cause__ or exc.__context__
+        if bold:
+            text = bold.group(1)
+        elif inner is not None and inner is not exc:
+            return reason(inner)
+    lines = [_ANSI.sub("", line) for line in text.splitlines()]
+    kept = [_TF_TAIL.sub("", line).strip() for line in lines
+            if line.strip() and not line[:1].isspace() and not _TF_NOISE.match(line.strip())]
+    kept = [line for line in kept if line and not line.startswith(_KERAS_WRAPPER)]
+    return " ".join(kept) or type(exc).__name__
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
-    """An error code and a message safe to show the job's owner (no server paths)."""
+    """An error code and a message safe to show the job's owner (no server paths, no secrets)."""
     if isinstance(exc, FitfleetError):
         code = {"invalid_spec": "invalid_spec", "not_found": "data_not_found"}.get(
             exc.code, exc.code)
         return code, exc.message
     if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
         return "resource_exhausted", "the worker ran out of memory training this job"
-    text = str(exc).strip().splitlines()
-    first = _PATH.sub("<path>", text[0] if text else type(exc).__name__)[:500]
+    message = f"{type(exc).__name__}: {scrub(reason(exc))}"[:1000]
     if isinstance(exc, (ValueError, TypeError, tf.errors.InvalidArgumentError)):
-        return "training_error", f"{type(exc).__name__}: {first}"
-    return "internal_error", f"{type(exc).__name__}: {first}"
-
-
+        return "training_error", message
+    return "internal_error", message
