@@ -13,7 +13,10 @@ pytest.importorskip("flask")
 
 from fitfleet import Client
 from service.storage import key_of, open_store
-from tests.unit.test_remote import api, mlp  # noqa: F401 - the served API fixture
+from tests.unit import test_remote
+from tests.unit.test_remote import mlp
+
+api = test_remote.api  # the API served in process (SQLite, a file store)
 
 FORMS = "x= as NumPy arrays (one array, a list, or a dict by input name) or as an s3:// " \
         "or file:// data URL"

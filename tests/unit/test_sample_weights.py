@@ -180,3 +180,66 @@ def test_submit_refuses_a_missing_array_a_wrong_length_and_unknown_outputs(tmp_p
     assert "outputs cls, rg" in m and "cls, reg" in m
     assert "lists 3 weight arrays but the model has 2 outputs" in submit_check(
         tmp_path, ["a", "a", "a"], x=x, a=a, b=b)
+
+
+def test_shards_and_an_unweighted_validation_file_train_as_model_fit(tmp_path, db_url):
+    """Plain Keras: ``model.fit(x, y, sample_weight=w, validation_data=(xv, yv))`` weights
+    the training loss only. fitfleet reading a prefix of two weighted shards, with a
+    validation file that holds no weights, trains to the same weights and val_loss."""
+    from tests.conftest import embedded_settings
+
+    x, y = blobs(n=100)
+    w = np.random.default_rng(8).uniform(0.1, 3.0, 80).astype("float32")
+    (tmp_path / "shards").mkdir()
+    np.savez(tmp_path / "shards" / "part-0.npz", x=x[:48], y=y[:48], w=w[:48])
+    np.savez(tmp_path / "shards" / "part-1.npz", x=x[48:80], y=y[48:80], w=w[48:])
+    np.savez(tmp_path / "val.npz", x=x[80:], y=y[80:])
+    settings = embedded_settings(tmp_path, database_url=db_url)
+    spec = mlp_spec((tmp_path / "shards").as_uri() + "/", checkpoint={"every_n_batches": 2})
+    spec["data"].update(validation=(tmp_path / "val.npz").as_uri(), sample_weight="w")
+    spec["fit"].update(validation_split=0.0, shuffle=False)
+    job, outcomes = run_job(settings, spec)
+    assert outcomes == ["succeeded"], job["error"]
+    from service import modelspec
+
+    keras.utils.set_random_seed(spec["seed"])
+    model = modelspec.build_model(spec["model"])
+    modelspec.compile_model(model, spec["compile"])
+    history = model.fit(x[:80], y[:80], sample_weight=w, batch_size=16, epochs=3,
+                        validation_data=(x[80:], y[80:]), shuffle=False, verbose=0)
+    for a, b in zip(final_weights(settings, job["id"]), model.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    rows = MetricStore(settings.database_url).read(job["id"], "epoch")["rows"]
+    assert [r["logs"]["val_loss"] for r in rows] == pytest.approx(
+        history.history["val_loss"], rel=1e-6)
+
+
+def test_csv_and_parquet_weight_columns_are_weights_not_features(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from service import shapes
+    from service.config import Settings
+    from workers.training import formats
+
+    x, y = blobs(n=10, features=3)
+    w = np.arange(1, 11, dtype="float64")
+    header = "a,b,c,label,weight\n"
+    rows = "".join(f"{r[0]},{r[1]},{r[2]},{lab},{wt}\n" for r, lab, wt in zip(x, y, w))
+    (tmp_path / "d.csv").write_text(header + rows)
+    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": y,
+                             "weight": w}), tmp_path / "d.parquet")
+    for name, fmt in (("d.csv", "csv"), ("d.parquet", "parquet")):
+        arrays = formats.read(tmp_path / name, fmt, "x", "label", name, "weight")
+        assert arrays.x.shape == (10, 3)
+        np.testing.assert_array_equal(arrays.sw, w.astype("float32"))
+        assert arrays.sw.dtype == np.float32
+    spec = {"data": {"train": (tmp_path / "d.csv").as_uri(), "validation": None, "x": "x",
+                     "y": "label", "format": None, "sample_weight": "weight"},
+            "compile": {"loss": "mse"}}
+    shapes.check(spec, {"input_shapes": [[None, 3]], "output_shapes": [[None, 1]]},
+                 Settings.from_env({}, home=str(tmp_path)))  # 3 features, not 4
+    spec["data"]["sample_weight"] = "wt"
+    spec["model"] = {"class_name": "Sequential", "config": {"layers": []}}
+    with pytest.raises(InvalidSpec, match="the CSV file has no column 'wt'"):
+        sampleweights.check(spec, None)
