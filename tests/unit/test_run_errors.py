@@ -69,3 +69,22 @@ def test_data_replaced_after_submit_fails_the_job_with_keras_reason(tmp_path, db
     assert job["error"]["code"] == "training_error"
     assert WIDTH in job["error"]["message"] and "9)" in job["error"]["message"]
     assert str(tmp_path) not in job["error"]["message"]
+
+
+def test_an_own_error_raised_while_tf_data_reads_keeps_its_code_and_sentence():
+    """fitfleet's own data errors raised inside tf.data come back once, with their code."""
+    import tensorflow as tf
+
+    from service.errors import InvalidSpec
+
+    def gen():
+        yield np.zeros((2, 4), "float32"), np.zeros((2, 3), "float32")
+        raise InvalidSpec("shard s3://b/p/part-1.npz changed while training")
+
+    ds = tf.data.Dataset.from_generator(gen, output_signature=(
+        tf.TensorSpec((None, 4)), tf.TensorSpec((None, 3))))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile("sgd", "mse")
+    exc = keras_error(lambda: model.fit(ds, verbose=0))
+    assert isinstance(exc, tf.errors.OpError)
+    assert classify(exc) == ("invalid_spec", "shard s3://b/p/part-1.npz changed while training")

@@ -282,9 +282,11 @@ _SECRET = re.compile(r"(?i)\b(\w*(?:secret|password|passwd|token|api_key|access_
 _USERINFO = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 _AWS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_BOLD = re.compile(r"\x1b\[1m(.*?)\x1b\[0m", re.S)
+_BOLD = re.compile(r"\x1b\[1m(.*?)\x1b\[0m", re.DOTALL)
 _KERAS_WRAPPER = "Exception encountered when calling"
-_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[|\{\{)")
+_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[|\{\{|"
+                       r"Traceback \(most recent call last\):|<stack traces unavailable>)")
+_RAISED = re.compile(r"^(?:\w+\.)*(\w+): (.*)$")  # "service.errors.InvalidSpec: ..."
 _TF_TAIL = re.compile(r"\s*(\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\])")
 
 
@@ -314,8 +316,17 @@ def reason(exc: BaseException) -> str:
     lines = [_ANSI.sub("", line) for line in text.splitlines()]
     kept = [_TF_TAIL.sub("", line).strip() for line in lines
             if line.strip() and not line[:1].isspace() and not _TF_NOISE.match(line.strip())]
-    kept = [line for line in kept if line and not line.startswith(_KERAS_WRAPPER)]
-    return " ".join(kept) or type(exc).__name__
+    out: list[str] = []
+    for line in kept:  # a Python error inside tf.data is quoted twice: keep it once
+        raised = _RAISED.match(line)
+        short = f"{raised.group(1)}: {raised.group(2)}" if raised else line
+        if line and not line.startswith(_KERAS_WRAPPER) and short not in out:
+            out.append(short)
+    return " ".join(out) or type(exc).__name__
+
+
+_OWN_ERRORS = {"InvalidSpec": "invalid_spec", "NotFound": "data_not_found",
+               "StorageError": "storage_error"}
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -326,7 +337,12 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return code, exc.message
     if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
         return "resource_exhausted", "the worker ran out of memory training this job"
-    message = f"{type(exc).__name__}: {scrub(reason(exc))}"[:1000]
+    text = scrub(reason(exc))
+    inner = _RAISED.match(text)
+    if isinstance(exc, tf.errors.OpError) and inner and inner.group(1) in _OWN_ERRORS:
+        # one of fitfleet's own errors, raised while tf.data read the data
+        return _OWN_ERRORS[inner.group(1)], inner.group(2)[:1000]
+    message = f"{type(exc).__name__}: {text}"[:1000]
     if isinstance(exc, (ValueError, TypeError, tf.errors.InvalidArgumentError)):
         return "training_error", message
     return "internal_error", message
