@@ -243,3 +243,24 @@ def test_csv_and_parquet_weight_columns_are_weights_not_features(tmp_path):
     spec["model"] = {"class_name": "Sequential", "config": {"layers": []}}
     with pytest.raises(InvalidSpec, match="the CSV file has no column 'wt'"):
         sampleweights.check(spec, None)
+
+
+def test_tfrecord_weight_feature_is_read_as_weights(tmp_path):
+    import tensorflow as tf
+
+    from workers.training import formats
+
+    x, y = blobs(n=6, features=3)
+    w = np.linspace(0.5, 3.0, 6)
+    with tf.io.TFRecordWriter(str(tmp_path / "t.tfrecord")) as out:
+        for xi, yi, wi in zip(x, y, w):
+            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
+                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
+                       "w": tf.train.Feature(float_list=tf.train.FloatList(value=[wi]))}
+            out.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                      .SerializeToString())
+    arrays = formats.read(tmp_path / "t.tfrecord", "tfrecord", "x", "y", "t", ["w"])
+    assert arrays.x.shape == (6, 3) and arrays.sw.shape == (6,)
+    np.testing.assert_allclose(arrays.sw, w, rtol=1e-6)
+    with pytest.raises(InvalidSpec, match="no feature 'v'"):
+        formats.read(tmp_path / "t.tfrecord", "tfrecord", "x", "y", "t", "v")
