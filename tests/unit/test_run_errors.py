@@ -10,7 +10,8 @@ keras = pytest.importorskip("keras")
 from service.jobs import JobStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.test_resume import run_job
-from workers.training.runner import classify, scrub
+from workers.training.reasons import scrub
+from workers.training.runner import classify
 
 WIDTH = "expected axis -1 of input shape to have value 6, but received input with shape"
 
