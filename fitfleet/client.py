@@ -113,6 +113,7 @@ class Client:
         for argument, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
             remote.refuse_streams(value, argument)
         if isinstance(x, str):
+            remote.check_names(sample_weight, "sample_weight")
             data = {"train": x, "x": x_names, "y": y, "sample_weight": sample_weight}
         else:
             if x is None:

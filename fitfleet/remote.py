@@ -157,6 +157,17 @@ def pack_weights(model, sample_weight, arrays: dict, like=None):
     return names
 
 
+def check_names(value, argument: str) -> None:
+    """With a data URL, ``argument`` names arrays or columns: TypeError for arrays."""
+    names = list(value.values()) if isinstance(value, dict) else (
+        [value] if value is None or isinstance(value, str) else value)
+    if not isinstance(names, (list, tuple)) or not all(
+            n is None or isinstance(n, str) for n in names):
+        raise TypeError(f"with a data URL as x, {argument} names the array(s) or column(s) "
+                        "of that data (a name, a list of names, or a dict of output name to "
+                        "name), not arrays; pass x as arrays to upload the weights with them")
+
+
 def _flat_names(names) -> list[str]:
     if isinstance(names, dict):
         return list(names.values())
@@ -219,14 +230,14 @@ def refuse_fit_arguments(*, initial_epoch, steps_per_epoch, validation_steps, va
                           validation_batch_size, batch_size) -> None:
     """ValueError naming a ``model.fit`` argument whose meaning does not carry over."""
     why = {
-        "initial_epoch": (initial_epoch != 0, "a job starts at epoch 0 and resumes from its own "
-                          "checkpoints; leave initial_epoch=0"),
+        "initial_epoch": (initial_epoch != 0, "a job starts at epoch 0 and resumes from "
+                          + "its own checkpoints; leave initial_epoch=0"),
         "steps_per_epoch": (steps_per_epoch is not None, "every epoch is one pass over the "
-                            "data; leave steps_per_epoch=None and send the samples to train on"),
+                            + "data; leave steps_per_epoch=None and send the samples to train on"),
         "validation_steps": (validation_steps is not None, "validation runs over all of "
-                             "validation_data; leave validation_steps=None"),
-        "validation_freq": (validation_freq != 1, "validation runs after every epoch; leave "
-                            "validation_freq=1"),
+                             + "validation_data; leave validation_steps=None"),
+        "validation_freq": (validation_freq != 1,
+                            "validation runs after every epoch; leave validation_freq=1"),
         "validation_batch_size": (validation_batch_size not in (None, batch_size),
                                   "validation uses batch_size; leave validation_batch_size=None"),
     }

@@ -124,3 +124,12 @@ def test_sample_weights_of_the_wrong_length_are_refused_before_upload(api):
     with pytest.raises(ValueError, match="sample weights need sample_weight"):
         client.fit(mlp(), x, y, validation_data=(x, y, np.ones(40)))
     assert client.jobs() == []
+
+
+def test_with_a_data_url_sample_weight_must_name_columns_not_hold_arrays(api, tmp_path):
+    client, _ = api
+    x, y = data()
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    with pytest.raises(TypeError, match="sample_weight names the array"):
+        client.fit(mlp(), (tmp_path / "t.npz").as_uri(), "y", sample_weight=np.ones(40))
+    assert client.jobs() == []
