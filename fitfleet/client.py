@@ -63,19 +63,33 @@ class Client:
         job = self._json("POST", "/jobs", body=spec)
         return Run(self, job["id"], job)
 
-    def fit(self, model, x=None, y=None, *, validation_data=None, epochs: int = 1,
-            batch_size: int = 32, validation_split: float = 0.0, shuffle: bool = True,
-            class_weight: dict | None = None, callbacks=None, checkpoint_every: int | None = None,
-            seed: int = 0, name: str | None = None, data_format: str | None = None,
-            x_names=None, **spec_fields) -> Run:
+    def fit(self, model, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
+            verbose="auto", callbacks=None, validation_split: float = 0.0,
+            validation_data=None, shuffle: bool = True, class_weight: dict | None = None,
+            sample_weight=None, initial_epoch: int = 0, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, validation_batch_size: int | None = None,
+            validation_freq: int = 1, *, checkpoint_every: int | None = None, seed: int = 0,
+            name: str | None = None, data_format: str | None = None, x_names=None,
+            **spec_fields) -> Run:
         """Train a compiled ``keras.Model`` remotely, as ``model.fit`` would; returns its Run.
+
+        The arguments of ``model.fit`` keep their meaning and order. ``verbose`` is the
+        progress that ``Run.wait()`` prints by default (the worker prints nothing); the
+        ``model.fit`` arguments that cannot carry over to a job that resumes by itself
+        (``initial_epoch``, ``steps_per_epoch``, ``validation_steps``, a
+        ``validation_batch_size`` other than ``batch_size``, ``validation_freq``) are
+        refused unless left at their defaults.
 
         Args:
             model: a compiled Keras model; its compile settings go with it.
             x: a data URL (``s3://...``, ``file://...``, a prefix ending in ``/``), or arrays
                 (one, a list, or a dict by input name), uploaded to the API's store.
             y: the targets when ``x`` is arrays; the array or column name(s) when it is a URL.
-            validation_data: a URL, or ``(x_val, y_val)`` arrays (uploaded).
+            validation_data: a URL, or ``(x_val, y_val)`` or ``(x_val, y_val, sw_val)``
+                arrays (uploaded).
+            sample_weight: with arrays, one weight per sample (an array, a list with one
+                per output, or a dict by output name); with a URL, the name(s) of the
+                weight array or column in the same forms.
             callbacks: standard Keras callbacks (EarlyStopping, ReduceLROnPlateau,
                 TerminateOnNaN); they run on the worker.
             checkpoint_every: also checkpoint every N batches (a checkpoint per epoch is
@@ -91,26 +105,55 @@ class Client:
         """
         from fitfleet import remote
 
+        batch_size = 32 if batch_size is None else batch_size
+        remote.refuse_fit_arguments(initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                              validation_steps=validation_steps, validation_freq=validation_freq,
+                              validation_batch_size=validation_batch_size, batch_size=batch_size)
+        progress = remote.verbosity(verbose)
+        for argument, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
+            remote.refuse_streams(value, argument)
         if isinstance(x, str):
-            data = {"train": x, "x": x_names, "y": y}
+            remote.check_names(sample_weight, "sample_weight")
+            data = {"train": x, "x": x_names, "y": y, "sample_weight": sample_weight}
         else:
+            if x is None:
+                raise ValueError("x is required: NumPy arrays (one, a list, or a dict by input "
+                                 "name) or an s3:// or file:// data URL")
             arrays, xn, yn = remote.pack(model, x, y)
-            data = {"train": self.upload(arrays), "x": xn, "y": yn}
+            swn = remote.pack_weights(model, sample_weight, arrays)
+            data = {"train": self.upload(arrays), "x": xn, "y": yn, "sample_weight": swn}
         if isinstance(validation_data, str):
             data["validation"] = validation_data
         elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a URL or a tuple (x_val, y_val)")
-            like = (data["x"], data["y"]) if not isinstance(x, str) else None
-            arrays, _, _ = remote.pack(model, *validation_data, like=like)
-            data["validation"] = self.upload(arrays)
+            data["validation"] = self._upload_validation(model, validation_data, data,
+                                                         uploaded=not isinstance(x, str))
         data["format"] = data_format
         spec = remote.to_spec(model, data, epochs=epochs, batch_size=batch_size,
                               validation_split=validation_split, shuffle=shuffle,
                               class_weight=class_weight, callbacks=callbacks,
                               checkpoint_every=checkpoint_every, seed=seed, name=name,
                               **spec_fields)
-        return self.submit(spec)
+        run = self.submit(spec)
+        run.verbose = progress
+        return run
+
+    def _upload_validation(self, model, validation_data, data: dict, uploaded: bool) -> str:
+        """``(x_val, y_val)`` or ``(x_val, y_val, sw_val)`` uploaded under the training names."""
+        from fitfleet import remote
+
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a URL or a tuple (x_val, y_val) or "
+                             "(x_val, y_val, sample_weight_val) of arrays")
+        for value in validation_data:
+            remote.refuse_streams(value, "validation_data")
+        like = (data["x"], data["y"]) if uploaded else None
+        arrays, _, _ = remote.pack(model, *validation_data[:2], like=like)
+        if len(validation_data) == 3 and validation_data[2] is not None:
+            if data.get("sample_weight") is None:
+                raise ValueError("validation sample weights need sample_weight for the "
+                                 "training data too (give ones to leave it unweighted)")
+            remote.pack_weights(model, validation_data[2], arrays, like=data["sample_weight"])
+        return self.upload(arrays)
 
     def upload(self, arrays) -> str:
         """Store arrays (a dict of name to array) or an ``.npz`` file; returns its data URL."""
@@ -257,6 +300,7 @@ class Run:
         self.client = client
         self.id = job_id
         self.job = job
+        self.verbose = 1  # wait()'s default; Client.fit(verbose=...) sets it
 
     def __repr__(self) -> str:
         state = self.job["state"] if self.job else "?"
@@ -296,7 +340,7 @@ class Run:
     def download(self, path: str | os.PathLike) -> Path:
         return self.client.download(self.id, path)
 
-    def wait(self, timeout: float | None = None, poll: float = 1.0, verbose: int = 1,
+    def wait(self, timeout: float | None = None, poll: float = 1.0, verbose: int | None = None,
              stream=None, on_poll: Callable[[dict], None] | None = None,
              bar: bool = True) -> dict:
         """Poll until the job ends, printing Keras-like progress; returns the final job.
@@ -304,12 +348,14 @@ class Run:
         Args:
             timeout: seconds to wait at most (None: no limit); past it, TimeoutError.
             poll: seconds between two polls.
-            verbose: 0 silent, 1 batch progress and epoch lines, 2 epoch lines only.
+            verbose: 0 silent, 1 batch progress and epoch lines, 2 epoch lines only
+                (None: the ``verbose`` given to ``Client.fit``, else 1).
             stream: where progress goes (default ``sys.stdout``).
             on_poll: called with the job after each poll; may raise to stop waiting.
             bar: draw Keras's progress bar after the step count (False: the count only).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        verbose = self.verbose if verbose is None else verbose
         printer = ProgressPrinter(verbose=verbose, stream=stream, bar=bar) if verbose else None
         cursors: dict[str, int | None] = {"batch": None, "epoch": None}
         while True:
@@ -368,3 +414,4 @@ def _api_error(exc: urllib.error.HTTPError) -> FitfleetAPIError:
     except (ValueError, KeyError, TypeError, AttributeError):
         text = raw.decode("utf-8", "replace").strip()[:200] or str(exc.reason)
         return FitfleetAPIError(exc.code, f"http_{exc.code}", text)
+

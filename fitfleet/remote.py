@@ -124,6 +124,78 @@ def pack(model, x, y, like: tuple | None = None) -> tuple[dict, object, object]:
     return arrays, x_names, y_names
 
 
+def pack_weights(model, sample_weight, arrays: dict, like=None):
+    """Add sample weights to ``arrays``: one array (``sw``), a list (``sw0`` ...) or a dict
+    by output name (``sw_<name>``); returns the spec's ``data.sample_weight``.
+
+    ``like`` is the training data's ``data.sample_weight``: validation weights take its names.
+    """
+    import numpy as np
+
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, dict):
+        names = {str(k): f"sw_{k}" for k in _ordered(model, "outputs", sample_weight)}
+        items = [(names[str(k)], sample_weight[k]) for k in sample_weight]
+    elif isinstance(sample_weight, (list, tuple)):
+        names = [f"sw{i}" for i in range(len(sample_weight))]
+        items = list(zip(names, sample_weight))
+    else:
+        names, items = "sw", [("sw", sample_weight)]
+    new = {k: _array(np, v) for k, v in items}
+    if like is not None:
+        old, want = _flat_names(names), _flat_names(like)
+        if len(old) != len(want):
+            raise ValueError("validation sample weights must have the form of sample_weight")
+        new, names = {w: new[o] for o, w in zip(old, want)}, like
+    samples = {len(a) for a in arrays.values()}
+    for key, w in new.items():
+        if w.ndim == 0 or {len(w)} != samples:
+            raise ValueError(f"sample_weight {key!r} holds {len(w) if w.ndim else 0} weights "
+                             f"but x and y hold {min(samples)} samples; give one per sample")
+    arrays.update(new)
+    return names
+
+
+def check_names(value, argument: str) -> None:
+    """With a data URL, ``argument`` names arrays or columns: TypeError for arrays."""
+    names = list(value.values()) if isinstance(value, dict) else (
+        [value] if value is None or isinstance(value, str) else value)
+    if not isinstance(names, (list, tuple)) or not all(
+            n is None or isinstance(n, str) for n in names):
+        raise TypeError(f"with a data URL as x, {argument} names the array(s) or column(s) "
+                        "of that data (a name, a list of names, or a dict of output name to "
+                        "name), not arrays; pass x as arrays to upload the weights with them")
+
+
+def _flat_names(names) -> list[str]:
+    if isinstance(names, dict):
+        return list(names.values())
+    return [names] if isinstance(names, str) else list(names)
+
+
+def refuse_streams(value, argument: str = "x") -> None:
+    """TypeError for what remote fit cannot send: datasets, generators, PyDatasets, callables."""
+    if value is None or isinstance(value, str):
+        return
+    kind = None
+    if hasattr(value, "element_spec"):
+        kind = "a tf.data.Dataset"
+    elif inspect.isgenerator(value) or inspect.isgeneratorfunction(value):
+        kind = "a generator"
+    elif hasattr(value, "__getitem__") and hasattr(value, "on_epoch_end") \
+            and not hasattr(value, "shape"):
+        kind = f"a {type(value).__name__} (keras.utils.PyDataset)"
+    elif callable(value) or (hasattr(value, "__next__") and not hasattr(value, "shape")):
+        kind = f"a {type(value).__name__}"
+    if kind:
+        raise TypeError(
+            f"Client.fit takes {argument}= as NumPy arrays (one array, a list, or a dict by "
+            f"input name) or as an s3:// or file:// data URL, not {kind}; write the data to "
+            ".npz, Parquet or TFRecord files (a folder of shards for a large set) and pass "
+            "their URL, or pass the arrays")
+
+
 def _array(np, value):
     """``value`` as a NumPy array of numbers; TypeError for datasets, generators, objects."""
     if hasattr(value, "element_spec") or inspect.isgenerator(value) or callable(value):
@@ -144,3 +216,31 @@ def _rename(arrays: dict, names: tuple, like: tuple) -> dict:
     if len(old) != len(new):
         raise ValueError("validation_data does not have the inputs and outputs of x and y")
     return {n: arrays[o] for o, n in zip(old, new)}
+
+def verbosity(verbose) -> int:
+    """``model.fit``'s ``verbose`` ("auto", 0, 1, 2) as the default of ``Run.wait``."""
+    if verbose == "auto":
+        return 1
+    if verbose in (0, 1, 2) and not isinstance(verbose, bool):
+        return int(verbose)
+    raise ValueError(f"verbose must be \"auto\", 0, 1 or 2 as for model.fit, got {verbose!r}")
+
+
+def refuse_fit_arguments(*, initial_epoch, steps_per_epoch, validation_steps, validation_freq,
+                          validation_batch_size, batch_size) -> None:
+    """ValueError naming a ``model.fit`` argument whose meaning does not carry over."""
+    why = {
+        "initial_epoch": (initial_epoch != 0, "a job starts at epoch 0 and resumes from "
+                          + "its own checkpoints; leave initial_epoch=0"),
+        "steps_per_epoch": (steps_per_epoch is not None, "every epoch is one pass over the "
+                            + "data; leave steps_per_epoch=None and send the samples to train on"),
+        "validation_steps": (validation_steps is not None, "validation runs over all of "
+                             + "validation_data; leave validation_steps=None"),
+        "validation_freq": (validation_freq != 1,
+                            "validation runs after every epoch; leave validation_freq=1"),
+        "validation_batch_size": (validation_batch_size not in (None, batch_size),
+                                  "validation uses batch_size; leave validation_batch_size=None"),
+    }
+    for argument, (refused, message) in why.items():
+        if refused:
+            raise ValueError(f"Client.fit does not take {argument}: {message}")

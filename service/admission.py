@@ -7,7 +7,7 @@ parameter limit, and last the shape checks that may read data headers.
 
 from __future__ import annotations
 
-from service import limits, modelspec, policy, shapes, spec
+from service import limits, modelspec, policy, sampleweights, shapes, spec
 from service.config import Settings
 
 
@@ -19,4 +19,5 @@ def admit(raw: object, settings: Settings) -> tuple[dict, dict]:
     summary = modelspec.validate(normalized)
     limits.check_summary(summary, settings)
     shapes.check(normalized, summary, settings)
+    sampleweights.check(normalized, summary)
     return normalized, summary

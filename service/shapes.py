@@ -99,8 +99,10 @@ def _check_csv(source, field, data, spec, inputs, outputs) -> None:
         raise mismatch(field, f"the CSV file has no label column {label!r} "
                        f"(columns: {', '.join(header)})")
     x = data.get("x", "x")
+    weights = data.get("sample_weight")
+    skip = {label, *(weights.values() if isinstance(weights, dict) else _names(weights or []))}
     if x in (None, "x") or (isinstance(x, str) and x not in header):
-        features = [c for c in header if c != label]
+        features = [c for c in header if c not in skip]
     else:
         features = _names(x)
     if inputs is not None and len(inputs) == 1:

@@ -18,6 +18,7 @@ from service.spec_fields import (
     optional,
     pick_bool,
     pick_int,
+    sample_weight_names,
     section,
     show,
     str_or_names,
@@ -56,6 +57,10 @@ def normalize(raw: object, settings: Settings | None = None) -> dict:
                                  lo=1, hi=100),
         "distribute": _distribute(top.get("distribute")),
     }
+    if spec["data"].get("sample_weight") is not None and spec["fit"]["class_weight"]:
+        raise InvalidSpec("data.sample_weight and fit.class_weight cannot both be set (Keras "
+                          "refuses both at once); fold the class weights into the sample "
+                          "weights", details={"field": "data.sample_weight"})
     if spec["data"]["validation"] and spec["fit"]["validation_split"] > 0:
         raise InvalidSpec("data.validation and fit.validation_split cannot both be set",
                           details={"field": "fit.validation_split"})
@@ -145,7 +150,7 @@ def _loss_weights(value: object) -> list | dict | None:
 
 
 def _data(value: object) -> dict:
-    sec = section(value, "data", ("train", "validation", "x", "y", "format"))
+    sec = section(value, "data", ("train", "validation", "x", "y", "format", "sample_weight"))
     if sec.get("train") is None:
         raise InvalidSpec("data.train is required (an s3:// or file:// URL)",
                           details={"field": "data.train"})
@@ -154,13 +159,16 @@ def _data(value: object) -> dict:
         raise InvalidSpec("data.format must be null, \"npz\", \"csv\", \"parquet\" or "
                           f"\"tfrecord\", got {show(fmt)}",
                           details={"field": "data.format"})
-    return {
+    out = {
         "train": data_url(sec["train"], "data.train"),
         "validation": optional(sec.get("validation"), lambda v: data_url(v, "data.validation")),
         "x": str_or_names(sec.get("x", "x"), "data.x"),
         "y": str_or_names(sec.get("y", "y"), "data.y"),
         "format": fmt,
     }
+    if sec.get("sample_weight") is not None:  # present only when given
+        out["sample_weight"] = sample_weight_names(sec["sample_weight"], "data.sample_weight")
+    return out
 
 
 def data_url(value: object, path: str) -> str:

@@ -117,3 +117,15 @@ def keras_object(value: object, path: str) -> str | dict:
         return {**value, "config": config}
     raise _fail(path, f"{path} must be a name or a {{\"class_name\", \"config\"}} object, "
                       f"got {show(value)}")
+
+
+def sample_weight_names(value: object, path: str) -> str | list[str] | dict[str, str]:
+    """``data.sample_weight``: an array or column name, a list (one per output, in order),
+    or an object of output name to name."""
+    if isinstance(value, dict) and value and all(
+            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
+        return dict(value)
+    if isinstance(value, dict) or not (isinstance(value, (str, list))):
+        raise _fail(path, f"{path} must be an array or column name, a list of them (one per "
+                          f"output) or an object of output name to name, got {show(value)}")
+    return str_or_names(value, path)

@@ -1,5 +1,9 @@
 """Data in memory: read .npz and .csv arrays, split validation as Keras does, batch deterministically.
 
+Sample weights travel with the samples (``Arrays.sw``) and reach Keras as the third
+element of each batch, ``(x, y, sample_weight)``, exactly as ``model.fit(sample_weight=...)``
+would pass them.
+
 The order of epoch ``e`` depends only on (job seed, e), and item ``j`` of a dataset made
 for steps ``[start, stop)`` is global batch ``start + j``; so an attempt that resumes at
 any global step sees exactly the batches an uninterrupted run would have seen.
@@ -21,16 +25,44 @@ from service.errors import InvalidSpec
 
 @dataclass
 class Arrays:
-    """Inputs and targets; each a single array or a tuple of arrays (several inputs)."""
+    """Inputs, targets and sample weights; each a single array or a tuple of arrays.
+
+    ``sw`` is None (unweighted), one array, a tuple (one per output, in order) or a dict
+    keyed by output name until :meth:`for_outputs` orders it as the model's outputs.
+    """
 
     x: np.ndarray | tuple[np.ndarray, ...]
     y: np.ndarray | tuple[np.ndarray, ...]
+    sw: np.ndarray | tuple[np.ndarray, ...] | dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(_first(self.x))
 
+    def map(self, fn) -> Arrays:
+        """``fn`` applied to every array."""
+        return Arrays(_map(self.x, fn), _map(self.y, fn),
+                      None if self.sw is None else _map(self.sw, fn))
+
     def take(self, index) -> Arrays:
-        return Arrays(_map(self.x, lambda a: a[index]), _map(self.y, lambda a: a[index]))
+        return self.map(lambda a: a[index])
+
+    def batch(self) -> tuple:
+        """What one element of a dataset for ``fit`` holds: ``(x, y)`` or ``(x, y, sw)``."""
+        return (self.x, self.y) if self.sw is None else (self.x, self.y, self.sw)
+
+    def for_outputs(self, outputs: list[str] | None) -> Arrays:
+        """Sample weights keyed by output name, put in the order of the model's outputs."""
+        if not isinstance(self.sw, dict):
+            return self
+        names = list(outputs or [])
+        if set(self.sw) != set(names) and not (len(names) <= 1 and len(self.sw) == 1):
+            raise InvalidSpec(f"data.sample_weight names outputs {', '.join(sorted(self.sw))} "
+                              f"but the model's outputs are {', '.join(names)}",
+                              details={"field": "data.sample_weight"})
+        if not isinstance(self.y, (tuple, dict)):
+            return Arrays(self.x, self.y, next(iter(self.sw.values())))
+        y = tuple(self.y[n] for n in names) if isinstance(self.y, dict) else self.y
+        return Arrays(self.x, y, tuple(self.sw[n] for n in names))
 
 
 def _first(a):
@@ -38,10 +70,47 @@ def _first(a):
 
 
 def _map(a, fn):
+    if isinstance(a, dict):
+        return {k: fn(v) for k, v in a.items()}
     return tuple(fn(v) for v in a) if isinstance(a, tuple) else fn(a)
 
 
-def load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
+def weights(names, get, url: str):
+    """Sample weights named by ``data.sample_weight``, as float32 (as Keras casts them).
+
+    Args:
+        names: None, an array or column name, a list of them (one per output) or a dict
+            of output name to name.
+        get: returns the array of one name (raising InvalidSpec when it is absent).
+        url: the data file, for messages.
+    """
+    if names is None:
+        return None
+
+    def one(name):
+        w = np.asarray(get(name))
+        if w.dtype.kind not in "biuf":
+            raise InvalidSpec(f"sample weights {name!r} of {url} are {w.dtype}, not numbers",
+                              details={"field": "data.sample_weight"})
+        return w.astype(np.float32)
+
+    if isinstance(names, dict):
+        return {str(k): one(v) for k, v in names.items()}
+    if isinstance(names, (list, tuple)):
+        return one(names[0]) if len(names) == 1 else tuple(one(n) for n in names)
+    return one(names)
+
+
+def weight_names(names) -> list[str]:
+    """Every array or column that ``data.sample_weight`` names."""
+    if names is None:
+        return []
+    if isinstance(names, dict):
+        return [str(v) for v in names.values()]
+    return [names] if isinstance(names, str) else list(names)
+
+
+def load_npz(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
     with np.load(path, allow_pickle=False) as data:
         def pick(names):
             names = [names] if isinstance(names, str) else list(names)
@@ -51,10 +120,10 @@ def load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
                                   f"(it has {', '.join(data.files)})")
             arrays = tuple(data[n] for n in names)
             return arrays[0] if len(arrays) == 1 else arrays
-        return Arrays(pick(x_names), pick(y_names))
+        return Arrays(pick(x_names), pick(y_names), weights(sw_names, pick, url))
 
 
-def load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
+def load_csv(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
     with open(path, newline="") as f:
         reader = csv.reader(io.StringIO(f.read()))
         header = next(reader, None)
@@ -64,8 +133,9 @@ def load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
     label = y_names if isinstance(y_names, str) else y_names[0]
     if label not in header:
         raise InvalidSpec(f"{url} has no label column {label!r} (columns: {', '.join(header)})")
+    skip = {label, *weight_names(sw_names)}
     if x_names in (None, "x") or (isinstance(x_names, str) and x_names not in header):
-        features = [c for c in header if c != label]
+        features = [c for c in header if c not in skip]
     else:
         features = [x_names] if isinstance(x_names, str) else list(x_names)
     try:
@@ -76,7 +146,15 @@ def load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
     y = table[:, header.index(label)]
     if np.all(y == np.round(y)):
         y = y.astype(np.int64)
-    return Arrays(table[:, cols].astype(np.float32), y)
+
+    def column(name):
+        if name not in header:
+            raise InvalidSpec(f"{url} has no sample weight column {name!r} "
+                              f"(columns: {', '.join(header)})",
+                              details={"field": "data.sample_weight"})
+        return table[:, header.index(name)]
+
+    return Arrays(table[:, cols].astype(np.float32), y, weights(sw_names, column, url))
 
 
 def split_validation(arrays: Arrays, fraction: float) -> tuple[Arrays, Arrays | None]:
@@ -111,7 +189,8 @@ class BatchPlan:
 
 
 def make_dataset(arrays: Arrays, plan: BatchPlan, start: int, stop: int, block: int = 64):
-    """A ``tf.data.Dataset`` yielding global batches ``start`` .. ``stop - 1`` as (x, y).
+    """A ``tf.data.Dataset`` yielding global batches ``start`` .. ``stop - 1`` as (x, y)
+    or, with sample weights (ordered by :meth:`Arrays.for_outputs`), as (x, y, sw).
 
     Python assembles blocks of up to ``block`` equal-sized batches at once, and tf.data
     splits them: the per-batch cost stays in C++ (a generator per batch cost ~20%).
@@ -121,12 +200,11 @@ def make_dataset(arrays: Arrays, plan: BatchPlan, start: int, stop: int, block: 
     def spec(a):
         return tf.TensorSpec((None, None, *a.shape[1:]), tf.as_dtype(a.dtype))
 
-    signature = (_map(arrays.x, spec), _map(arrays.y, spec))
+    signature = tuple(_map(a, spec) for a in arrays.batch())
 
     def gen():
         for idx in _blocks(plan, start, stop, block):
-            part = arrays.take(idx)
-            yield part.x, part.y
+            yield arrays.take(idx).batch()
 
     ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
     return ds.unbatch().prefetch(4)

@@ -125,16 +125,16 @@ def _cache_path(url: str, tag: str, cache) -> Path:
     return Path(cache) / f"{name}-{version}{Path(urlparse(url).path).suffix.lower()}"
 
 
-def read(path: Path, fmt: str, x_names, y_names, url: str) -> data.Arrays:
-    """One local file in ``fmt`` as arrays."""
+def read(path: Path, fmt: str, x_names, y_names, url: str, sw_names=None) -> data.Arrays:
+    """One local file in ``fmt`` as arrays, with the sample weights ``sw_names`` names."""
     if fmt == "npz":
-        return data.load_npz(path, x_names, y_names, url)
+        return data.load_npz(path, x_names, y_names, url, sw_names)
     if fmt == "csv":
-        return data.load_csv(path, x_names, y_names, url)
+        return data.load_csv(path, x_names, y_names, url, sw_names)
     if fmt == "parquet":
-        return read_parquet(path, x_names, y_names, url)
+        return read_parquet(path, x_names, y_names, url, sw_names)
     if fmt == "tfrecord":
-        return read_tfrecord(path, x_names, y_names, url)
+        return read_tfrecord(path, x_names, y_names, url, sw_names)
     raise InvalidSpec(f"unsupported data format {fmt!r} for {url}; use one of {', '.join(FORMATS)}")
 
 
@@ -170,7 +170,7 @@ def _pack(arrays: list[np.ndarray]):
     return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
 
-def read_parquet(path: Path, x_names, y_names, url: str) -> data.Arrays:
+def read_parquet(path: Path, x_names, y_names, url: str, sw_names=None) -> data.Arrays:
     """Columns by name; a column of fixed-length lists becomes a 2-D (or deeper) array.
 
     As for CSV, ``x`` left at its default ``"x"`` with no such column means "every column
@@ -185,15 +185,25 @@ def read_parquet(path: Path, x_names, y_names, url: str) -> data.Arrays:
     if missing:
         raise InvalidSpec(f"{url} has no column {missing[0]!r} (columns: {', '.join(columns)})")
     y = _pack([_column(table, n) for n in ys])
+
+    def weight(name):
+        if name not in columns:
+            raise InvalidSpec(f"{url} has no sample weight column {name!r} "
+                              f"(columns: {', '.join(columns)})",
+                              details={"field": "data.sample_weight"})
+        return _column(table, name)
+
+    sw = data.weights(sw_names, weight, url)
     if x_names == "x" and "x" not in columns:
-        features = [c for c in columns if c not in ys]
+        skip = {*ys, *data.weight_names(sw_names)}
+        features = [c for c in columns if c not in skip]
         x = np.stack([_column(table, c) for c in features], axis=1).astype(np.float32)
-        return data.Arrays(x, y)
+        return data.Arrays(x, y, sw)
     xs = _names(x_names)
     missing = [n for n in xs if n not in columns]
     if missing:
         raise InvalidSpec(f"{url} has no column {missing[0]!r} (columns: {', '.join(columns)})")
-    return data.Arrays(_pack([_column(table, n) for n in xs]), y)
+    return data.Arrays(_pack([_column(table, n) for n in xs]), y, sw)
 
 
 def _column(table, name: str) -> np.ndarray:
@@ -214,7 +224,7 @@ def _column(table, name: str) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).reshape(shape)
 
 
-def read_tfrecord(path: Path, x_names, y_names, url: str) -> data.Arrays:
+def read_tfrecord(path: Path, x_names, y_names, url: str, sw_names=None) -> data.Arrays:
     """``tf.train.Example`` records with one feature per name (float or int64 lists).
 
     A feature of length 1 gives a 1-D array, a longer one a 2-D array; an int64 feature
@@ -226,7 +236,8 @@ def read_tfrecord(path: Path, x_names, y_names, url: str) -> data.Arrays:
     if first is None:
         raise InvalidSpec(f"{url} holds no record")
     example = tf.train.Example.FromString(first.numpy()).features.feature
-    names = _names(x_names) + _names(y_names)
+    names = list(dict.fromkeys(_names(x_names) + _names(y_names)
+                               + data.weight_names(sw_names)))
     spec, shapes = {}, {}
     for name in names:
         if name not in example:
@@ -248,7 +259,8 @@ def read_tfrecord(path: Path, x_names, y_names, url: str) -> data.Arrays:
         out[name] = a.reshape(len(a), *shapes[name]) if name in shapes else (
             a[:, 0] if a.shape[1] == 1 else a)
     return data.Arrays(_pack([out[n] for n in _names(x_names)]),
-                       _pack([out[n] for n in _names(y_names)]))
+                       _pack([out[n] for n in _names(y_names)]),
+                       data.weights(sw_names, out.__getitem__, url))
 
 
 def _feature_spec(feature, name: str, url: str):
@@ -262,14 +274,14 @@ def _feature_spec(feature, name: str, url: str):
     raise InvalidSpec(f"feature {name!r} of {url} is a {kind}; use float or int64 lists")
 
 
-def load(url: str, x_names, y_names, fmt: str | None, cache):
+def load(url: str, x_names, y_names, fmt: str | None, cache, sw_names=None):
     """Arrays for one object, or a :class:`~workers.training.shards.ShardSet` for a prefix."""
     if url.endswith("/"):
         from workers.training.shards import ShardSet
 
-        return ShardSet.open(url, x_names, y_names, fmt, cache)
+        return ShardSet.open(url, x_names, y_names, fmt, cache, sw_names)
     fmt = format_of(url, fmt)
-    return read(fetch(url, cache), fmt, x_names, y_names, url)
+    return read(fetch(url, cache), fmt, x_names, y_names, url, sw_names)
 
 
 def rows_cached(path: Path, fmt: str, y_names, url: str, tag: str | None) -> int:
@@ -296,18 +308,21 @@ def split_validation(train, fraction: float):
     return data.split_validation(train, fraction)
 
 
-def dataset(source, plan: data.BatchPlan, start: int, stop: int):
-    """Global batches ``start`` .. ``stop - 1`` of arrays or of a streamed prefix."""
+def dataset(source, plan: data.BatchPlan, start: int, stop: int, outputs=None):
+    """Global batches ``start`` .. ``stop - 1`` of arrays or of a streamed prefix.
+
+    ``outputs``: the model's output names, which order sample weights given by name.
+    """
     if isinstance(source, data.Arrays):
-        return data.make_dataset(source, plan, start, stop)
-    return source.dataset(plan, start, stop)
+        return data.make_dataset(source.for_outputs(outputs), plan, start, stop)
+    return source.dataset(plan, start, stop, outputs)
 
 
-def validation_data(val, batch_size: int):
+def validation_data(val, batch_size: int, outputs=None):
     """What ``fit`` takes as ``validation_data``: arrays, or a streamed prefix in order."""
     if val is None:
         return None
     if isinstance(val, data.Arrays):
-        return (val.x, val.y)
+        return val.for_outputs(outputs).batch()
     plan = data.BatchPlan(len(val), batch_size, 0, False)
-    return val.dataset(plan, 0, plan.steps_per_epoch)
+    return val.dataset(plan, 0, plan.steps_per_epoch, outputs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import shutil
 import threading
 from pathlib import Path
@@ -21,13 +20,14 @@ import tensorflow as tf
 from service import modelspec, policy
 from service.config import Settings
 from service.dispatch import enqueue
-from service.errors import FitfleetError, LeaseLost
+from service.errors import FitfleetError, InvalidSpec, LeaseLost
 from service.jobs import Claim, JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
 from workers.training import checkpoint, data, devices, formats, state
 from workers.training.callbacks import Checkpointer, MetricsRecorder, Position, Resume, Tracker
 from workers.training.lease import Heartbeat, LeaseGuard
+from workers.training.reasons import RAISED, reason, scrub
 from workers.training.retry import retry
 from workers.training.saver import Saver
 
@@ -46,12 +46,22 @@ def build(spec: dict, sample: data.Arrays, strategy=None):
 
 
 def load_data(spec: dict, cache: Path):
-    """Training and validation data: arrays, or a prefix of shards streamed from ``cache``."""
+    """Training and validation data: arrays, or a prefix of shards streamed from ``cache``.
+
+    ``data.sample_weight`` weights the training data and the validation split taken from
+    it (as Keras splits them); a separate validation object is weighted when it holds
+    arrays of the same names, as ``validation_data=(x, y, sample_weight)`` would be.
+    """
     d = spec["data"]
-    train = formats.load(d["train"], d.get("x", "x"), d.get("y", "y"), d.get("format"), cache)
+    x, y, fmt, sw = d.get("x", "x"), d.get("y", "y"), d.get("format"), d.get("sample_weight")
+    train = formats.load(d["train"], x, y, fmt, cache, sw)
     if d.get("validation"):
-        val = formats.load(d["validation"], d.get("x", "x"), d.get("y", "y"), d.get("format"),
-                           cache)
+        try:
+            val = formats.load(d["validation"], x, y, fmt, cache, sw)
+        except InvalidSpec:
+            if sw is None or d["validation"].endswith("/"):
+                raise
+            val = formats.load(d["validation"], x, y, fmt, cache)  # unweighted, as Keras
         return train, val
     return formats.split_validation(train, spec["fit"].get("validation_split") or 0.0)
 
@@ -102,19 +112,28 @@ def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, c
         epoch += 1
     if epoch < epochs:
         calls.append((epoch * spe, epochs * spe, epoch, epochs, spe))
+    outputs = output_names(model)
     for i, (first, stop, initial_epoch, last_epoch, steps) in enumerate(calls):
         pos.batch_offset = batch if i == 0 else 0
         if i > 0:
             resume_cb.callback_state = state.capture_callbacks(user_callbacks)
-        model.fit(
-            formats.dataset(train, plan, first, stop),
+        model.fit(  # batches are (x, y) or (x, y, sample_weight), as model.fit makes them
+            formats.dataset(train, plan, first, stop, outputs),
             initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
-            validation_data=formats.validation_data(val, plan.batch_size),
+            validation_data=formats.validation_data(val, plan.batch_size, outputs),
             validation_batch_size=plan.batch_size, class_weight=_class_weight(fit_spec),
             callbacks=callbacks, verbose=0, shuffle=False,
         )
         if model.stop_training:
             break
+
+
+def output_names(model) -> list[str]:
+    """The model's output names, in order (a Sequential's is its last layer's)."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [model.layers[-1].name] if getattr(model, "layers", None) else []
 
 
 def _class_weight(fit_spec: dict) -> dict | None:
@@ -257,21 +276,24 @@ class Attempt:
             log.warning("job %s: not marking %s: lease lost", self.claim.job_id, state_name)
 
 
-_PATH = re.compile(r"(/[\w.\-]+){2,}")
+_OWN_ERRORS = {"InvalidSpec": "invalid_spec", "NotFound": "data_not_found",
+               "StorageError": "storage_error"}
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
-    """An error code and a message safe to show the job's owner (no server paths)."""
+    """An error code and a message safe to show the job's owner (no server paths, no secrets)."""
     if isinstance(exc, FitfleetError):
         code = {"invalid_spec": "invalid_spec", "not_found": "data_not_found"}.get(
             exc.code, exc.code)
         return code, exc.message
     if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
         return "resource_exhausted", "the worker ran out of memory training this job"
-    text = str(exc).strip().splitlines()
-    first = _PATH.sub("<path>", text[0] if text else type(exc).__name__)[:500]
+    text = scrub(reason(exc))
+    inner = RAISED.match(text)
+    if isinstance(exc, tf.errors.OpError) and inner and inner.group(1) in _OWN_ERRORS:
+        # one of fitfleet's own errors, raised while tf.data read the data
+        return _OWN_ERRORS[inner.group(1)], inner.group(2)[:1000]
+    message = f"{type(exc).__name__}: {text}"[:1000]
     if isinstance(exc, (ValueError, TypeError, tf.errors.InvalidArgumentError)):
-        return "training_error", f"{type(exc).__name__}: {first}"
-    return "internal_error", f"{type(exc).__name__}: {first}"
-
-
+        return "training_error", message
+    return "internal_error", message

@@ -64,6 +64,10 @@ def list_prefix(url: str, fmt: str | None) -> list[tuple[str, str, str | None]]:
 
 
 def _cat(parts: list):
+    if parts[0] is None:
+        return None
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
     return np.concatenate(parts)
@@ -73,18 +77,21 @@ def concat(parts: list[data.Arrays]) -> data.Arrays:
     """The samples of ``parts``, one after another."""
     if len(parts) == 1:
         return parts[0]
-    return data.Arrays(_cat([p.x for p in parts]), _cat([p.y for p in parts]))
+    return data.Arrays(_cat([p.x for p in parts]), _cat([p.y for p in parts]),
+                       _cat([p.sw for p in parts]))
 
 
 class ShardSet:
     """The shards under a prefix; ``len()`` and ``take(slice(0, k))`` like ``data.Arrays``."""
 
-    def __init__(self, shards: list[Shard], x_names, y_names, cache):
+    def __init__(self, shards: list[Shard], x_names, y_names, cache, sw_names=None):
         self.shards, self.x_names, self.y_names, self.cache = shards, x_names, y_names, cache
+        self.sw_names = sw_names
         self._memo: tuple[int, data.Arrays] | None = None
 
     @classmethod
-    def open(cls, url: str, x_names, y_names, fmt: str | None, cache) -> ShardSet:
+    def open(cls, url: str, x_names, y_names, fmt: str | None, cache,
+             sw_names=None) -> ShardSet:
         """List the prefix, download each shard into the cache once, and count its rows."""
         shards = []
         for item_url, kind, tag in list_prefix(url, fmt):
@@ -94,7 +101,7 @@ class ShardSet:
                 shards.append(Shard(item_url, kind, tag, rows))
         if not shards:
             raise InvalidSpec(f"the shards under {url} hold no sample")
-        return cls(shards, x_names, y_names, cache)
+        return cls(shards, x_names, y_names, cache, sw_names)
 
     def __len__(self) -> int:
         return sum(s.rows for s in self.shards)
@@ -104,7 +111,8 @@ class ShardSet:
         if self._memo is None or self._memo[0] != i:
             s = self.shards[i]
             path = formats.fetch(s.url, self.cache, s.tag)
-            arrays = formats.read(path, s.fmt, self.x_names, self.y_names, s.url)
+            arrays = formats.read(path, s.fmt, self.x_names, self.y_names, s.url,
+                                  self.sw_names)
             if len(arrays) != s.rows:
                 raise InvalidSpec(f"shard {s.url} changed while training")
             self._memo = (i, arrays)
@@ -172,24 +180,25 @@ class ShardSet:
         if pending and b < last:
             yield _blocked(concat(pending), 1)  # the epoch's short final batch
 
-    def dataset(self, plan: data.BatchPlan, start: int, stop: int):
-        """A ``tf.data.Dataset`` of global batches ``start`` .. ``stop - 1`` as (x, y).
+    def dataset(self, plan: data.BatchPlan, start: int, stop: int, outputs=None):
+        """A ``tf.data.Dataset`` of global batches ``start`` .. ``stop - 1`` as (x, y),
+        or (x, y, sw) with sample weights (ordered by the model's ``outputs``).
 
         Python cuts blocks of batches and tf.data splits them, so the per-batch cost
         stays in C++ (as ``data.make_dataset`` does for arrays).
         """
         import tensorflow as tf
 
-        sample = self.take(slice(0, 1))
+        sample = self.take(slice(0, 1)).for_outputs(outputs)
 
         def spec(a):
             return tf.TensorSpec((None, None, *a.shape[1:]), tf.as_dtype(a.dtype))
 
-        signature = (data._map(sample.x, spec), data._map(sample.y, spec))
+        signature = tuple(data._map(a, spec) for a in sample.batch())
 
         def gen():
             for block in self.blocks(plan, start, stop):
-                yield block.x, block.y
+                yield block.for_outputs(outputs).batch()
 
         ds = tf.data.Dataset.from_generator(gen, output_signature=signature).unbatch()
         # A known length lets Keras end an evaluation pass without running the stream dry.
@@ -198,5 +207,4 @@ class ShardSet:
 
 def _blocked(arrays: data.Arrays, k: int) -> data.Arrays:
     """``k`` batches of equal size as arrays of shape (k, batch, ...)."""
-    return data.Arrays(data._map(arrays.x, lambda a: a.reshape(k, -1, *a.shape[1:])),
-                       data._map(arrays.y, lambda a: a.reshape(k, -1, *a.shape[1:])))
+    return arrays.map(lambda a: a.reshape(k, -1, *a.shape[1:]))
