@@ -35,7 +35,10 @@ def show(shape) -> str:
 
 
 def check(spec: dict, summary: dict, settings: Settings) -> None:
-    """Check a normalized spec's data against its model summary; skip what cannot be seen."""
+    """Check a normalized spec's data against its model summary; skip what cannot be seen.
+
+    A location that certainly does not exist is a 422 ``data_not_found`` naming the URL.
+    """
     data = spec["data"]
     for key in ("train", "validation"):
         url = data.get(key)
@@ -43,18 +46,33 @@ def check(spec: dict, summary: dict, settings: Settings) -> None:
             continue
         field = f"data.{key}"
         try:
-            source = datahead.open_source(url)
-        except datahead.Uninspectable as exc:
-            log.debug("not inspecting %s: %s", field, exc)
-            continue
-        policy.check_size(source.size, field, settings)
-        try:
-            _check_source(source, field, data, spec, summary)
+            _check_location(url, field, data, spec, summary, settings)
+        except datahead.Missing as exc:
+            raise InvalidSpec(f"{field}: {exc}", code="data_not_found",
+                              details={"field": field, "url": url}) from exc
         except datahead.Uninspectable as exc:
             log.debug("not inspecting %s: %s", field, exc)
         except datahead.Unreadable as exc:
             raise InvalidSpec(f"{field}: {exc}", details={"field": field, "check": "data"}) \
                 from exc
+
+
+def _check_location(url: str, field: str, data: dict, spec: dict, summary: dict,
+                    settings: Settings) -> None:
+    """One object, or the first shard of a prefix (named in the message if it is refused)."""
+    if not url.endswith("/"):
+        source = datahead.open_source(url)
+        policy.check_size(source.size, field, settings)
+        _check_source(source, field, data, spec, summary)
+        return
+    shard = datahead.first_shard(url, data.get("format"))
+    try:
+        _check_source(datahead.open_source(shard), field, data, spec, summary)
+    except (InvalidSpec, datahead.Unreadable) as exc:
+        reason = exc.message if isinstance(exc, InvalidSpec) else str(exc)
+        details = exc.details if isinstance(exc, InvalidSpec) else {"field": field}
+        raise InvalidSpec(f"{field}: first shard {shard}: {reason.removeprefix(field + ': ')}",
+                          details={**details, "shard": shard}) from exc
 
 
 def _check_source(source, field: str, data: dict, spec: dict, summary: dict) -> None:

@@ -19,12 +19,12 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from service import datahead
 from service.errors import InvalidSpec, NotFound
 from service.storage import S3Store, split_object_url
 from workers.training import data
 
-SUFFIXES = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-            ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+SUFFIXES = datahead.SUFFIXES  # one table for the submit-time checks and the workers
 FORMATS = ("npz", "csv", "parquet", "tfrecord")
 log = logging.getLogger("fitfleet.worker")
 
