@@ -1,4 +1,4 @@
-"""Look inside data files at submit time without loading them: .npz headers, CSV columns.
+"""Look inside data files at submit time without loading them: where they are, .npz headers.
 
 An S3 object is read through ranged GETs, so only the zip directory and array headers
 travel; a local file is opened in place. Small label arrays may be read whole.
@@ -6,7 +6,6 @@ travel; a local file is opened in place. Small label arrays may be read whole.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import zipfile
@@ -210,29 +209,3 @@ def _npy_header(member) -> tuple[tuple[int, ...], np.dtype]:
     else:
         raise ValueError(f"unknown .npy version {version}")
     return tuple(int(d) for d in shape), dtype
-
-
-def csv_header(source: Source) -> list[str]:
-    """The column names of a CSV file (its first line)."""
-    with source.open() as f:
-        line = f.readline(1 << 20).decode("utf-8", "replace")
-    header = next(csv.reader([line]), None)
-    if not header:
-        raise Unreadable("it is an empty CSV file")
-    return [h.strip() for h in header]
-
-
-def csv_column(source: Source, name: str) -> np.ndarray | None:
-    """The values of one CSV column, if the file is small enough to read; else None."""
-    if source.size is None or source.size > LABEL_BYTES:
-        return None
-    with source.open() as f:
-        reader = csv.reader(io.TextIOWrapper(f, "utf-8", errors="replace", newline=""))
-        header = [h.strip() for h in next(reader, [])]
-        if name not in header:
-            return None
-        col = header.index(name)
-        try:
-            return np.asarray([float(r[col]) for r in reader if r], dtype=np.float64)
-        except (ValueError, IndexError):
-            return None

@@ -109,7 +109,14 @@ def summarize(model) -> dict:
         "non_trainable_params": non_trainable,
         "input_shapes": _io_shapes(model, "inputs"),
         "output_shapes": _io_shapes(model, "outputs"),
+        "output_names": _output_names(model),
     }
+
+
+def _output_names(model) -> list[str] | None:
+    """The names Keras matches a dict of targets by (a functional model's output layers)."""
+    names = getattr(model, "output_names", None)
+    return list(names) if names else None
 
 
 def _io_shapes(model, which: str) -> list | None:

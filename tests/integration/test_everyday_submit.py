@@ -216,3 +216,251 @@ def test_a_prefix_with_shards_is_accepted_and_its_first_shard_checked(api, s3):
     error = refused(client, settings, job_spec(f"s3://{s3.bucket}/{base}",
                                                model=json.loads(wide.to_json())))
     assert "expects input (None, 9)" in error["message"] and "part-0.npz" in error["message"]
+
+
+# -- label dtypes -----------------------------------------------------------------------------
+
+
+def string_labels() -> np.ndarray:
+    return np.array(["cat", "dog", "eel"])[np.arange(12) % 3]
+
+
+@pytest.mark.parametrize("where", ["file", "s3"])
+def test_string_labels_are_refused_saying_to_encode_them(api, tmp_path, s3, where):
+    """Keras: ``fit(x, np.array(["cat", "dog", ...]))`` with sparse_categorical_crossentropy
+    fails at once (``Invalid dtype: str96``); so does every loss, strings are not numbers.
+    fitfleet refuses at submit with a 422 naming the labels, their dtype and what to do."""
+    client, settings = api
+    x = np.zeros((12, 4), "float32")
+    if where == "file":
+        url = npz_file(tmp_path, x=x, y=string_labels())
+    else:
+        buf = io.BytesIO()
+        np.savez(buf, x=x, y=string_labels())
+        url = s3_object(s3, buf.getvalue(), ".npz")
+    error = refused(client, settings, job_spec(url))
+    assert "labels y (data.y) are strings (dtype U3)" in error["message"]
+    assert "encode the classes as integers" in error["message"]
+    assert error["details"] == {"field": "data.y", "data": "data.train", "array": "y",
+                                "dtype": "U3"}
+    refused(client, settings, job_spec(url, compile={"loss": "mse"}))  # any loss
+
+
+def test_object_labels_are_refused(api, tmp_path):
+    """Keras: an object array of labels fails in graph execution (UnimplementedError);
+    fitfleet's workers read .npz without pickle, so it is refused at submit, by name."""
+    client, settings = api
+    url = npz_file(tmp_path, x=np.zeros((12, 4), "float32"), y=string_labels().astype(object))
+    error = refused(client, settings, job_spec(url))
+    assert "labels y (data.y) hold Python objects (dtype object)" in error["message"]
+    assert error["details"]["dtype"] == "object"
+
+
+def test_integer_labels_stored_as_floats_are_accepted(api, tmp_path):
+    """Keras: sparse labels 0.0, 1.0, 2.0 as floats train as classes; fitfleet accepts them."""
+    client, _ = api
+    url = npz_file(tmp_path, x=np.zeros((12, 4), "float32"), y=(np.arange(12) % 3) * 1.0)
+    submitted(client, job_spec(url))
+
+
+# -- multi-output models ----------------------------------------------------------------------
+
+
+def two_output_data(tmp_path) -> str:
+    rng = np.random.default_rng(1)
+    return npz_file(tmp_path, x=rng.normal(size=(12, 4)).astype("float32"),
+                    labels=np.arange(12) % 3, target=rng.normal(size=(12, 1)).astype("float32"),
+                    wide=np.arange(12) % 10)
+
+
+def two_output_spec(train: str, y) -> dict:
+    return job_spec(train, model=two_outputs_json(), data={"y": y},
+                    compile={"loss": {"cls": "sparse_categorical_crossentropy", "reg": "mse"}})
+
+
+def test_targets_by_output_name_are_accepted_and_stored(api, tmp_path):
+    """Keras: ``fit(x, {"reg": target, "cls": labels})`` matches targets by output name, in
+    any order. fitfleet takes ``data.y`` as {output: array} and stores it as posted."""
+    client, settings = api
+    y = {"reg": "target", "cls": "labels"}
+    job = submitted(client, two_output_spec(two_output_data(tmp_path), y))
+    assert JobStore(settings.database_url).get(job["id"])["spec"]["data"]["y"] == y
+    summary = JobStore(settings.database_url).summary(job["id"])
+    assert summary["output_names"] == ["cls", "reg"]
+
+
+def test_a_list_in_output_order_is_accepted(api, tmp_path):
+    """Keras: a list of targets is matched by position; in output order it trains."""
+    client, _ = api
+    submitted(client, two_output_spec(two_output_data(tmp_path), ["labels", "target"]))
+
+
+def test_an_unknown_output_name_is_refused(api, tmp_path):
+    """Keras: a target dict key that names no output is an error. fitfleet refuses at submit,
+    naming the key, the array and the outputs there are."""
+    client, settings = api
+    error = refused(client, settings, two_output_spec(two_output_data(tmp_path),
+                                                      {"cls": "labels", "regr": "target"}))
+    assert "no output 'regr' for array 'target' (outputs: cls, reg)" in error["message"]
+    assert error["details"]["field"] == "data.y.regr"
+    error = refused(client, settings, two_output_spec(two_output_data(tmp_path),
+                                                      {"cls": "labels"}))
+    assert "no array for output 'reg'" in error["message"]
+
+
+def test_a_list_that_does_not_fit_the_outputs_is_refused(api, tmp_path):
+    """Keras: a list of targets whose length differs from the outputs fails; one whose
+    shapes are swapped trains the wrong heads (or fails on the labels). fitfleet refuses
+    both at submit, naming the output and the array."""
+    client, settings = api
+    train = two_output_data(tmp_path)
+    error = refused(client, settings, two_output_spec(train, ["labels"]))
+    assert "model has 2 outputs but data.y names 1 array" in error["message"]
+    assert "outputs: cls, reg" in error["message"]
+    error = refused(client, settings, two_output_spec(train, ["target", "labels"]))
+    assert "model output 'cls' (None, 3)" in error["message"] and "target" in error["message"]
+    error = refused(client, settings, two_output_spec(train, "labels"))
+    assert "model has 2 outputs but data.y names 1 array" in error["message"]
+
+
+def test_arrays_named_like_the_outputs_in_another_order_are_refused(api, tmp_path):
+    """The case from the week: arrays named ``cls`` and ``reg`` listed as ``["reg", "cls"]``
+    train swapped in Keras (a list is positional). fitfleet refuses and points to the dict."""
+    client, settings = api
+    rng = np.random.default_rng(2)
+    url = npz_file(tmp_path, x=rng.normal(size=(12, 4)).astype("float32"),
+                   cls=np.arange(12) % 3, reg=rng.normal(size=(12, 1)))
+    error = refused(client, settings, two_output_spec(url, ["reg", "cls"]))
+    assert "in another order" in error["message"] and "{output: array}" in error["message"]
+    submitted(client, two_output_spec(url, {"reg": "reg", "cls": "cls"}))
+
+
+def test_labels_of_each_output_are_checked(api, tmp_path):
+    """Keras: sparse labels 0..9 for a 3-unit output fail at the first batch (or give NaN on
+    GPU). fitfleet checks each output's labels at submit and names the output."""
+    client, settings = api
+    error = refused(client, settings, two_output_spec(two_output_data(tmp_path),
+                                                      {"cls": "wide", "reg": "target"}))
+    assert "model output 'cls' (None, 3) has 3 units but labels wide range from 0 to 9" \
+        in error["message"]
+
+
+# -- CSV, Parquet and TFRecord ----------------------------------------------------------------
+
+
+def csv_data(tmp_path, text: str) -> str:
+    path = tmp_path / f"{uuid.uuid4().hex[:8]}.csv"
+    path.write_text(text)
+    return path.as_uri()
+
+
+def csv_rows(n: int = 12) -> str:
+    return "".join(f"{i * 0.5},1,2,3,{i % 3}\n" for i in range(n))
+
+
+def test_a_header_only_csv_is_refused_naming_the_file(api, tmp_path):
+    """Keras: ``fit`` on zero samples raises ("Expected input data to be non-empty" or a
+    division by zero in the adapter). fitfleet refuses at submit, naming the file."""
+    client, settings = api
+    url = csv_data(tmp_path, "a,b,c,d,label\n")
+    error = refused(client, settings, job_spec(url, data={"y": "label"}))
+    assert error["details"]["field"] == "data.train"
+    assert "header but no rows" in error["message"] and "data.train" in error["message"]
+
+
+def test_a_non_numeric_csv_cell_is_refused_naming_column_row_and_value(api, tmp_path, s3):
+    """Keras: ``np.loadtxt`` or a float cast of the table fails on ``abc``; fitfleet refuses
+    at submit with the column, the row (1 = first after the header) and the value, for a
+    file and for an S3 object."""
+    client, settings = api
+    text = "a,b,c,d,label\n" + csv_rows(3) + "0,abc,2,3,1\n" + csv_rows(2)
+    for url in (csv_data(tmp_path, text), s3_object(s3, text.encode(), ".csv")):
+        error = refused(client, settings, job_spec(url, data={"y": "label"}))
+        assert "column 'b', row 4 has a non-numeric value 'abc'" in error["message"]
+    error = refused(client, settings, job_spec(
+        csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows(2) + "1,2,,3,0\n"), data={"y": "label"}))
+    assert "column 'c', row 3 is empty" in error["message"]
+    error = refused(client, settings, job_spec(
+        csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows(2) + "1,2,3,4,cat\n"),
+        data={"y": "label"}))
+    assert "column 'label', row 3 has a non-numeric value 'cat'" in error["message"]
+
+
+def test_a_well_formed_csv_is_accepted(api, tmp_path):
+    """Keras: four float feature columns and integer labels train; fitfleet accepts them."""
+    client, _ = api
+    submitted(client, job_spec(csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows()),
+                               data={"y": "label"}))
+
+
+def parquet_data(tmp_path, width: int, label=None) -> str:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = np.zeros((12, width), "float32")
+    path = tmp_path / f"{uuid.uuid4().hex[:8]}.parquet"
+    label = np.arange(12) % 3 if label is None else label
+    pq.write_table(pa.table({"x": pa.array(list(x)), "y": pa.array(label)}), path)
+    return path.as_uri()
+
+
+def wide_input_model(width: int) -> dict:
+    model = keras.Sequential([keras.Input((width,)), keras.layers.Dense(3, activation="softmax")])
+    return json.loads(model.to_json())
+
+
+def test_a_parquet_list_column_wider_than_the_input_is_refused(api, tmp_path):
+    """Keras: ``Input((6,))`` fed 9-wide rows fails in the first batch ("expected axis -1 of
+    input shape to have value 6"). fitfleet reads the Parquet schema and first row at submit."""
+    client, settings = api
+    error = refused(client, settings, job_spec(parquet_data(tmp_path, 9),
+                                               model=wide_input_model(6)))
+    assert "model expects input (None, 6) but data x has shape (12, 9)" in error["message"]
+    submitted(client, job_spec(parquet_data(tmp_path, 6), model=wide_input_model(6)))
+
+
+def test_parquet_labels_are_checked_like_npz(api, tmp_path):
+    """As for .npz: string labels and out-of-range classes are refused at submit."""
+    client, settings = api
+    error = refused(client, settings, job_spec(
+        parquet_data(tmp_path, 4, label=[str(v) for v in string_labels()])))
+    assert "labels y (data.y) are strings" in error["message"]
+    error = refused(client, settings, job_spec(parquet_data(tmp_path, 4,
+                                                            label=np.arange(12))))
+    assert "labels y range from 0 to 11 (12 classes)" in error["message"]
+
+
+def tfrecord_data(tmp_path, width: int) -> str:
+    import tensorflow as tf
+
+    path = tmp_path / f"{uuid.uuid4().hex[:8]}.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for i in range(12):
+            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5] * width)),
+                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3]))}
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature))
+                    .SerializeToString())
+    return path.as_uri()
+
+
+def test_a_tfrecord_feature_wider_than_the_input_is_refused(api, tmp_path):
+    """Keras: the same 9-wide rows for ``Input((6,))`` fail in the first batch; fitfleet
+    reads the first Example at submit and refuses, naming the feature's shape."""
+    client, settings = api
+    error = refused(client, settings, job_spec(tfrecord_data(tmp_path, 9),
+                                               model=wide_input_model(6)))
+    assert "model expects input (None, 6) but data x has shape (None, 9)" in error["message"]
+    error = refused(client, settings, job_spec(tfrecord_data(tmp_path, 6),
+                                               model=wide_input_model(6), data={"y": "label"}))
+    assert "the TFRecord file has no feature 'label' (features: x, y)" in error["message"]
+    submitted(client, job_spec(tfrecord_data(tmp_path, 6), model=wide_input_model(6)))
+
+
+def test_data_smaller_than_one_batch_is_accepted(api, tmp_path):
+    """Keras: 5 samples with ``batch_size=32`` train one partial batch of 5 per epoch
+    (``steps_per_epoch == 1``). fitfleet accepts the job, and its workers do the same
+    (tests/unit/test_data_by_name.py checks the batches)."""
+    client, _ = api
+    url = npz_file(tmp_path, x=np.zeros((5, 4), "float32"), y=np.arange(5) % 3)
+    job = submitted(client, job_spec(url, fit={"batch_size": 32}))
+    assert job["spec"]["fit"]["batch_size"] == 32

@@ -89,7 +89,7 @@ def test_csv_feature_columns_and_labels(tmp_path, settings):
     path.write_text("f1,f2,f3,label\n" + "".join(f"0,1,2,{i % 4}\n" for i in range(12)))
     s = spec(path.as_uri(), y="label")
     shapes.check(s, summary([[None, 3]], [[None, 4]]), settings)
-    assert "model expects input (None, 5) but data x has shape (None, 3) (3 feature columns)" \
+    assert "model expects input (None, 5) but data x has shape (12, 3) (3 feature columns)" \
         in refused(s, summary([[None, 5]], [[None, 4]]), settings)
     assert "labels label range from 0 to 3 (4 classes)" in refused(
         s, summary([[None, 3]], [[None, 2]]), settings)

@@ -7,8 +7,6 @@ any global step sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import tempfile
 from dataclasses import dataclass
@@ -38,6 +36,9 @@ def _first(a):
 
 
 def _map(a, fn):
+    """``fn`` over one array, a tuple of them, or a dict of them by output name."""
+    if isinstance(a, dict):
+        return {k: fn(v) for k, v in a.items()}
     return tuple(fn(v) for v in a) if isinstance(a, tuple) else fn(a)
 
 
@@ -55,28 +56,41 @@ def load_npz(path: Path, x_names, y_names, url: str) -> Arrays:
 
 
 def load_csv(path: Path, x_names, y_names, url: str) -> Arrays:
-    with open(path, newline="") as f:
-        reader = csv.reader(io.StringIO(f.read()))
-        header = next(reader, None)
-        rows = [r for r in reader if r]
-    if not header:
-        raise InvalidSpec(f"{url} is empty")
-    label = y_names if isinstance(y_names, str) else y_names[0]
-    if label not in header:
-        raise InvalidSpec(f"{url} has no label column {label!r} (columns: {', '.join(header)})")
+    """Label column(s) and float32 features; every cell must be a number (pyarrow reads it).
+
+    ``x`` left at ``"x"`` with no such column means "every column but the labels".
+    """
+    from service.datahead import Unreadable
+    from service.tablehead import csv_table
+
+    try:
+        with open(path, "rb") as f:
+            table = csv_table(f)
+    except Unreadable as exc:
+        raise InvalidSpec(f"{url}: {exc}") from exc
+    header = table.column_names
+    labels = [y_names] if isinstance(y_names, str) else list(y_names)
+    for label in labels:
+        if label not in header:
+            raise InvalidSpec(f"{url} has no label column {label!r} "
+                              f"(columns: {', '.join(header)})")
     if x_names in (None, "x") or (isinstance(x_names, str) and x_names not in header):
-        features = [c for c in header if c != label]
+        features = [c for c in header if c not in labels]
     else:
         features = [x_names] if isinstance(x_names, str) else list(x_names)
-    try:
-        table = np.asarray(rows, dtype=np.float64)
-    except ValueError as exc:
-        raise InvalidSpec(f"{url} has a non-numeric value") from exc
-    cols = [header.index(c) for c in features]
-    y = table[:, header.index(label)]
-    if np.all(y == np.round(y)):
-        y = y.astype(np.int64)
-    return Arrays(table[:, cols].astype(np.float32), y)
+    missing = [c for c in features if c not in header]
+    if missing:
+        raise InvalidSpec(f"{url} has no column {missing[0]!r} (columns: {', '.join(header)})")
+
+    def column(name):
+        return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+    x = np.stack([column(c) for c in features], axis=1).astype(np.float32)
+    ys = []
+    for label in labels:
+        y = column(label)
+        ys.append(y.astype(np.int64) if np.all(y == np.round(y)) else y)
+    return Arrays(x, ys[0] if len(ys) == 1 else tuple(ys))
 
 
 def split_validation(arrays: Arrays, fraction: float) -> tuple[Arrays, Arrays | None]:

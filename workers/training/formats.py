@@ -126,7 +126,11 @@ def _cache_path(url: str, tag: str, cache) -> Path:
 
 
 def read(path: Path, fmt: str, x_names, y_names, url: str) -> data.Arrays:
-    """One local file in ``fmt`` as arrays."""
+    """One local file in ``fmt`` as arrays; targets named by output come as a dict."""
+    if isinstance(y_names, dict):
+        arrays = read(path, fmt, x_names, list(y_names.values()), url)
+        ys = arrays.y if isinstance(arrays.y, tuple) else (arrays.y,)
+        return data.Arrays(arrays.x, dict(zip(y_names, ys, strict=True)))
     if fmt == "npz":
         return data.load_npz(path, x_names, y_names, url)
     if fmt == "csv":
@@ -140,6 +144,8 @@ def read(path: Path, fmt: str, x_names, y_names, url: str) -> data.Arrays:
 
 def count_rows(path: Path, fmt: str, y_names, url: str) -> int:
     """The number of samples in a file, reading as little of it as the format allows."""
+    if isinstance(y_names, dict):
+        y_names = list(y_names.values())
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

@@ -64,6 +64,8 @@ def list_prefix(url: str, fmt: str | None) -> list[tuple[str, str, str | None]]:
 
 
 def _cat(parts: list):
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if isinstance(parts[0], tuple):
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(parts[0])))
     return np.concatenate(parts)
