@@ -409,13 +409,17 @@ def wide_input_model(width: int) -> dict:
     return json.loads(model.to_json())
 
 
-def test_a_parquet_list_column_wider_than_the_input_is_refused(api, tmp_path):
+def test_a_parquet_list_column_wider_than_the_input_is_refused(api, tmp_path, s3):
     """Keras: ``Input((6,))`` fed 9-wide rows fails in the first batch ("expected axis -1 of
-    input shape to have value 6"). fitfleet reads the Parquet schema and first row at submit."""
+    input shape to have value 6"). fitfleet reads the Parquet schema and first row at submit,
+    from a file or from S3 through ranged reads."""
     client, settings = api
-    error = refused(client, settings, job_spec(parquet_data(tmp_path, 9),
-                                               model=wide_input_model(6)))
-    assert "model expects input (None, 6) but data x has shape (12, 9)" in error["message"]
+    local = parquet_data(tmp_path, 9)
+    with open(local.removeprefix("file://"), "rb") as f:
+        remote = s3_object(s3, f.read(), ".parquet")
+    for url in (local, remote):
+        error = refused(client, settings, job_spec(url, model=wide_input_model(6)))
+        assert "model expects input (None, 6) but data x has shape (12, 9)" in error["message"]
     submitted(client, job_spec(parquet_data(tmp_path, 6), model=wide_input_model(6)))
 
 
