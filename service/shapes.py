@@ -10,6 +10,7 @@ apply to all. Messages speak Keras's terms, e.g. ``model expects input
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -103,7 +104,7 @@ def _check_source(source, field: str, spec: dict, summary: dict, matched: list) 
     for name in (*x_names, *labels):
         if name not in view.columns:
             raise mismatch(field, _absent(view, name, name in labels))
-    _samples(field, view, [*x_names, *labels])
+    _samples(field, view, [*x_names, *labels], spec)
     for name in x_names:
         targets.check_dtype(field, "data.x", "input", name, view.columns[name].dtype, False)
     for t in matched:
@@ -127,11 +128,23 @@ def _absent(view: View, name: str, label: bool) -> str:
     return f"the {view.what} has no {kind} {name!r} ({view.noun}s: {names})"
 
 
-def _samples(field: str, view: View, names: list[str]) -> None:
+def _samples(field: str, view: View, names: list[str], spec: dict) -> None:
+    """One sample count for all arrays; enough samples for ``fit.validation_split``."""
     counts = {n: view.columns[n].shape[0] if view.columns[n].shape else None for n in names}
-    if len({c for c in counts.values() if c is not None}) > 1:
+    known = {c for c in counts.values() if c is not None}
+    if len(known) > 1:
         parts = ", ".join(f"{n} has {c}" for n, c in counts.items())
         raise mismatch(field, f"the arrays differ in their number of samples: {parts}")
+    if not known:
+        return
+    n = known.pop()
+    if n == 0:
+        raise mismatch(field, "the data holds no samples; it needs at least one")
+    split = spec.get("fit", {}).get("validation_split") or 0.0
+    if field == "data.train" and split and math.floor(n * (1.0 - split)) in (0, n):
+        raise mismatch(field, f"the data holds {n} samples, which is not sufficient to split "
+                       f"into a training and a validation set with validation_split={split:g} "
+                       "(as Keras says); give more samples or data.validation")
 
 
 def _match(field: str, expected: list, got: list, note: str | None) -> None:

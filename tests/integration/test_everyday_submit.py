@@ -468,3 +468,18 @@ def test_data_smaller_than_one_batch_is_accepted(api, tmp_path):
     url = npz_file(tmp_path, x=np.zeros((5, 4), "float32"), y=np.arange(5) % 3)
     job = submitted(client, job_spec(url, fit={"batch_size": 32}))
     assert job["spec"]["fit"]["batch_size"] == 32
+
+
+def test_too_few_samples_to_split_or_none_at_all_are_refused(api, tmp_path):
+    """Keras: ``fit(validation_split=0.2)`` on 1 sample raises "Training data contains 1
+    samples, which is not sufficient to split it" (2 samples split 1 and 1); ``fit`` on 0
+    samples fails too. fitfleet refuses both at submit, naming the count."""
+    client, settings = api
+    one = npz_file(tmp_path, x=np.zeros((1, 4), "float32"), y=np.arange(1))
+    error = refused(client, settings, job_spec(one, fit={"validation_split": 0.2}))
+    assert "holds 1 samples, which is not sufficient to split" in error["message"]
+    assert "validation_split=0.2" in error["message"]
+    two = npz_file(tmp_path, x=np.zeros((2, 4), "float32"), y=np.arange(2))
+    submitted(client, job_spec(two, fit={"validation_split": 0.2}))  # one and one, as Keras
+    empty = npz_file(tmp_path, x=np.zeros((0, 4), "float32"), y=np.zeros(0, "int64"))
+    assert "holds no samples" in refused(client, settings, job_spec(empty))["message"]

@@ -246,3 +246,18 @@ def test_keras_message_strips_paths_and_length():
     msg = modelspec.keras_message(exc)
     assert "/home/user" not in msg and "<path>" in msg and "long tail" not in msg
     assert len(modelspec.keras_message(ValueError("x" * 5000))) == 400
+
+
+def test_a_schedule_without_module_compiles_and_the_spec_is_left_as_it_was():
+    """What the workers compile: the schedule object in the optimizer, the spec unchanged."""
+    schedule = {"class_name": "CosineDecay",
+                "config": {"initial_learning_rate": 0.01, "decay_steps": 20}}
+    spec = {"optimizer": {"class_name": "Lamb", "config": {"learning_rate": schedule}},
+            "loss": "mse"}
+    before = json.dumps(spec, sort_keys=True)
+    model = modelspec.build_model(config_of(cnn()))
+    modelspec.compile_model(model, spec)
+    assert type(model.optimizer).__name__ == "Lamb"
+    assert isinstance(model.optimizer._learning_rate,
+                      keras.optimizers.schedules.CosineDecay)
+    assert json.dumps(spec, sort_keys=True) == before
