@@ -121,7 +121,8 @@ def _check_source(source, field: str, spec: dict, summary: dict, matched: list) 
 
 
 def _absent(view: View, name: str, label: bool) -> str:
-    names = ", ".join(sorted(view.columns)) or "none"
+    stacked = view.features is not None  # "x" then stands for the stacked columns
+    names = ", ".join(n for n in sorted(view.columns) if not (stacked and n == "x")) or "none"
     if view.noun == "array":
         return f"the .npz file has no array named {name!r} (it has {names})"
     kind = "label column" if label and view.noun == "column" else view.noun
@@ -190,7 +191,9 @@ def _stacked(columns: dict[str, Column], data: dict, labels: list[str], rows,
     else:
         return None
     inner = columns[features[0]].shape[1:] if features else ()
-    columns["x"] = Column((rows, len(features), *inner), np.dtype("float32"))
+    kinds = [columns[c].dtype for c in features if columns[c].dtype.kind in "OUS"]
+    columns["x"] = Column((rows, len(features), *inner), kinds[0] if kinds else
+                          np.dtype("float32"))
     return f"{len(features)} feature columns"
 
 

@@ -434,6 +434,22 @@ def test_parquet_labels_are_checked_like_npz(api, tmp_path):
     assert "labels y range from 0 to 11 (12 classes)" in error["message"]
 
 
+def test_a_parquet_string_feature_column_is_refused(api, tmp_path):
+    """Keras: a string column among the features cannot become a float tensor; fitfleet
+    refuses at submit when ``x`` stands for every column but the label."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    client, settings = api
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(pa.table({"a": np.zeros(12), "b": ["x"] * 12, "c": np.zeros(12),
+                             "d": np.zeros(12), "y": np.arange(12) % 3}), path)
+    error = refused(client, settings, job_spec(path.as_uri()))
+    assert "input x (data.x) are strings" in error["message"]
+    error = refused(client, settings, job_spec(path.as_uri(), data={"y": "label"}))
+    assert "has no label column 'label' (columns: a, b, c, d, y)" in error["message"]
+
+
 def tfrecord_data(tmp_path, width: int) -> str:
     import tensorflow as tf
 
