@@ -2,7 +2,8 @@
 
 Order matters: cheap checks on the spec as sent come first (data locations, limits),
 then normalization, the safe-mode build of the model (no weights allocated), the
-parameter limit, and last the shape checks that may read data headers.
+parameter limit, and last the data checks that may read data headers: locations that do
+not exist (``data_not_found``), targets against the model's outputs, shapes and labels.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Look inside data files at submit time without loading them: .npz headers, CSV columns.
+"""Look inside data files at submit time without loading them: where they are, .npz headers.
 
 An S3 object is read through ranged GETs, so only the zip directory and array headers
 travel; a local file is opened in place. Small label arrays may be read whole.
@@ -6,17 +6,18 @@ travel; a local file is opened in place. Small label arrays may be read whole.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 
 MAX_RANGE_REQUESTS = 64
+SUFFIXES = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
+            ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
 LABEL_BYTES = 64 << 20  # label arrays up to this size may be read to count classes
 
 
@@ -26,6 +27,10 @@ class Uninspectable(Exception):
 
 class Unreadable(Exception):
     """The data was fetched but is not what its format says (a corrupt .npz, an empty CSV)."""
+
+
+class Missing(Exception):
+    """The data location certainly does not exist: no such file, no such S3 key, no shard."""
 
 
 @dataclass
@@ -41,12 +46,17 @@ class Source:
 
 
 def open_source(url: str) -> Source:
-    """A readable view of ``url`` (file:// or s3://); Uninspectable if it is not there."""
+    """A readable view of ``url`` (file:// or s3://).
+
+    Raises Missing if the object does not exist, Uninspectable if it cannot be reached.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "file":
         path = Path(os.path.realpath(unquote(parsed.path)))
+        if path.is_dir():
+            raise Unreadable("it is a folder; end the URL with / to read the data shards in it")
         if not path.is_file():
-            raise Uninspectable(f"{url} does not exist here")
+            raise Missing(f"data file {url} does not exist")
         return Source(url, path.stat().st_size, lambda: open(path, "rb"))
     if parsed.scheme == "s3":
         return _s3_source(url, parsed.netloc, parsed.path.lstrip("/"))
@@ -61,10 +71,63 @@ def _s3_source(url: str, bucket: str, key: str) -> Source:
     try:
         client = S3Store(bucket).client
         size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
+    except ClientError as exc:
+        if _not_found(exc):
+            raise Missing(f"data object {url} does not exist") from exc
+        raise Uninspectable(f"cannot reach {url}") from exc
+    except (BotoCoreError, KeyError, ValueError) as exc:
         raise Uninspectable(f"cannot reach {url}") from exc
     return Source(url, size,
                   lambda: io.BufferedReader(_RangeFile(client, bucket, key, size), 256 << 10))
+
+
+def _not_found(exc) -> bool:
+    """True for S3's answer that a bucket or key does not exist (not for access denied)."""
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound",
+                                                          "NoSuchBucket")
+
+
+def first_shard(url: str, fmt: str | None) -> str:
+    """The URL of the first data shard under the prefix ``url``, in the workers' order.
+
+    Names that start with ``.`` or ``_`` (``_SUCCESS``, manifests), unknown suffixes and
+    other formats than ``fmt`` are not shards. Raises Missing if there is none.
+    """
+    parsed = urlparse(url)
+    names = _s3_keys(url, parsed) if parsed.scheme == "s3" else _file_names(url, parsed)
+    for name in names:
+        base = name.rsplit("/", 1)[-1]
+        kind = SUFFIXES.get(PurePosixPath(base).suffix.lower())
+        if kind is not None and not base.startswith((".", "_")) and fmt in (None, kind):
+            return name
+    raise Missing(f"no data shard under {url} (known suffixes: {', '.join(sorted(SUFFIXES))})")
+
+
+def _s3_keys(url: str, parsed):
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from service.storage import S3Store
+
+    bucket = parsed.netloc
+    try:
+        pages = S3Store(bucket).client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=parsed.path.lstrip("/"))
+        for page in pages:
+            for obj in page.get("Contents", []):
+                yield f"s3://{bucket}/{obj['Key']}"
+    except ClientError as exc:
+        if _not_found(exc):
+            raise Missing(f"data bucket of {url} does not exist") from exc
+        raise Uninspectable(f"cannot list {url}") from exc
+    except BotoCoreError as exc:
+        raise Uninspectable(f"cannot list {url}") from exc
+
+
+def _file_names(url: str, parsed) -> list[str]:
+    folder = Path(os.path.realpath(unquote(parsed.path)))
+    if not folder.is_dir():
+        raise Missing(f"data folder {url} does not exist")
+    return sorted(p.as_uri() for p in folder.rglob("*") if p.is_file())
 
 
 class _RangeFile(io.RawIOBase):
@@ -146,29 +209,3 @@ def _npy_header(member) -> tuple[tuple[int, ...], np.dtype]:
     else:
         raise ValueError(f"unknown .npy version {version}")
     return tuple(int(d) for d in shape), dtype
-
-
-def csv_header(source: Source) -> list[str]:
-    """The column names of a CSV file (its first line)."""
-    with source.open() as f:
-        line = f.readline(1 << 20).decode("utf-8", "replace")
-    header = next(csv.reader([line]), None)
-    if not header:
-        raise Unreadable("it is an empty CSV file")
-    return [h.strip() for h in header]
-
-
-def csv_column(source: Source, name: str) -> np.ndarray | None:
-    """The values of one CSV column, if the file is small enough to read; else None."""
-    if source.size is None or source.size > LABEL_BYTES:
-        return None
-    with source.open() as f:
-        reader = csv.reader(io.TextIOWrapper(f, "utf-8", errors="replace", newline=""))
-        header = [h.strip() for h in next(reader, [])]
-        if name not in header:
-            return None
-        col = header.index(name)
-        try:
-            return np.asarray([float(r[col]) for r in reader if r], dtype=np.float64)
-        except (ValueError, IndexError):
-            return None

@@ -51,11 +51,15 @@ def build_model(model_cfg: dict, *, materialize: bool = True):
 
 
 def compile_model(model, compile_spec: dict) -> None:
-    """Compile ``model`` with the spec's optimizer, loss(es), metrics and loss weights."""
+    """Compile ``model`` with the spec's optimizer, loss(es), metrics and loss weights.
+
+    Keras's deserializers replace nested configs (a learning-rate schedule inside an
+    optimizer) with objects in place, so they get a copy: the spec stays plain JSON.
+    """
     import keras
 
-    optimizer = _get(keras.optimizers.get, compile_spec.get("optimizer", "adam"),
-                     "compile.optimizer")
+    compile_spec = copy.deepcopy(compile_spec)
+    optimizer = _get(_optimizer, compile_spec.get("optimizer", "adam"), "compile.optimizer")
     loss = _resolve(compile_spec["loss"], keras.losses.get, "compile.loss")
     metrics = _resolve(compile_spec.get("metrics") or [], keras.metrics.get, "compile.metrics")
     try:
@@ -77,7 +81,8 @@ def make_callbacks(callback_specs: list[dict]) -> list:
             raise InvalidSpec(f"{path}.class_name must be one of {', '.join(CALLBACKS)}",
                               details={"field": f"{path}.class_name"})
         try:
-            out.append(getattr(keras.callbacks, name)(**(item.get("config") or {})))
+            config = copy.deepcopy(item.get("config") or {})
+            out.append(getattr(keras.callbacks, name)(**config))
         except Exception as exc:
             raise InvalidSpec(f"{path}: {keras_message(exc)}",
                               details={"field": f"{path}.config"}) from exc
@@ -105,7 +110,14 @@ def summarize(model) -> dict:
         "non_trainable_params": non_trainable,
         "input_shapes": _io_shapes(model, "inputs"),
         "output_shapes": _io_shapes(model, "outputs"),
+        "output_names": _output_names(model),
     }
+
+
+def _output_names(model) -> list[str] | None:
+    """The names Keras matches a dict of targets by (a functional model's output layers)."""
+    names = getattr(model, "output_names", None)
+    return list(names) if names else None
 
 
 def _io_shapes(model, which: str) -> list | None:
@@ -172,6 +184,31 @@ def _layers_of_class(node: object, class_name: str) -> list[str]:
         elif isinstance(item, list):
             stack.extend(item)
     return sorted(set(found))
+
+
+def _optimizer(identifier):
+    """A Keras optimizer from a name or a (serialized) config, with or without ``module``.
+
+    Every public optimizer class counts (``keras.optimizers.get`` misses some, e.g. Lamb),
+    names are case-insensitive as in Keras, and a learning-rate schedule given as a dict
+    is deserialized by its class name whether or not it carries ``module``.
+    """
+    import keras
+
+    if isinstance(identifier, str):
+        identifier = {"class_name": identifier, "config": {}}
+    classes = {name.lower(): obj for name, obj in vars(keras.optimizers).items()
+               if isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)
+               and obj is not keras.optimizers.Optimizer}
+    cls = classes.get(str(identifier.get("class_name", "")).lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {identifier.get('class_name')!r} "
+                         f"(known: {', '.join(sorted(classes))})")
+    config = dict(identifier.get("config") or {})
+    if isinstance(config.get("learning_rate"), dict):
+        config["learning_rate"] = keras.optimizers.schedules.deserialize(config["learning_rate"])
+    with _safe_mode():
+        return cls.from_config(config)
 
 
 def _get(getter, identifier, path: str):

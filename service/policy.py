@@ -169,6 +169,6 @@ def check_data_sizes(spec: dict, settings: Settings) -> None:
             continue
         try:
             size = datahead.open_source(url).size
-        except datahead.Uninspectable:
-            continue
+        except (datahead.Uninspectable, datahead.Missing, datahead.Unreadable):
+            continue  # existence and format are the shape check's to report
         check_size(size, f"data.{key}", settings)

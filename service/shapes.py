@@ -1,26 +1,48 @@
 """Shape checks before the GPU: does the data fit the model's inputs, outputs and loss?
 
 Run at submit time when the data can be inspected (a local file, or an S3 object read
-through ranged GETs). Messages speak Keras's terms, e.g. ``model expects input
+through ranged GETs). Each format (.npz headers, CSV cells, a Parquet schema, a TFRecord
+file's first Example) becomes named columns of a shape and dtype; then the same checks
+apply to all. Messages speak Keras's terms, e.g. ``model expects input
 (None, 50, 50, 3) but data x has shape (30, 28, 28, 1)``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 import numpy as np
 
-from service import datahead, policy
+from service import datahead, policy, tablehead, targets
 from service.config import Settings
 from service.errors import InvalidSpec
+from service.targets import show
 
 log = logging.getLogger(__name__)
-SPARSE = ("sparsecategoricalcrossentropy", "sparsecategoricalfocalcrossentropy")
-ONE_HOT = ("categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge",
-           "kldivergence", "kld", "kullbackleiblerdivergence")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One named array of the data: its shape (samples first, None if unknown) and dtype."""
+
+    shape: tuple
+    dtype: np.dtype
+    values: Callable[[], np.ndarray | None] = lambda: None  # small arrays' values
+
+
+@dataclass(frozen=True)
+class View:
+    """What a format shows: its columns, what one is called and what the file is."""
+
+    columns: dict[str, Column]
+    noun: str  # array, column or feature
+    what: str  # ".npz file", "CSV file", ...
+    features: str | None = None  # a note when x stands for several columns stacked
 
 
 def mismatch(field: str, message: str) -> InvalidSpec:
@@ -28,28 +50,23 @@ def mismatch(field: str, message: str) -> InvalidSpec:
     return InvalidSpec(f"{field}: {message}", details={"field": field, "check": "shape"})
 
 
-def show(shape) -> str:
-    """A shape as Keras prints it: ``(None, 28, 28, 1)``."""
-    dims = ["None" if d is None else str(d) for d in shape]
-    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
-
-
 def check(spec: dict, summary: dict, settings: Settings) -> None:
-    """Check a normalized spec's data against its model summary; skip what cannot be seen."""
+    """Check a normalized spec's data against its model summary; skip what cannot be seen.
+
+    A location that certainly does not exist is a 422 ``data_not_found`` naming the URL.
+    """
     data = spec["data"]
+    matched = targets.match(data.get("y", "y"), spec, summary)
     for key in ("train", "validation"):
         url = data.get(key)
         if not url:
             continue
         field = f"data.{key}"
         try:
-            source = datahead.open_source(url)
-        except datahead.Uninspectable as exc:
-            log.debug("not inspecting %s: %s", field, exc)
-            continue
-        policy.check_size(source.size, field, settings)
-        try:
-            _check_source(source, field, data, spec, summary)
+            _check_location(url, field, (spec, summary, matched), settings)
+        except datahead.Missing as exc:
+            raise InvalidSpec(f"{field}: {exc}", code="data_not_found",
+                              details={"field": field, "url": url}) from exc
         except datahead.Uninspectable as exc:
             log.debug("not inspecting %s: %s", field, exc)
         except datahead.Unreadable as exc:
@@ -57,112 +74,179 @@ def check(spec: dict, summary: dict, settings: Settings) -> None:
                 from exc
 
 
-def _check_source(source, field: str, data: dict, spec: dict, summary: dict) -> None:
-    fmt = data.get("format") or PurePosixPath(urlparse(source.url).path).suffix.lstrip(".")
-    inputs, outputs = summary.get("input_shapes"), summary.get("output_shapes")
-    if fmt.lower() == "npz":
-        _check_npz(source, field, data, spec, inputs, outputs)
-    elif fmt.lower() == "csv":
-        _check_csv(source, field, data, spec, inputs, outputs)
+def _check_location(url: str, field: str, job: tuple, settings: Settings) -> None:
+    """One object, or the first shard of a prefix (named in the message if it is refused)."""
+    if not url.endswith("/"):
+        source = datahead.open_source(url)
+        policy.check_size(source.size, field, settings)
+        _check_source(source, field, *job)
+        return
+    shard = datahead.first_shard(url, job[0]["data"].get("format"))
+    try:
+        _check_source(datahead.open_source(shard), field, *job)
+    except (InvalidSpec, datahead.Unreadable) as exc:
+        reason = exc.message if isinstance(exc, InvalidSpec) else str(exc)
+        details = exc.details if isinstance(exc, InvalidSpec) else {"field": field}
+        raise InvalidSpec(f"{field}: first shard {shard}: {reason.removeprefix(field + ': ')}",
+                          details={**details, "shard": shard}) from exc
 
 
-def _names(value) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
-def _check_npz(source, field, data, spec, inputs, outputs) -> None:
-    arrays = datahead.npz_arrays(source)
-    x_names, y_names = _names(data.get("x", "x")), _names(data.get("y", "y"))
-    for name in (*x_names, *y_names):
-        if name not in arrays:
-            raise mismatch(field, f"the .npz file has no array named {name!r} "
-                           f"(it has {', '.join(sorted(arrays)) or 'none'})")
-    xs, ys = [arrays[n].shape for n in x_names], [arrays[n].shape for n in y_names]
-    samples = {n: s[0] if s else None for n, s in zip([*x_names, *y_names], [*xs, *ys])}
-    if len(set(samples.values())) > 1:
-        parts = ", ".join(f"{n} has {s}" for n, s in samples.items())
-        raise mismatch(field, f"the arrays differ in their number of samples: {parts}")
-    if inputs is not None:
-        _match(field, "input", inputs, list(zip(x_names, xs)))
-    if outputs is not None and len(outputs) == 1 and len(ys) == 1:
-        labels = None
-        info = arrays[y_names[0]]
-        if _loss_name(spec) in SPARSE and info.nbytes <= datahead.LABEL_BYTES:
-            labels = datahead.npz_array(source, y_names[0])
-        _labels(field, spec, outputs[0], y_names[0], ys[0], labels)
-
-
-def _check_csv(source, field, data, spec, inputs, outputs) -> None:
-    header = datahead.csv_header(source)
-    label = _names(data.get("y", "y"))[0]
-    if label not in header:
-        raise mismatch(field, f"the CSV file has no label column {label!r} "
-                       f"(columns: {', '.join(header)})")
+def _check_source(source, field: str, spec: dict, summary: dict, matched: list) -> None:
+    data = spec["data"]
+    fmt = (data.get("format") or PurePosixPath(urlparse(source.url).path).suffix.lstrip("."))
+    reader = READERS.get(fmt.lower())
+    if reader is None:
+        return
+    labels = [t.array for t in matched]
+    view = reader(source, data, labels)
     x = data.get("x", "x")
-    weights = data.get("sample_weight")
-    skip = {label, *(weights.values() if isinstance(weights, dict) else _names(weights or []))}
-    if x in (None, "x") or (isinstance(x, str) and x not in header):
-        features = [c for c in header if c not in skip]
-    else:
-        features = _names(x)
-    if inputs is not None and len(inputs) == 1:
-        rows = None
-        _match(field, "input", inputs, [("x", (rows, len(features)))],
-               note=f" ({len(features)} feature columns)")
-    if outputs is not None and len(outputs) == 1 and _loss_name(spec) in SPARSE:
-        values = datahead.csv_column(source, label)
-        _labels(field, spec, outputs[0], label, (None,), values)
+    x_names = ["x"] if view.features is not None else [x] if isinstance(x, str) else list(x)
+    for name in (*x_names, *labels):
+        if name not in view.columns:
+            raise mismatch(field, _absent(view, name, name in labels))
+    _samples(field, view, [*x_names, *labels], spec)
+    for name in x_names:
+        targets.check_dtype(field, "data.x", "input", name, view.columns[name].dtype, False)
+    for t in matched:
+        targets.check_dtype(field, t.path, "labels", t.array, view.columns[t.array].dtype, True)
+    inputs, outputs = summary.get("input_shapes"), summary.get("output_shapes")
+    if inputs is not None:
+        _match(field, inputs, [(n, view.columns[n].shape) for n in x_names], view.features)
+    for t in matched:
+        if outputs is None or t.index is None:
+            continue
+        column = view.columns[t.array]
+        values = column.values() if targets.counts_classes(spec, t) else None
+        targets.check_labels(field, spec, t, outputs[t.index], column.shape, values)
 
 
-def _match(field: str, what: str, expected: list, got: list, note: str = "") -> None:
+def _absent(view: View, name: str, label: bool) -> str:
+    stacked = view.features is not None  # "x" then stands for the stacked columns
+    names = ", ".join(n for n in sorted(view.columns) if not (stacked and n == "x")) or "none"
+    if view.noun == "array":
+        return f"the .npz file has no array named {name!r} (it has {names})"
+    kind = "label column" if label and view.noun == "column" else view.noun
+    return f"the {view.what} has no {kind} {name!r} ({view.noun}s: {names})"
+
+
+def _samples(field: str, view: View, names: list[str], spec: dict) -> None:
+    """One sample count for all arrays; enough samples for ``fit.validation_split``."""
+    counts = {n: view.columns[n].shape[0] if view.columns[n].shape else None for n in names}
+    known = {c for c in counts.values() if c is not None}
+    if len(known) > 1:
+        parts = ", ".join(f"{n} has {c}" for n, c in counts.items())
+        raise mismatch(field, f"the arrays differ in their number of samples: {parts}")
+    if not known:
+        return
+    n = known.pop()
+    if n == 0:
+        raise mismatch(field, "the data holds no samples; it needs at least one")
+    split = spec.get("fit", {}).get("validation_split") or 0.0
+    if field == "data.train" and split and math.floor(n * (1.0 - split)) in (0, n):
+        raise mismatch(field, f"the data holds {n} samples, which is not sufficient to split "
+                       f"into a training and a validation set with validation_split={split:g} "
+                       "(as Keras says); give more samples or data.validation")
+
+
+def _match(field: str, expected: list, got: list, note: str | None) -> None:
     """Each model input against its array: same rank (Keras's one-axis leeway), same dims."""
     if len(expected) != len(got):
-        raise mismatch(field, f"model has {len(expected)} {what}s but data.x names "
+        raise mismatch(field, f"model has {len(expected)} inputs but data.x names "
                        f"{len(got)} array{'s' if len(got) != 1 else ''}")
     for want, (name, shape) in zip(expected, got):
-        have = _adjusted(list(shape), want)
+        have = targets.adjusted(list(shape), want)
         ok = len(have) == len(want) and all(
             w is None or h is None or w == h for w, h in zip(want[1:], have[1:]))
         if not ok:
-            raise mismatch(field, f"model expects {what} {show(want)} but data {name} has "
-                           f"shape {show(shape)}{note}")
+            raise mismatch(field, f"model expects input {show(want)} but data {name} has "
+                           f"shape {show(shape)}{f' ({note})' if note else ''}")
 
 
-def _adjusted(shape: list, want: list) -> list:
-    """Keras adds or drops a trailing axis of size 1 to match an input's rank."""
-    if len(shape) == len(want) - 1 and want[-1] == 1:
-        return [*shape, 1]
-    if len(shape) == len(want) + 1 and shape[-1] == 1:
-        return shape[:-1]
-    return shape
+# -- the formats ----------------------------------------------------------------------------
 
 
-def _loss_name(spec: dict) -> str:
-    loss = spec["compile"]["loss"]
-    if isinstance(loss, dict):
-        loss = loss.get("class_name")
-    return loss.replace("_", "").lower() if isinstance(loss, str) else ""
+def _npz(source, data: dict, labels: list[str]) -> View:
+    arrays = datahead.npz_arrays(source)
+
+    def loader(name, info):
+        small = info.nbytes <= datahead.LABEL_BYTES and info.dtype.kind not in "OUS"
+        return (lambda: datahead.npz_array(source, name)) if small else (lambda: None)
+
+    return View({n: Column(a.shape, a.dtype, loader(n, a)) for n, a in arrays.items()},
+                "array", ".npz file")
 
 
-def _labels(field, spec, output: list, name: str, shape: tuple, values) -> None:
-    """Labels against the output layer for sparse and one-hot classification losses."""
-    loss, units = _loss_name(spec), output[-1] if output else None
-    shown = spec["compile"]["loss"]
-    shown = shown if isinstance(shown, str) else shown.get("class_name")
-    if units is None:
-        return
-    if loss in ONE_HOT and len(shape) >= 2 and shape[-1] != units:
-        raise mismatch(field, f"model output {show(output)} has {units} units but labels "
-                       f"{name} have shape {show(shape)} ({shape[-1]} classes) for {shown}")
-    if loss not in SPARSE:
-        return
-    if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
-        raise mismatch(field, f"{shown} expects integer class labels of shape (samples,) or "
-                       f"(samples, 1) but labels {name} have shape {show(shape)}")
-    if values is None or not len(values):
-        return
-    lo, hi = float(np.min(values)), float(np.max(values))
-    if lo < 0 or hi >= units or not float(hi).is_integer():
-        classes = int(hi) + 1 if float(hi).is_integer() and lo >= 0 else "non-integer"
-        raise mismatch(field, f"model output {show(output)} has {units} units but labels "
-                       f"{name} range from {lo:g} to {hi:g} ({classes} classes) for {shown}")
+def _stacked(columns: dict[str, Column], data: dict, labels: list[str], rows,
+             named: bool) -> str | None:
+    """``x`` left as ``"x"`` with no such column means every other column, stacked as one
+    input (as the workers read CSV and Parquet); ``named``: CSV stacks named columns too.
+    The note says how many columns were stacked."""
+    x = data.get("x", "x")
+    if named and isinstance(x, list) and all(n in columns for n in x):
+        features = x
+    elif named and isinstance(x, str) and x in columns:
+        features = [x]
+    elif x in (None, "x") and "x" not in columns:
+        skip = {*labels, *_weight_names(data)}
+        features = [c for c in columns if c not in skip]
+    else:
+        return None
+    inner = columns[features[0]].shape[1:] if features else ()
+    kinds = [columns[c].dtype for c in features if columns[c].dtype.kind in "OUS"]
+    columns["x"] = Column((rows, len(features), *inner), kinds[0] if kinds else
+                          np.dtype("float32"))
+    return f"{len(features)} feature columns"
+
+
+def _weight_names(data: dict) -> list[str]:
+    """The columns ``data.sample_weight`` names (they are not features)."""
+    weights = data.get("sample_weight")
+    if isinstance(weights, dict):
+        return list(weights.values())
+    return [weights] if isinstance(weights, str) else list(weights or [])
+
+
+def _csv(source, data: dict, labels: list[str]) -> View:
+    whole = source.size is not None and source.size <= tablehead.CSV_WHOLE_BYTES
+    with source.open() as f:
+        table = tablehead.csv_table(f, whole=whole)
+    rows = table.num_rows if whole else None
+    columns = {n: Column((rows,), np.dtype("float64"),
+                         lambda n=n: table.column(n).to_numpy(zero_copy_only=False))
+               for n in table.column_names}
+    return View(columns, "column", "CSV file", _stacked(columns, data, labels, rows, True))
+
+
+def _parquet(source, data: dict, labels: list[str]) -> View:
+    x = data.get("x", "x")
+    wanted = [*labels, *([x] if isinstance(x, str) else x)]
+    with source.open() as f:
+        rows, schema = tablehead.parquet_columns(f, wanted)
+    small = source.size is not None and source.size <= datahead.LABEL_BYTES
+
+    def loader(name, dims, dtype):
+        if not small or dims or dtype.kind in "OUS":
+            return lambda: None
+
+        def read():
+            with source.open() as f:
+                return tablehead.parquet_values(f, name)
+        return read
+
+    columns = {n: Column((rows, *dims), dtype, loader(n, dims, dtype))
+               for n, (dims, dtype) in schema.items()}
+    if any(None in c.shape[1:] for n, c in columns.items() if n in wanted):
+        raise datahead.Uninspectable("a list column's width is not known")
+    return View(columns, "column", "Parquet file",
+                _stacked(columns, data, labels, rows, False))
+
+
+def _tfrecord(source, data: dict, labels: list[str]) -> View:
+    with source.open() as f:
+        features = tablehead.tfrecord_features(f)
+    return View({n: Column((None, *dims), dtype) for n, (dims, dtype) in features.items()},
+                "feature", "TFRecord file")
+
+
+READERS = {"npz": _npz, "csv": _csv, "parquet": _parquet, "pq": _parquet,
+           "tfrecord": _tfrecord, "tfrecords": _tfrecord}

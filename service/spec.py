@@ -14,6 +14,7 @@ from service.config import Settings, get_settings
 from service.errors import BadRequest, InvalidSpec
 from service.spec_fields import (
     keras_object,
+    names_by_output,
     number,
     optional,
     pick_bool,
@@ -163,7 +164,7 @@ def _data(value: object) -> dict:
         "train": data_url(sec["train"], "data.train"),
         "validation": optional(sec.get("validation"), lambda v: data_url(v, "data.validation")),
         "x": str_or_names(sec.get("x", "x"), "data.x"),
-        "y": str_or_names(sec.get("y", "y"), "data.y"),
+        "y": names_by_output(sec.get("y", "y"), "data.y"),
         "format": fmt,
     }
     if sec.get("sample_weight") is not None:  # present only when given

@@ -98,6 +98,20 @@ def str_or_names(value: object, path: str) -> str | list[str]:
     raise _fail(path, f"{path} must be a name or a non-empty list of names, got {show(value)}")
 
 
+def names_by_output(value: object, path: str) -> str | list[str] | dict[str, str]:
+    """:func:`str_or_names`, or an object of output name to array name (as Keras matches
+    a dict of targets by output name)."""
+    if isinstance(value, dict) and value:
+        for key, name in value.items():
+            if not key or not isinstance(name, str) or not name:
+                raise _fail(f"{path}.{key}", f"{path}.{key} must be an array name, "
+                                             f"got {show(name)}")
+        return dict(value)
+    if isinstance(value, dict):
+        raise _fail(path, f"{path} must not be an empty object")
+    return str_or_names(value, path)
+
+
 def keras_object(value: object, path: str) -> str | dict:
     """A Keras identifier: a name string or a ``{"class_name", "config"}`` object."""
     if isinstance(value, str) and value.strip():

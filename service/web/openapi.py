@@ -33,7 +33,8 @@ def _json(description: str, schema: dict) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "bad request", 401: "no valid API token", 404: "no such job in the "
             "caller's project", 409: "the job has already ended", 413: "the body is too large",
-            422: "the spec was refused (field, limit or rule named)", 503: "unavailable"}
+            422: "the spec was refused (field, limit or rule named; "
+            "code data_not_found: a data location that does not exist)", 503: "unavailable"}
     return {str(c): _json(text[c], _ref("Error")) for c in codes}
 
 

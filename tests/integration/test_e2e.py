@@ -73,12 +73,17 @@ def test_cancel_stops_a_running_job_within_seconds(stack, s3):
 
 
 def test_bad_data_location_fails_the_job_with_a_code(stack, s3):
+    """Data that is missing at submit is a 422; data deleted after submit fails the job."""
     stack.start_api()
-    stack.start_worker("w1")
     spec = mlp_spec(f"s3://{s3.bucket}/data/missing/train.npz", epochs=1)
-    status, job = stack.http("POST", "/api/v1/jobs", spec)
-    assert status == 201
+    status, body = stack.http("POST", "/api/v1/jobs", spec)
+    assert status == 422 and body["error"]["code"] == "data_not_found", body
+    url = upload_blobs(s3)
+    status, job = stack.http("POST", "/api/v1/jobs", mlp_spec(url, epochs=1))
+    assert status == 201, job
+    s3.client().delete_object(Bucket=s3.bucket, Key=urlparse(url).path.lstrip("/"))
+    stack.start_worker("w1")
     done = stack.wait_state(job["id"], ["succeeded", "failed"], timeout=120)
     assert done["state"] == "failed"
     assert done["error"]["code"] == "data_not_found"
-    assert "missing/train.npz" in done["error"]["message"]
+    assert urlparse(url).path in done["error"]["message"]

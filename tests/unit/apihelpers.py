@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from service.auth import TokenStore
@@ -26,18 +27,23 @@ def functional_json() -> dict:
     return json.loads(keras.Model([a, b], out, name="two_inputs").to_json())
 
 
-def base_job_spec(models: dict) -> dict:
-    """A valid job spec around the Sequential model (its data path is never read)."""
+def base_job_spec(models: dict, folder) -> dict:
+    """A valid job spec around the Sequential model, its data a small .npz in ``folder``
+    with arrays for both models (x and y; a and b for the two-input one)."""
+    path = folder / "train.npz"
+    if not path.exists():
+        np.savez(path, x=np.zeros((8, 4), "float32"), a=np.zeros((8, 3), "float32"),
+                 b=np.zeros((8, 2), "float32"), y=np.arange(8) % 3)
     return {"model": copy.deepcopy(models["sequential"]),
             "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
                         "metrics": ["accuracy"]},
-            "data": {"train": "file:///data/train.npz"}, "fit": {"epochs": 2}}
+            "data": {"train": path.as_uri()}, "fit": {"epochs": 2}}
 
 
 def make_settings(tmp_path, database_url: str, **overrides) -> Settings:
     values = {"database_url": database_url, "broker_url": "filesystem://",
               "storage_url": (tmp_path / "store").as_uri(), "home": str(tmp_path),
-              "max_spec_bytes": 100_000, "data_file_roots": "/data", **overrides}
+              "max_spec_bytes": 100_000, "data_file_roots": str(tmp_path), **overrides}
     return Settings.from_env({}, **values)
 
 

@@ -33,8 +33,8 @@ def models():
 
 
 @pytest.fixture
-def job_spec(models):
-    return base_job_spec(models)
+def job_spec(models, tmp_path):
+    return base_job_spec(models, tmp_path)
 
 
 @pytest.fixture

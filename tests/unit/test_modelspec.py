@@ -79,6 +79,24 @@ def test_summary_of_functional_model_lists_inputs_and_classes():
     assert by_name["o2"] == {"name": "o2", "class_name": "Dense", "output_shape": [None, 2],
                              "params": 12}
     assert summary["class_name"] == "Functional"
+    assert summary["output_names"] == ["o1", "o2"]
+
+
+def test_summary_names_outputs_only_where_keras_matches_targets_by_name():
+    assert modelspec.summarize(modelspec.build_model(config_of(cnn())))["output_names"] is None
+
+
+def test_unknown_optimizers_and_schedules_are_refused_by_name():
+    model = modelspec.build_model(config_of(cnn()))
+    with pytest.raises(InvalidSpec) as info:
+        modelspec.compile_model(model, {"optimizer": "adamm", "loss": "mse"})
+    assert "unknown optimizer 'adamm'" in info.value.message and "lamb" in info.value.message
+    bad = {"class_name": "Adam", "config": {"learning_rate": {"class_name": "NoSuchDecay",
+                                                              "config": {}}}}
+    with pytest.raises(InvalidSpec) as info:
+        modelspec.compile_model(model, {"optimizer": bad, "loss": "mse"})
+    assert info.value.details == {"field": "compile.optimizer"}
+    assert bad["config"]["learning_rate"] == {"class_name": "NoSuchDecay", "config": {}}
 
 
 def test_multi_output_layer_shape_is_a_list_of_shapes():
@@ -228,3 +246,18 @@ def test_keras_message_strips_paths_and_length():
     msg = modelspec.keras_message(exc)
     assert "/home/user" not in msg and "<path>" in msg and "long tail" not in msg
     assert len(modelspec.keras_message(ValueError("x" * 5000))) == 400
+
+
+def test_a_schedule_without_module_compiles_and_the_spec_is_left_as_it_was():
+    """What the workers compile: the schedule object in the optimizer, the spec unchanged."""
+    schedule = {"class_name": "CosineDecay",
+                "config": {"initial_learning_rate": 0.01, "decay_steps": 20}}
+    spec = {"optimizer": {"class_name": "Lamb", "config": {"learning_rate": schedule}},
+            "loss": "mse"}
+    before = json.dumps(spec, sort_keys=True)
+    model = modelspec.build_model(config_of(cnn()))
+    modelspec.compile_model(model, spec)
+    assert type(model.optimizer).__name__ == "Lamb"
+    assert isinstance(model.optimizer._learning_rate,
+                      keras.optimizers.schedules.CosineDecay)
+    assert json.dumps(spec, sort_keys=True) == before

@@ -24,8 +24,8 @@ def settings(tmp_path, sqlite_url):
 
 
 @pytest.fixture
-def job_spec():
-    return base_job_spec({"sequential": sequential_json()})
+def job_spec(tmp_path):
+    return base_job_spec({"sequential": sequential_json()}, tmp_path)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -89,7 +89,7 @@ def test_csv_feature_columns_and_labels(tmp_path, settings):
     path.write_text("f1,f2,f3,label\n" + "".join(f"0,1,2,{i % 4}\n" for i in range(12)))
     s = spec(path.as_uri(), y="label")
     shapes.check(s, summary([[None, 3]], [[None, 4]]), settings)
-    assert "model expects input (None, 5) but data x has shape (None, 3) (3 feature columns)" \
+    assert "model expects input (None, 5) but data x has shape (12, 3) (3 feature columns)" \
         in refused(s, summary([[None, 5]], [[None, 4]]), settings)
     assert "labels label range from 0 to 3 (4 classes)" in refused(
         s, summary([[None, 3]], [[None, 2]]), settings)
@@ -97,9 +97,27 @@ def test_csv_feature_columns_and_labels(tmp_path, settings):
                                             settings)
 
 
-def test_what_cannot_be_seen_is_skipped(tmp_path, settings):
-    shapes.check(spec((tmp_path / "absent.npz").as_uri()), summary([[None, 9]], [[None, 1]]),
-                 settings)
+def test_what_does_not_exist_is_data_not_found(tmp_path, settings):
+    url = (tmp_path / "absent.npz").as_uri()
+    with pytest.raises(InvalidSpec) as info:
+        shapes.check(spec(url), summary([[None, 9]], [[None, 1]]), settings)
+    assert info.value.code == "data_not_found" and info.value.status == 422
+    assert info.value.details == {"field": "data.train", "url": url}
+    assert info.value.message == f"data.train: data file {url} does not exist"
+
+
+def test_a_folder_without_a_trailing_slash_says_how_to_name_a_prefix(tmp_path, settings):
+    message = refused(spec(tmp_path.as_uri()), summary([[None, 9]], [[None, 1]]), settings)
+    assert "it is a folder; end the URL with /" in message
+
+
+def test_what_cannot_be_seen_is_skipped(tmp_path, settings, monkeypatch):
+    def unreachable(url):
+        raise datahead.Uninspectable("cannot reach")
+
+    with monkeypatch.context() as m:
+        m.setattr(datahead, "open_source", unreachable)
+        shapes.check(spec("s3://b/d.npz"), summary([[None, 9]], [[None, 1]]), settings)
     url = npz(tmp_path / "d.npz", x=np.zeros((3, 2)), y=np.zeros(3))
     shapes.check(spec(url), summary(None, None), settings)  # a model with unknown shapes
 

@@ -299,3 +299,11 @@ def test_error_details_name_the_field():
         normalize(minimal(fit={"batch_size": -1}), SETTINGS)
     assert info.value.status == 422
     assert info.value.envelope()["error"]["details"] == {"field": "fit.batch_size"}
+
+
+def test_targets_may_be_named_by_output():
+    y = {"cls": "labels", "reg": "target"}
+    assert normalize(minimal(data={"train": "s3://b/d.npz", "y": y}), SETTINGS)["data"]["y"] == y
+    refuse(minimal(data={"train": "s3://b/d.npz", "y": {}}), "data.y must not be an empty")
+    refuse(minimal(data={"train": "s3://b/d.npz", "y": {"cls": 3}}),
+           "data.y.cls must be an array name, got 3")

@@ -11,8 +11,6 @@ any global step sees exactly the batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import tempfile
 from dataclasses import dataclass
@@ -51,7 +49,15 @@ class Arrays:
         return (self.x, self.y) if self.sw is None else (self.x, self.y, self.sw)
 
     def for_outputs(self, outputs: list[str] | None) -> Arrays:
-        """Sample weights keyed by output name, put in the order of the model's outputs."""
+        """Sample weights keyed by output name, put in the order of the model's outputs.
+
+        With sample weights, targets keyed by output name are put in that order too: Keras
+        3.15 cannot weigh a dict of targets of a model whose outputs are a list.
+        """
+        if self.sw is not None and isinstance(self.y, dict) and outputs \
+                and set(self.y) == set(outputs):
+            ys = tuple(self.y[n] for n in outputs)
+            return Arrays(self.x, ys if len(ys) > 1 else ys[0], self.sw).for_outputs(outputs)
         if not isinstance(self.sw, dict):
             return self
         names = list(outputs or [])
@@ -70,6 +76,7 @@ def _first(a):
 
 
 def _map(a, fn):
+    """``fn`` over one array, a tuple of them, or a dict of them by output name."""
     if isinstance(a, dict):
         return {k: fn(v) for k, v in a.items()}
     return tuple(fn(v) for v in a) if isinstance(a, tuple) else fn(a)
@@ -124,37 +131,48 @@ def load_npz(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
 
 
 def load_csv(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
-    with open(path, newline="") as f:
-        reader = csv.reader(io.StringIO(f.read()))
-        header = next(reader, None)
-        rows = [r for r in reader if r]
-    if not header:
-        raise InvalidSpec(f"{url} is empty")
-    label = y_names if isinstance(y_names, str) else y_names[0]
-    if label not in header:
-        raise InvalidSpec(f"{url} has no label column {label!r} (columns: {', '.join(header)})")
-    skip = {label, *weight_names(sw_names)}
+    """Label column(s), float32 features and any sample weight columns; every cell must be a
+    number (pyarrow reads it).
+
+    ``x`` left at ``"x"`` with no such column means "every column but the labels and the
+    sample weights".
+    """
+    from service.datahead import Unreadable
+    from service.tablehead import csv_table
+
+    try:
+        with open(path, "rb") as f:
+            table = csv_table(f)
+    except Unreadable as exc:
+        raise InvalidSpec(f"{url}: {exc}") from exc
+    header = table.column_names
+    labels = [y_names] if isinstance(y_names, str) else list(y_names)
+    for label in labels:
+        if label not in header:
+            raise InvalidSpec(f"{url} has no label column {label!r} "
+                              f"(columns: {', '.join(header)})")
+    skip = {*labels, *weight_names(sw_names)}
     if x_names in (None, "x") or (isinstance(x_names, str) and x_names not in header):
         features = [c for c in header if c not in skip]
     else:
         features = [x_names] if isinstance(x_names, str) else list(x_names)
-    try:
-        table = np.asarray(rows, dtype=np.float64)
-    except ValueError as exc:
-        raise InvalidSpec(f"{url} has a non-numeric value") from exc
-    cols = [header.index(c) for c in features]
-    y = table[:, header.index(label)]
-    if np.all(y == np.round(y)):
-        y = y.astype(np.int64)
+    missing = [c for c in features if c not in header]
+    if missing:
+        raise InvalidSpec(f"{url} has no column {missing[0]!r} (columns: {', '.join(header)})")
 
     def column(name):
         if name not in header:
             raise InvalidSpec(f"{url} has no sample weight column {name!r} "
                               f"(columns: {', '.join(header)})",
                               details={"field": "data.sample_weight"})
-        return table[:, header.index(name)]
+        return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
-    return Arrays(table[:, cols].astype(np.float32), y, weights(sw_names, column, url))
+    x = np.stack([column(c) for c in features], axis=1).astype(np.float32)
+    ys = []
+    for label in labels:
+        y = column(label)
+        ys.append(y.astype(np.int64) if np.all(y == np.round(y)) else y)
+    return Arrays(x, ys[0] if len(ys) == 1 else tuple(ys), weights(sw_names, column, url))
 
 
 def split_validation(arrays: Arrays, fraction: float) -> tuple[Arrays, Arrays | None]:

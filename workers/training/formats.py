@@ -19,12 +19,12 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from service import datahead
 from service.errors import InvalidSpec, NotFound
 from service.storage import S3Store, split_object_url
 from workers.training import data
 
-SUFFIXES = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-            ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
+SUFFIXES = datahead.SUFFIXES  # one table for the submit-time checks and the workers
 FORMATS = ("npz", "csv", "parquet", "tfrecord")
 log = logging.getLogger("fitfleet.worker")
 
@@ -126,7 +126,12 @@ def _cache_path(url: str, tag: str, cache) -> Path:
 
 
 def read(path: Path, fmt: str, x_names, y_names, url: str, sw_names=None) -> data.Arrays:
-    """One local file in ``fmt`` as arrays, with the sample weights ``sw_names`` names."""
+    """One local file in ``fmt`` as arrays, with the sample weights ``sw_names`` names;
+    targets named by output come as a dict."""
+    if isinstance(y_names, dict):
+        arrays = read(path, fmt, x_names, list(y_names.values()), url, sw_names)
+        ys = arrays.y if isinstance(arrays.y, tuple) else (arrays.y,)
+        return data.Arrays(arrays.x, dict(zip(y_names, ys, strict=True)), arrays.sw)
     if fmt == "npz":
         return data.load_npz(path, x_names, y_names, url, sw_names)
     if fmt == "csv":
@@ -140,6 +145,8 @@ def read(path: Path, fmt: str, x_names, y_names, url: str, sw_names=None) -> dat
 
 def count_rows(path: Path, fmt: str, y_names, url: str) -> int:
     """The number of samples in a file, reading as little of it as the format allows."""
+    if isinstance(y_names, dict):
+        y_names = list(y_names.values())
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
