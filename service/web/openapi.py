@@ -54,6 +54,13 @@ SCHEMAS = {
             "latest_checkpoint": _nullable({"$ref": "#/components/schemas/Checkpoint"}),
             "error": _nullable({"type": "object", "required": ["code", "message"],
                                 "properties": {"code": STR, "message": _nullable(STR)}}),
+            "stopped": _nullable({
+                "type": "object", "required": ["by", "epoch", "reason"],
+                "description": "where and why a callback (EarlyStopping) ended training; "
+                               "epochs counted from 1",
+                "properties": {"by": STR, "epoch": INT, "monitor": STR,
+                               "best": _nullable({"type": "number"}), "best_epoch": INT,
+                               "restored_best_weights": BOOL, "reason": STR}}),
             "spec": OBJ,
         },
     },
