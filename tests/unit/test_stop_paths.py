@@ -124,6 +124,14 @@ def test_a_job_that_runs_its_epochs_says_nothing_stopped_it(tmp_path, db_url):
 # -- RNG and the shadow model ---------------------------------------------------------
 
 
+class DrawRng(keras.callbacks.Callback):
+    """Draws from Python's and NumPy's global RNGs at every batch, as user code may."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        random.random()
+        np.random.random()
+
+
 class RecordRng(keras.callbacks.Callback):
     """Python's and NumPy's global RNG state when training begins."""
 
@@ -141,7 +149,8 @@ def test_a_restore_leaves_the_saved_rng_state(tmp_path):
     job = jobs.create(normalize(spec, settings), epochs=3, summary=None, max_attempts=3)
     flag = threading.Event()
     claim = jobs.claim(job["id"], "w1", settings.lease_seconds)
-    assert Attempt(claim, settings, flag, [PreemptAt(4, 6, flag)]).run() == "preempted"
+    first = Attempt(claim, settings, flag, [DrawRng(), PreemptAt(4, 6, flag)])
+    assert first.run() == "preempted"
     (cp,) = [c for c in jobs.checkpoints(job["id"]) if c["step"] == 4]
     store = open_store(settings.storage_url)
     folder = store.base / key_of(store, cp["uri"])
