@@ -86,6 +86,9 @@ class LeaseGuard(keras.callbacks.Callback):
             if outcome is not None:
                 self._stop(outcome)
         if self.outcome is not None or (self.model.stop_training and self.pos.halted):
+            if not self.pos.validation_abandoned:
+                log.info("validation of epoch %d abandoned after %d batches (%s)",
+                         self.pos.epoch + 1, batch + 1, self.outcome or "training stopped")
             self.pos.validation_abandoned = True  # its logs are partial: no epoch end
             self.model.stop_evaluating = True
 
