@@ -256,8 +256,13 @@ class JobStore:
                       .values(deleted=True))
 
     def finish(self, job_id: str, attempt_id: int, state: str, *, error_code: str | None = None,
-               error_message: str | None = None, model_uri: str | None = None) -> None:
-        """End the job (succeeded, failed or cancelled), fenced by the attempt."""
+               error_message: str | None = None, model_uri: str | None = None,
+               stopped: dict | None = None) -> None:
+        """End the job (succeeded, failed or cancelled), fenced by the attempt.
+
+        ``stopped`` (where and why a callback such as EarlyStopping ended training) goes
+        into the job's summary under ``"stopped"``.
+        """
         now = utcnow()
         with session_scope(self.url) as s:
             values = {"state": state, "finished_at": now, "updated_at": now,
@@ -265,6 +270,9 @@ class JobStore:
                       "error_message": error_message}
             if model_uri:
                 values["model_uri"] = model_uri
+            if stopped:
+                summary = s.scalar(select(Job.summary).where(Job.id == job_id))
+                values["summary"] = {**(summary or {}), "stopped": stopped}
             done = s.execute(
                 update(Job).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
                                   Job.state == "running").values(**values)

@@ -35,6 +35,7 @@ def job_view(s, job: Job) -> dict:
         "model_available": job.model_uri is not None,
         "error": {"code": job.error_code, "message": job.error_message}
         if job.error_code else None,
+        "stopped": (job.summary or {}).get("stopped"),
         "spec": job.spec,
     }
 

@@ -62,6 +62,18 @@ class Checkpoint(Answer):
     attempt_id: int | None = Field(description="the attempt that wrote it")
 
 
+class Stopped(Answer):
+    """Where and why a callback (EarlyStopping) ended training; epochs counted from 1."""
+
+    by: str
+    epoch: int
+    monitor: str | None = None
+    best: float | None = None
+    best_epoch: int | None = None
+    restored_best_weights: bool | None = None
+    reason: str
+
+
 class Job(Answer):
     id: str
     name: str
@@ -80,6 +92,8 @@ class Job(Answer):
     latest_checkpoint: Checkpoint | None
     model_available: bool
     error: Failure | None
+    stopped: Stopped | None = Field(None, description="set when a callback ended training "
+                                                      "before its last epoch")
     spec: dict
 
 

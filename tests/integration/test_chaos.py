@@ -60,7 +60,7 @@ def test_random_sigkills_until_done(stack, s3, tmp_path):
     for ref_id in refs:
         stack.wait_state(ref_id, ["succeeded", "failed"], timeout=600)
     lost = 0
-    for ref_id, job_id in zip(refs, jobs):
+    for ref_id, job_id in zip(refs, jobs, strict=True):
         job = stack.job(job_id)
         assert job["state"] == "succeeded", job["error"]
         attempts = stack.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]

@@ -51,9 +51,9 @@ def test_fit_returns_keras_history_and_the_trained_model(stack, tmp_path):
     trained = run.load_model()
     stored = model_weights(stack, run.id, tmp_path)
     assert len(trained.weights) == len(stored) == len(before)
-    for got, want in zip(trained.weights, stored):
+    for got, want in zip(trained.weights, stored, strict=True):
         np.testing.assert_array_equal(got.numpy(), want)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, stored))  # it trained
+    assert any(not np.array_equal(a, b) for a, b in zip(before, stored, strict=True))  # it trained
     steps = [c["step"] for c in run.checkpoints()]
     spe = job["progress"]["steps_per_epoch"]
     assert steps and all(s % 5 == 0 or s % spe == 0 for s in steps)

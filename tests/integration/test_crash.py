@@ -4,6 +4,7 @@ and a poison job. Every resumed job must end bit-identical to an uninterrupted r
 from __future__ import annotations
 
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -151,27 +152,37 @@ def test_poison_job_fails_after_max_attempts(stack, s3):
     assert [a["state"] for a in attempts(stack, job_id)] == ["lost", "lost"]
 
 
-def test_sigkill_during_validation(stack, s3, tmp_path):
-    """Validation nine times the size of training (seconds per epoch): a kill when an
-    epoch's batches are done but its row is not lands in its validation."""
-    stack.start_api()
-    stack.start_reaper()
-    w1 = stack.start_worker("w1")
+def validation_spec(s3):
+    """Validation nine times the size of training: seconds per epoch."""
     spec = mlp_spec(upload_blobs(s3, n=20000, features=16), features=16, hidden=32, epochs=4,
                     batch_size=8, checkpoint={"every_n_batches": 40})
     spec["fit"]["validation_split"] = 0.9
-    ref_id = submit(stack, spec)
-    assert stack.wait_state(ref_id, ["succeeded", "failed"], 300)["state"] == "succeeded"
-    job_id = submit(stack, spec)
+    return spec
+
+
+def wait_for_validation(stack, job_id, epochs: int = 4) -> int:
+    """Wait until an epoch's batches are done but its row is not; returns epochs done."""
 
     def validating():
         job = stack.job(job_id)
         spe, step = job["progress"]["steps_per_epoch"], job["progress"]["step"]
-        if not spe or step == 0 or step % spe or step // spe >= 4:
+        if not spe or step == 0 or step % spe or step // spe >= epochs:
             return False
         return step // spe if len(metric_rows(stack, job_id, "epoch")) < step // spe else False
 
-    epochs_done = wait_for(validating, 120, 0.05, "an epoch's validation")
+    return wait_for(validating, 120, 0.05, "an epoch's validation")
+
+
+def test_sigkill_during_validation(stack, s3, tmp_path):
+    """A kill when an epoch's batches are done but its row is not lands in its validation."""
+    stack.start_api()
+    stack.start_reaper()
+    w1 = stack.start_worker("w1")
+    spec = validation_spec(s3)
+    ref_id = submit(stack, spec)
+    assert stack.wait_state(ref_id, ["succeeded", "failed"], 300)["state"] == "succeeded"
+    job_id = submit(stack, spec)
+    epochs_done = wait_for_validation(stack, job_id)
     stack.kill(w1, signal.SIGKILL)
     w1.wait(10)
     stack.start_worker("w2")
@@ -182,6 +193,41 @@ def test_sigkill_during_validation(stack, s3, tmp_path):
     spe = done["progress"]["steps_per_epoch"]
     # The epoch that was validating is trained (and validated) again.
     assert tried[1]["resumed_from_step"] < epochs_done * spe
+    for a, b in zip(model_weights(stack, ref_id, tmp_path),
+                    model_weights(stack, job_id, tmp_path), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r["logs"] for r in metric_rows(stack, job_id, "epoch")] == [
+        r["logs"] for r in metric_rows(stack, ref_id, "epoch")]
+
+
+def test_sigterm_during_validation_abandons_it_and_resumes_bit_identical(stack, s3, tmp_path):
+    """SIGTERM in a validation pass: the worker stops it, checkpoints the state after the
+    epoch's last batch, hands the job back and exits; the resumed job redoes the pass."""
+    stack.start_api()
+    stack.start_reaper()
+    w1 = stack.start_worker("w1")
+    spec = validation_spec(s3)
+    ref_id = submit(stack, spec)
+    assert stack.wait_state(ref_id, ["succeeded", "failed"], 300)["state"] == "succeeded"
+    job_id = submit(stack, spec)
+    epochs_done = wait_for_validation(stack, job_id)
+    asked = time.monotonic()
+    stack.kill(w1, signal.SIGTERM)
+    assert w1.wait(10) is not None  # the issue's bound: well inside a 30 s grace period
+    print(f"SIGTERM during validation: worker exited after {time.monotonic() - asked:.1f}s")
+    assert "abandoned" in stack.tail("w1", 200000)
+    assert stack.job(job_id)["state"] == "queued"
+    spe = stack.job(job_id)["progress"]["steps_per_epoch"]
+    newest = max(checkpoints(stack, job_id), key=lambda c: c["step"])
+    assert (newest["step"], newest["epoch"], newest["batch"]) == (
+        epochs_done * spe, epochs_done - 1, spe)  # after the last batch, not validated
+    assert not any(k.startswith("val_") for k in newest["logs"])
+    stack.start_worker("w2")
+    done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
+    assert done["state"] == "succeeded", done["error"]
+    tried = attempts(stack, job_id)
+    assert [a["state"] for a in tried] == ["preempted", "succeeded"]
+    assert tried[1]["resumed_from_step"] == epochs_done * spe
     for a, b in zip(model_weights(stack, ref_id, tmp_path),
                     model_weights(stack, job_id, tmp_path), strict=True):
         np.testing.assert_array_equal(a, b)

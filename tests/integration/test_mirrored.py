@@ -51,7 +51,7 @@ def test_mirrored_job_resumes_bit_identical(stack, s3, tmp_path):
     got = metric_rows(stack, job_id, "epoch")
     want = metric_rows(stack, ref["id"], "epoch")
     assert [r["step"] for r in got] == [r["step"] for r in want]
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert a["logs"].keys() == b["logs"].keys()
         for key in a["logs"]:
             assert a["logs"][key] == pytest.approx(b["logs"][key], abs=0.02)

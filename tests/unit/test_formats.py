@@ -64,7 +64,7 @@ def trained(settings, spec, preempt_at=None):
 
 def assert_same(a, b):
     assert len(a) == len(b)
-    for u, v in zip(a, b):
+    for u, v in zip(a, b, strict=True):
         np.testing.assert_array_equal(u, v)
 
 

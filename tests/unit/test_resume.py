@@ -16,8 +16,9 @@ keras = pytest.importorskip("keras")
 from service.jobs import JobStore
 from service.metrics import MetricStore
 from service.spec import normalize
-from service.storage import final_model_key, open_store
+from service.storage import open_store
 from tests.specs import blobs, mlp_spec
+from tests.unit.attempts import PreemptAt, assert_same_weights, final_weights, run_job
 
 
 @pytest.fixture
@@ -28,47 +29,6 @@ def env(tmp_path):
     np.savez(tmp_path / "train.npz", x=x, y=y)
     settings = embedded_settings(tmp_path)
     return settings, (tmp_path / "train.npz").as_uri()
-
-
-class PreemptAt(keras.callbacks.Callback):
-    """Raises the preemption flag after global step ``k`` of a fresh attempt."""
-
-    def __init__(self, k: int, spe: int, flag: threading.Event):
-        super().__init__()
-        self.k, self.spe, self.flag = k, spe, flag
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.epoch * self.spe + batch + 1 == self.k:
-            self.flag.set()
-
-
-def run_job(settings, spec, preempt_at=None):
-    from workers.training.runner import Attempt
-
-    jobs = JobStore(settings.database_url)
-    job = jobs.create(normalize(spec, settings), epochs=spec["fit"]["epochs"], summary=None,
-                      max_attempts=3)
-    outcomes = []
-    for _ in range(3):
-        claim = jobs.claim(job["id"], "test-worker", settings.lease_seconds)
-        if claim is None:
-            break
-        flag = threading.Event()
-        extra = [PreemptAt(preempt_at, 6, flag)] if preempt_at and not outcomes else []
-        outcomes.append(Attempt(claim, settings, flag, extra).run())
-        if outcomes[-1] != "preempted":
-            break
-    return jobs.get(job["id"]), outcomes
-
-
-def final_weights(settings, job_id):
-    store = open_store(settings.storage_url)
-    project = JobStore(settings.database_url).get(job_id)["project"]
-    path = store.base / final_model_key(project, job_id)
-    return [w.numpy() for w in keras.models.load_model(path).weights]
 
 
 @pytest.mark.parametrize("k", [4, 6, 9], ids=["mid-epoch", "epoch-end", "mid-epoch-2"])
@@ -83,8 +43,7 @@ def test_preempted_job_resumes_bit_identical(env, k):
     attempts = JobStore(settings.database_url).attempts(got["id"])
     assert attempts[0]["state"] == "preempted"
     assert attempts[1]["resumed_from_step"] == k
-    for a, b in zip(final_weights(settings, ref["id"]), final_weights(settings, got["id"])):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(final_weights(settings, ref["id"]), final_weights(settings, got["id"]))
     metrics = MetricStore(settings.database_url)
     for kind, count in (("batch", 18), ("epoch", 3)):
         ref_rows = metrics.read(ref["id"], kind)["rows"]
@@ -119,8 +78,7 @@ def test_damaged_checkpoint_is_skipped_for_the_one_before(env, damage):
     claim = jobs.claim(job["id"], "w2", settings.lease_seconds)
     assert Attempt(claim, settings, threading.Event()).run() == "succeeded"
     assert jobs.attempts(job["id"])[1]["resumed_from_step"] == 8
-    for a, b in zip(final_weights(settings, ref["id"]), final_weights(settings, job["id"])):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(final_weights(settings, ref["id"]), final_weights(settings, job["id"]))
 
 
 def test_retention_keeps_the_last_k_and_the_best(env):

@@ -7,6 +7,7 @@ object store) are logged and retried; they never kill training.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -29,7 +30,18 @@ class Position:
     batch: int = 0  # batches done in the current epoch
     step: int = 0  # global batches done
     batch_offset: int = 0  # the first batch index of the current fit call's first epoch
-    halted: bool = False  # training stopped inside an epoch: its "end" is not a real one
+    validation_abandoned: bool = False  # the current epoch's validation pass was cut short
+    last_loss: float | None = None  # the loss of the newest batch
+    nonfinite_since: int | None = None  # the step where the loss became NaN/inf, and stayed
+
+    @property
+    def halted(self) -> bool:
+        """At an epoch's end: whether it is not a real one.
+
+        It is not when fewer batches ran than an epoch has (training stopped inside it)
+        or when its validation pass was abandoned.
+        """
+        return self.batch < self.steps_per_epoch or self.validation_abandoned
 
     def at_epoch_boundary(self) -> bool:
         return self.step % self.steps_per_epoch == 0
@@ -50,18 +62,41 @@ class Tracker(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.pos.epoch = epoch
         self._offset = self.pos.batch_offset
+        self.pos.batch = self._offset
         self.pos.batch_offset = 0
+        self.pos.validation_abandoned = False
 
     def on_train_batch_end(self, batch, logs=None):
         b = self._offset + batch + 1
         self.pos.batch = b
         self.pos.step = self.pos.epoch * self.pos.steps_per_epoch + b
+        loss = (logs or {}).get("loss")
+        if loss is not None:
+            self.pos.last_loss = float(loss)
+            if math.isfinite(self.pos.last_loss):
+                self.pos.nonfinite_since = None
+            elif self.pos.nonfinite_since is None:
+                self.pos.nonfinite_since = self.pos.step
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.pos.halted:
+
+class Handover(keras.callbacks.Callback):
+    """Carries the user callbacks' state from one ``fit`` call of an attempt to the next.
+
+    Placed before the user callbacks: at the end of a call that is not the attempt's last,
+    it captures their state for :class:`Resume` and keeps EarlyStopping from restoring its
+    best weights, which an uninterrupted run does only once, at the very end.
+    """
+
+    def __init__(self, user_callbacks, resume: Resume):
+        super().__init__()
+        self.user_callbacks, self.resume = user_callbacks, resume
+        self.final = True  # set by the caller before each fit call
+
+    def on_train_end(self, logs=None):
+        if self.final or self.model.stop_training:
             return
-        self.pos.batch = self.pos.steps_per_epoch
-        self.pos.step = (epoch + 1) * self.pos.steps_per_epoch
+        self.resume.callback_state = state.capture_callbacks(self.user_callbacks)
+        state.stash_best_weights(self.user_callbacks)
 
 
 def _floats(logs) -> dict:
@@ -173,7 +208,8 @@ class Checkpointer(keras.callbacks.Callback):
     """Takes snapshots at the job's cadence and hands them to the background saver.
 
     A checkpoint at an epoch boundary is taken in ``on_epoch_end``, after validation and
-    after the user's callbacks saw the epoch, so that resuming from it skips nothing.
+    after the user's callbacks saw the epoch, so that resuming from it skips nothing. A stop
+    during validation takes :meth:`save_before_validation` instead.
     """
 
     def __init__(self, saver, position: Position, user_callbacks, cadence: dict):
@@ -185,6 +221,7 @@ class Checkpointer(keras.callbacks.Callback):
         self._last_time = time.monotonic()
         self._last_step = -1
         self._due = False
+        self._before_validation = None
         self.now_requested = threading.Event()
 
     def _is_due(self) -> bool:
@@ -201,6 +238,11 @@ class Checkpointer(keras.callbacks.Callback):
             else:
                 self.save(logs)
 
+    def on_test_begin(self, logs=None):
+        # evaluate resets the metrics next: keep the training ones of the epoch's end
+        self._before_validation = (state.capture_metrics(self.model),
+                                   self.model.get_metrics_result())
+
     def on_epoch_end(self, epoch, logs=None):
         if self.pos.halted:
             return
@@ -211,8 +253,24 @@ class Checkpointer(keras.callbacks.Callback):
         if self.pos.step == self._last_step:
             return
         epoch, batch = divmod(self.pos.step, self.pos.steps_per_epoch)
-        snap = checkpoint.take(self.model, step=self.pos.step, epoch=epoch, batch=batch,
-                               callbacks=self.user_callbacks, logs=logs)
+        self._submit(checkpoint.take(self.model, step=self.pos.step, epoch=epoch, batch=batch,
+                                     callbacks=self.user_callbacks, logs=logs))
+
+    def save_before_validation(self) -> None:
+        """During validation: the state after the epoch's last batch, marked not validated.
+
+        The weights, optimizer, seed generators and callbacks are as the last batch left
+        them (validation changes none of them); the metric variables are those kept in
+        ``on_test_begin``. A resume from it redoes the validation pass.
+        """
+        if self.pos.step == self._last_step or self._before_validation is None:
+            return
+        metrics, logs = self._before_validation
+        self._submit(checkpoint.take(
+            self.model, step=self.pos.step, epoch=self.pos.epoch, batch=self.pos.batch,
+            callbacks=self.user_callbacks, logs=logs, metric_arrays=metrics))
+
+    def _submit(self, snap) -> None:
         self.saver.submit(snap)
         self._last_step = self.pos.step
         self._last_time = time.monotonic()

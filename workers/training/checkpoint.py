@@ -2,9 +2,14 @@
 
 A checkpoint is a ``model.keras`` (weights and optimizer state; plain
 ``keras.models.load_model`` opens it), ``state.npz`` (seed generators, metric variables,
-NumPy RNG) and ``state.json`` (position, callback counters, Python RNG, logs). The
-training thread only copies variables into a :class:`Snapshot`; the files are written
-from the snapshot elsewhere, into a *shadow* model built from the same spec.
+NumPy RNG, EarlyStopping's best weights) and ``state.json`` (position, callback
+counters, Python RNG, logs). The training thread only copies variables into a
+:class:`Snapshot` of host NumPy arrays; the files are written from the snapshot
+elsewhere, into a *shadow* model built from the same spec.
+
+A checkpoint with ``"validated": false`` in its meta holds the state after an epoch's last
+batch whose validation was abandoned (a stop during the validation pass): a resume from it
+runs that validation and the epoch's end before the next epoch.
 """
 
 from __future__ import annotations
@@ -38,20 +43,34 @@ class Snapshot:
         return sum(a.nbytes for a in self.weights + self.optimizer)
 
 
-def take(model, *, step: int, epoch: int, batch: int, callbacks, logs: dict) -> Snapshot:
-    """Copy the model's variables and the resume state (fast: no I/O)."""
+def take(model, *, step: int, epoch: int, batch: int, callbacks, logs: dict,
+         metric_arrays: dict[str, np.ndarray] | None = None,
+         callback_states: list[dict] | None = None) -> Snapshot:
+    """Copy the model's variables and the resume state (fast: no I/O).
+
+    ``metric_arrays`` (and ``callback_states``) replace the live ones: a snapshot taken
+    during an abandoned validation pass holds the training metrics of the epoch's last
+    batch, which ``evaluate`` has reset since; such a snapshot is marked not validated.
+    """
+    arrays = state.capture_arrays(model)
+    if metric_arrays is not None:
+        arrays.update(metric_arrays)
+    plain, weights = state.split_callbacks(
+        callback_states if callback_states is not None else state.capture_callbacks(callbacks))
+    arrays.update(weights)
     return Snapshot(
         step=step,
         epoch=epoch,
         batch=batch,
         weights=[np.array(v.numpy()) for v in model.weights],
         optimizer=[np.array(v.numpy()) for v in model.optimizer.variables],
-        arrays=state.capture_arrays(model),
+        arrays=arrays,
         meta={
             "step": step,
             "epoch": epoch,
             "batch": batch,
-            "callbacks": state.capture_callbacks(callbacks),
+            "validated": metric_arrays is None,
+            "callbacks": plain,
             "python_rng": state.capture_python_rng(),
             "logs": {k: float(v) for k, v in (logs or {}).items()},
         },
@@ -97,5 +116,6 @@ def load(model, directory: Path) -> dict:
     state.restore_numpy_rng(arrays)
     meta = json.loads((directory / "state.json").read_text())
     state.restore_python_rng(meta.get("python_rng"))
+    meta["callbacks"] = state.join_callbacks(meta.get("callbacks"), arrays)
     meta["arrays"] = arrays
     return meta

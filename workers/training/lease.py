@@ -3,7 +3,10 @@
 The thread renews the attempt's lease every few seconds with the current progress. The
 answer says whether a cancel was asked for; a refusal means the attempt lost the job (a
 reaper gave it to someone else), and training stops at once without writing anything.
-A SIGTERM (preemption) asks for a checkpoint now and a clean hand-back.
+A SIGTERM (preemption) asks for a checkpoint now and a clean hand-back. During a
+validation pass each of these abandons the pass at the next validation batch
+(``model.stop_evaluating``) instead of waiting for its end; so does a stop inside an
+epoch (TerminateOnNaN), whose validation would be of no use.
 """
 
 from __future__ import annotations
@@ -75,24 +78,42 @@ class LeaseGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._check(logs, epoch_end=False)
 
+    def on_test_batch_end(self, batch, logs=None):
+        if self.outcome is None:
+            outcome = self._asked()
+            if outcome == "preempted":
+                self.checkpointer.save_before_validation()
+            if outcome is not None:
+                self._stop(outcome)
+        if self.outcome is not None or (self.model.stop_training and self.pos.halted):
+            if not self.pos.validation_abandoned:
+                log.info("validation of epoch %d abandoned after %d batches (%s)",
+                         self.pos.epoch + 1, batch + 1, self.outcome or "training stopped")
+            self.pos.validation_abandoned = True  # its logs are partial: no epoch end
+            self.model.stop_evaluating = True
+
     def on_epoch_end(self, epoch, logs=None):
         if not self.pos.halted:
             self._check(logs, epoch_end=True)
 
-    def _check(self, logs, epoch_end: bool) -> None:
+    def _asked(self) -> str | None:
         if self.hb.lost.is_set():
-            self._stop("lost")
-        elif self.hb.cancelled.is_set():
-            self._stop("cancelled")
-        elif self.preempted.is_set():
-            # At the last batch of an epoch, wait for its end: validation comes first.
+            return "lost"
+        if self.hb.cancelled.is_set():
+            return "cancelled"
+        return "preempted" if self.preempted.is_set() else None
+
+    def _check(self, logs, epoch_end: bool) -> None:
+        outcome = self._asked()
+        if outcome == "preempted":
+            # At the last batch of an epoch, wait for validation: it stops at its first batch.
             if epoch_end or not self.pos.at_epoch_boundary():
                 self.checkpointer.save(logs)
-                self._stop("preempted")
+                self._stop(outcome)
+        elif outcome is not None:
+            self._stop(outcome)
 
     def _stop(self, outcome: str) -> None:
         if self.outcome is None:
             self.outcome = outcome
-        if not self.pos.at_epoch_boundary():
-            self.pos.halted = True
         self.model.stop_training = True

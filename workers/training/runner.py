@@ -3,11 +3,14 @@
 A resume at global step ``s`` (epoch ``e``, batch ``b``) is two ``fit`` calls: the rest of
 epoch ``e`` (``initial_epoch=e, epochs=e+1``, ``steps_per_epoch=spe-b``), then the whole
 remaining epochs. Keras reads a dataset's length once per call, so this is what lets a
-mid-epoch resume see exactly the batches an uninterrupted run would have seen.
+mid-epoch resume see exactly the batches an uninterrupted run would have seen. A resume
+from a checkpoint taken during an abandoned validation pass first redoes that epoch's
+validation and end (:func:`stops.finish_epoch`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import shutil
@@ -24,8 +27,15 @@ from service.errors import FitfleetError, InvalidSpec, LeaseLost
 from service.jobs import Claim, JobStore
 from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
-from workers.training import checkpoint, data, devices, formats, state
-from workers.training.callbacks import Checkpointer, MetricsRecorder, Position, Resume, Tracker
+from workers.training import checkpoint, data, devices, formats, stops
+from workers.training.callbacks import (
+    Checkpointer,
+    Handover,
+    MetricsRecorder,
+    Position,
+    Resume,
+    Tracker,
+)
 from workers.training.lease import Heartbeat, LeaseGuard
 from workers.training.reasons import RAISED, reason, scrub
 from workers.training.retry import retry
@@ -39,10 +49,21 @@ def build(spec: dict, sample: data.Arrays, strategy=None):
     keras.utils.set_random_seed(int(spec.get("seed", 0)))
     with devices.scope(strategy):
         model = modelspec.build_model(spec["model"])
-        modelspec.compile_model(model, spec["compile"])
+        modelspec.compile_model(model, copy.deepcopy(spec["compile"]))
         two = sample.take(slice(0, 2))
         model._symbolic_build(data_batch=(two.x, two.y))
     return model
+
+
+def build_shadow(spec: dict, sample: data.Arrays):
+    """The model the background saver writes checkpoints from, in host memory.
+
+    Built under a CPU device scope, so the accelerator holds one copy of the weights (the
+    training model's); snapshots are host NumPy arrays too. Build it before a restore:
+    building reseeds Python's and NumPy's RNGs, which the restore sets.
+    """
+    with keras.device("cpu:0"):
+        return build(spec, sample)
 
 
 def load_data(spec: dict, cache: Path):
@@ -103,9 +124,17 @@ class _Rebuild(Exception):
 
 
 def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, callbacks,
-             pos: Position, resume_cb: Resume, user_callbacks, fit_spec: dict) -> None:
+             pos: Position, resume_cb: Resume, handover: Handover, fit_spec: dict,
+             validated: bool = True) -> None:
+    """Train from global step ``start`` to the end (``validated=False``: the epoch that
+    ends at ``start`` still needs its validation pass and its end)."""
     spe = plan.steps_per_epoch
     epoch, batch = divmod(start, spe)
+    if not validated:
+        stops.finish_epoch(model, formats.validation_data(val, plan.batch_size), plan.batch_size,
+                           epoch - 1, callbacks, resume_cb)
+        if model.stop_training:
+            return
     calls = []
     if batch:
         calls.append((start, (epoch + 1) * spe, epoch, epoch + 1, spe - batch))
@@ -115,8 +144,7 @@ def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, c
     outputs = output_names(model)
     for i, (first, stop, initial_epoch, last_epoch, steps) in enumerate(calls):
         pos.batch_offset = batch if i == 0 else 0
-        if i > 0:
-            resume_cb.callback_state = state.capture_callbacks(user_callbacks)
+        handover.final = i == len(calls) - 1
         model.fit(  # batches are (x, y) or (x, y, sample_weight), as model.fit makes them
             formats.dataset(train, plan, first, stop, outputs),
             initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
@@ -157,6 +185,8 @@ class Attempt:
         self.scratch = data.scratch_dir(settings.home)
         self.heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, None,
                                    settings.lease_seconds, settings.heartbeat_seconds)
+        self.nan_message: str | None = None  # set when the loss diverged
+        self.stopped: dict | None = None  # where and why EarlyStopping stopped the job
 
     def run(self) -> str:
         """Train; returns the outcome: succeeded, failed, cancelled, preempted or lost."""
@@ -189,11 +219,14 @@ class Attempt:
         plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
                               int(spec.get("seed", 0)), bool(fit_spec.get("shuffle", True)))
         epochs = int(fit_spec.get("epochs", 1))
+        shadow = build_shadow(spec, train)  # before the restore: building reseeds the RNGs
         model, start, meta = self._model_at_latest(train)
-        shadow = build(spec, train)
+        validated = meta is None or meta.get("validated", True)
         user_callbacks = modelspec.make_callbacks(fit_spec.get("callbacks") or [])
         spe = plan.steps_per_epoch
         pos = Position(spe, epochs, epoch=start // spe, batch=start % spe, step=start)
+        if not validated:  # the epoch ending at ``start`` has its batches but no validation
+            pos.epoch, pos.batch = start // spe - 1, spe
         retry(lambda: self.jobs.mark_resumed(claim.job_id, claim.attempt_id, start),
               f"job {claim.job_id}: record the resume point")
         log.info("job %s attempt %d: %s at step %d (epoch %d, batch %d) of %d",
@@ -214,20 +247,25 @@ class Attempt:
         resume_cb = Resume(user_callbacks)
         if meta is not None:
             resume_cb.callback_state = meta.get("callbacks")
-            if start % spe:
+            if start % spe or not validated:
                 resume_cb.metric_arrays = meta["arrays"]
         checkpointer = Checkpointer(saver, pos, user_callbacks, ck)
         guard = LeaseGuard(heartbeat, checkpointer, self.preempted, pos)
-        callbacks = [Tracker(pos), *user_callbacks, recorder, resume_cb, checkpointer,
+        handover = Handover(user_callbacks, resume_cb)
+        callbacks = [Tracker(pos), handover, *user_callbacks, recorder, resume_cb, checkpointer,
                      *self.extra_callbacks, guard]
         try:
             with devices.scope(self.strategy):
                 fit_from(model, train, val, plan, start, epochs, callbacks, pos, resume_cb,
-                         user_callbacks, fit_spec)
+                         handover, fit_spec, validated=validated)
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
             recorder.close(timeout=0 if outcome == "lost" else 120)
             saver.close(timeout=0 if outcome == "lost" else 60)
+        if outcome == "succeeded" and (message := stops.nan_message(pos, user_callbacks)):
+            self.nan_message = message
+            outcome = "failed"
+        self.stopped = stops.early_stop(user_callbacks)
         return self._conclude(outcome, model)
 
     def _model_at_latest(self, train):
@@ -253,7 +291,13 @@ class Attempt:
             retry(lambda: self.store.put_file(key, path), f"job {claim.job_id}: model upload",
                   budget=600)
             self.heartbeat.stop()
-            self._finish("succeeded", model_uri=self.store.uri(key))
+            if self.stopped:
+                log.info("job %s: EarlyStopping at epoch %d: %s", claim.job_id,
+                         self.stopped["epoch"], self.stopped["reason"])
+            self._finish("succeeded", model_uri=self.store.uri(key), stopped=self.stopped)
+        elif outcome == "failed":  # the loss diverged: no model to keep
+            self.heartbeat.stop()
+            self._finish("failed", error_code="nan_loss", error_message=self.nan_message)
         elif outcome == "cancelled":
             self.heartbeat.stop()
             self._finish("cancelled", error_code=None)

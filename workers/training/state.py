@@ -5,7 +5,7 @@
 - the Keras metric variables (loss tracker and compiled metrics), so running batch logs
   continue as if nothing happened;
 - the state of stateful callbacks (EarlyStopping, ReduceLROnPlateau, ...), which
-  ``on_train_begin`` resets;
+  ``on_train_begin`` resets, EarlyStopping's ``best_weights`` included;
 - Python's and NumPy's global RNG state.
 """
 
@@ -36,13 +36,17 @@ def metric_variables(model) -> list:
 def capture_arrays(model) -> dict[str, np.ndarray]:
     """Seed-generator states and metric variables as NumPy arrays (copies)."""
     arrays = {f"seed/{k}": np.array(g.state.numpy()) for k, g in seed_generators(model).items()}
-    for i, v in enumerate(metric_variables(model)):
-        arrays[f"metric/{i:04d}"] = np.array(v.numpy())
+    arrays.update(capture_metrics(model))
     np_state = np.random.get_state()
     arrays["rng/numpy_keys"] = np.asarray(np_state[1])
     arrays["rng/numpy_meta"] = np.asarray([np_state[2], np_state[3]], dtype=np.float64)
     arrays["rng/numpy_gauss"] = np.asarray([np_state[4]], dtype=np.float64)
     return arrays
+
+
+def capture_metrics(model) -> dict[str, np.ndarray]:
+    """The Keras metric variables as NumPy arrays (copies), keyed as in a checkpoint."""
+    return {f"metric/{i:04d}": np.array(v.numpy()) for i, v in enumerate(metric_variables(model))}
 
 
 def restore_seed_generators(model, arrays: dict[str, np.ndarray]) -> int:
@@ -80,25 +84,75 @@ def restore_python_rng(value: list | None) -> None:
 
 
 def capture_callbacks(callbacks) -> list[dict]:
-    """The counters of user callbacks, in their order (JSON-able)."""
+    """The counters of user callbacks, in their order.
+
+    ``fields`` is JSON-able; ``weights`` (EarlyStopping's ``best_weights``, NumPy copies)
+    is present only when the callback holds some: :func:`split_callbacks` moves it into
+    the arrays of a checkpoint.
+    """
     out = []
     for cb in callbacks:
         fields = {}
         for name in _CALLBACK_FIELDS:
             if hasattr(cb, name):
                 fields[name] = _jsonable(getattr(cb, name))
-        out.append({"class_name": type(cb).__name__, "fields": fields})
+        entry = {"class_name": type(cb).__name__, "fields": fields}
+        best = getattr(cb, "best_weights", None)
+        if best is not None:
+            entry["weights"] = [np.array(w) for w in best]
+        out.append(entry)
+    return out
+
+
+def split_callbacks(states: list[dict]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Captured callback states as (their JSON part, their arrays keyed for ``state.npz``)."""
+    plain, arrays = [], {}
+    for i, entry in enumerate(states):
+        weights = entry.get("weights")
+        plain.append({k: v for k, v in entry.items() if k != "weights"}
+                     | ({"weights": len(weights)} if weights is not None else {}))
+        for j, w in enumerate(weights or []):
+            arrays[f"callback/{i:03d}/best_weights/{j:05d}"] = w
+    return plain, arrays
+
+
+def join_callbacks(plain: list[dict] | None, arrays: dict[str, np.ndarray]) -> list[dict] | None:
+    """The inverse of :func:`split_callbacks`."""
+    if plain is None:
+        return None
+    out = []
+    for i, entry in enumerate(plain):
+        entry = dict(entry)
+        if "weights" in entry:
+            entry["weights"] = [arrays[f"callback/{i:03d}/best_weights/{j:05d}"]
+                                for j in range(int(entry["weights"]))]
+        out.append(entry)
     return out
 
 
 def restore_callbacks(callbacks, states: list[dict] | None) -> None:
+    """Put captured counters (and best weights) back, matching callbacks by position."""
     if not states:
         return
-    for cb, saved in zip(callbacks, states):
+    for cb, saved in zip(callbacks, states, strict=True):
         if type(cb).__name__ != saved["class_name"]:
             continue
         for name, value in saved["fields"].items():
             setattr(cb, name, _from_json(value))
+        if "weights" in saved:
+            cb.best_weights = [np.array(w) for w in saved["weights"]]
+
+
+def stash_best_weights(callbacks) -> None:
+    """Drop best weights before an intermediate ``on_train_end`` would restore them.
+
+    Keras's EarlyStopping sets the model to ``best_weights`` at the end of every ``fit``
+    call; a resume makes two calls where an uninterrupted run makes one, so the first
+    call's end must not restore (the state was captured just before).
+    """
+    for cb in callbacks:
+        if getattr(cb, "best_weights", None) is not None:
+            cb.best_weights = None
 
 
 def _jsonable(value):
