@@ -94,7 +94,8 @@ def pack(model, x, y, like: tuple | None = None) -> tuple[dict, object, object]:
 
     ``x``/``y`` may be one array (named ``x``/``y``), a list (one per model input or
     output, in order: ``x0``, ``x1`` ...) or a dict keyed by input or output name
-    (``x_<name>``), ordered as the model's inputs and outputs. ``like`` is the
+    (``x_<name>``): inputs ordered as the model's, targets given to the spec as a dict
+    ``{output name: array name}``, which the server matches by name. ``like`` is the
     ``(x names, y names)`` of the training arrays: validation arrays take the same names.
     """
     import numpy as np
@@ -104,6 +105,10 @@ def pack(model, x, y, like: tuple | None = None) -> tuple[dict, object, object]:
     arrays: dict = {}
 
     def add(value, attribute: str, base: str):
+        if isinstance(value, dict) and attribute == "outputs":  # matched by output name
+            names = {str(k): f"{base}_{k}" for k in value}
+            arrays.update((names[str(k)], _array(np, v)) for k, v in value.items())
+            return names
         if isinstance(value, dict):
             items = [(f"{base}_{k}", value[k]) for k in _ordered(model, attribute, value)]
         elif isinstance(value, (list, tuple)):
@@ -209,13 +214,21 @@ def _array(np, value):
 
 def _rename(arrays: dict, names: tuple, like: tuple) -> dict:
     """``arrays`` keyed by the names in ``like``, matched by position."""
-    def flat(pair):
-        return [n for part in pair for n in ([part] if isinstance(part, str) else part)]
+    def flat(pair, keys=None):
+        out = []
+        for i, part in enumerate(pair):
+            if isinstance(part, dict):
+                order = keys[i] if keys and isinstance(keys[i], dict) else part
+                out += [part[k] for k in order if k in part]
+            else:
+                out += _flat_names(part)
+        return out
 
-    old, new = flat(names), flat(like)
+    old, new = flat(names, like), flat(like)
     if len(old) != len(new):
         raise ValueError("validation_data does not have the inputs and outputs of x and y")
     return {n: arrays[o] for o, n in zip(old, new)}
+
 
 def verbosity(verbose) -> int:
     """``model.fit``'s ``verbose`` ("auto", 0, 1, 2) as the default of ``Run.wait``."""

@@ -207,7 +207,7 @@ def _optimizer(identifier):
     config = dict(identifier.get("config") or {})
     if isinstance(config.get("learning_rate"), dict):
         config["learning_rate"] = keras.optimizers.schedules.deserialize(config["learning_rate"])
-    with _safe_mode():
+    with keras_internals.safe_mode():
         return cls.from_config(config)
 
 

@@ -71,7 +71,10 @@ def _check_source(source, data: dict, names: list[str]) -> None:
     if fmt == "npz":
         _check_npz(source, data, names)
     elif fmt == "csv":
-        header = datahead.csv_header(source)
+        from service.tablehead import csv_table
+
+        with source.open() as f:
+            header = csv_table(f, whole=False).column_names
         _present(names, header, "the CSV file has no column", "columns")
     elif fmt in ("parquet", "pq"):
         import pyarrow.parquet as pq
@@ -91,7 +94,7 @@ def _check_npz(source, data: dict, names: list[str]) -> None:
     arrays = datahead.npz_arrays(source)
     _present(names, sorted(arrays), "the .npz file has no array named", "it has")
     y = data.get("y", "y")
-    ref = y if isinstance(y, str) else y[0]
+    ref = y if isinstance(y, str) else next(iter(y.values())) if isinstance(y, dict) else y[0]
     samples = arrays[ref].shape[0] if ref in arrays and arrays[ref].shape else None
     for name in names:
         info = arrays[name]

@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from service import modelspec, policy
+from service import keras_internals, modelspec, policy
 from service.config import Settings
 from service.dispatch import enqueue
 from service.errors import FitfleetError, InvalidSpec, LeaseLost
@@ -51,7 +51,7 @@ def build(spec: dict, sample: data.Arrays, strategy=None):
         model = modelspec.build_model(spec["model"])
         modelspec.compile_model(model, copy.deepcopy(spec["compile"]))
         two = sample.take(slice(0, 2))
-        model._symbolic_build(data_batch=(two.x, two.y))
+        keras_internals.symbolic_build(model, (two.x, two.y))
     return model
 
 

@@ -15,6 +15,8 @@ import random
 
 import numpy as np
 
+from service import keras_internals
+
 _CALLBACK_FIELDS = (
     "wait", "stopped_epoch", "best", "best_epoch", "cooldown_counter", "baseline",
 )
@@ -23,8 +25,8 @@ _CALLBACK_FIELDS = (
 def seed_generators(model) -> dict[str, object]:
     """Map a stable name (layer path + index) to each SeedGenerator in the model."""
     out = {}
-    for layer in model._flatten_layers(include_self=False):
-        for i, gen in enumerate(getattr(layer, "_seed_generators", []) or []):
+    for layer in keras_internals.layers_of(model):
+        for i, gen in enumerate(keras_internals.seed_generators_of(layer)):
             out[f"{layer.path}#{i}"] = gen
     return out
 
