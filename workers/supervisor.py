@@ -3,7 +3,9 @@
 Each child is one solo Celery worker (one job at a time, one GPU). When a child dies the
 parent does not wait for the lease: it counts the attempt the child held as lost at once
 (the job's row names the child as ``<name>:<pid>``), sends the job to the queue again so
-a warm sibling resumes it from its last checkpoint, and starts a replacement. A child that
+a warm sibling resumes it from its last checkpoint, and starts a replacement (once the job
+is claimed again, when an idle worker is there to take it: the replacement's start-up costs
+seconds of CPU that the resume needs more). A child that
 the kernel's out-of-memory killer took is reported as ``resource_exhausted`` with the
 cgroup's memory limit. The lease remains for the death of the whole machine.
 """
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from workers import oom
 
@@ -25,6 +27,7 @@ log = logging.getLogger("fitfleet.worker")
 POLL_SECONDS = 0.2
 STEADY_SECONDS = 30.0  # a child that lived this long died of its job, not of its start
 MAX_BACKOFF_SECONDS = 30.0
+HANDOFF_SECONDS = 10.0  # the longest a replacement waits for the released job to be claimed
 
 
 @dataclass
@@ -38,6 +41,7 @@ class Slot:
     started: float = 0.0
     quick_deaths: int = 0
     restart_at: float = 0.0
+    handing_off: list[str] = field(default_factory=list)  # released jobs not yet claimed
 
 
 class Supervisor:
@@ -89,8 +93,7 @@ class Supervisor:
 
     def _check(self, slot: Slot) -> None:
         if slot.proc is None:
-            if not self.stopping.is_set() and time.monotonic() >= slot.restart_at:
-                self._start(slot)
+            self._restart_when_due(slot)
             return
         code = slot.proc.poll()
         if code is None:
@@ -98,18 +101,35 @@ class Supervisor:
         pid, slot.proc = slot.proc.pid, None
         if self.stopping.is_set():
             self.codes.append(code)
-        self._release(f"{slot.env.get('FITFLEET_WORKER_NAME') or slot.name}:{pid}", code)
+        released = self._release(f"{slot.env.get('FITFLEET_WORKER_NAME') or slot.name}:{pid}",
+                                 code)
         if self.stopping.is_set():
             return
+        slot.handing_off = released if released and self._idle_worker() else []
         lived = time.monotonic() - slot.started
         slot.quick_deaths = 0 if lived >= STEADY_SECONDS else slot.quick_deaths + 1
         delay = min(MAX_BACKOFF_SECONDS, 2.0 ** slot.quick_deaths - 1)
         slot.restart_at = time.monotonic() + delay
-        log.warning("worker process %s (pid %d) %s; replacing it in %.0fs",
-                    slot.name, pid, _death(code), delay)
+        log.warning("worker process %s (pid %d) %s; replacing it in %.0fs%s", slot.name, pid,
+                    _death(code), delay, " once its job is claimed again (an idle worker is up)"
+                    if slot.handing_off else "")
 
-    def _release(self, worker: str, code: int) -> None:
-        """Count the job ``worker`` held as a lost attempt and send it to the queue again."""
+    def _restart_when_due(self, slot: Slot) -> None:
+        now = time.monotonic()
+        if self.stopping.is_set() or now < slot.restart_at:
+            return
+        if slot.handing_off and now < slot.restart_at + HANDOFF_SECONDS:
+            slot.handing_off = self._unclaimed(slot.handing_off)
+            if slot.handing_off:
+                return  # a warm worker is about to take it: leave it the CPU
+        slot.handing_off = []
+        self._start(slot)
+
+    def _release(self, worker: str, code: int) -> list[str]:
+        """Count the job ``worker`` held as a lost attempt and send it to the queue again.
+
+        Returns the ids of the jobs sent again.
+        """
         from service.dispatch import enqueue
         from service.jobs import JobStore
 
@@ -119,16 +139,41 @@ class Supervisor:
                 worker, error, message)
         except Exception:  # the database is away: the lease will do it
             log.exception("could not release the job of %s; its lease will", worker)
-            return
+            return []
+        sent = []
         for job in requeue:
             try:
                 enqueue(self.settings.broker_url, self.settings.home, job["id"], job["queue"],
                         job["priority"])
                 log.warning("job %s handed back at once: %s", job["id"], message)
+                sent.append(job["id"])
             except Exception:  # queued and unsent: the reaper re-sends it
                 log.exception("could not requeue job %s; it stays queued", job["id"])
         for job_id in failed:
             log.warning("job %s failed: out of attempts (%s)", job_id, message)
+        return sent
+
+    def _idle_worker(self) -> bool:
+        """Whether a live idle worker (of any machine) serves one of these queues."""
+        from service.fleet import FleetStore
+
+        stale = max(5.0, 3 * self.settings.heartbeat_seconds)
+        try:
+            workers = FleetStore(self.settings.database_url).workers(stale, False)
+        except Exception:  # noqa: BLE001 - the database is away: start the replacement now
+            return False
+        return any(w["state"] == "idle" and set(w["queues"]) & set(self.queues)
+                   for w in workers)
+
+    def _unclaimed(self, job_ids: list[str]) -> list[str]:
+        """The jobs of ``job_ids`` still waiting in the queue."""
+        from service.jobs import JobStore
+
+        store = JobStore(self.settings.database_url)
+        try:
+            return [j for j in job_ids if store.get(j)["state"] == "queued"]
+        except Exception:  # noqa: BLE001 - the database is away: wait no longer
+            return []
 
     def _diagnose(self, code: int) -> tuple[str, str]:
         """(error code, safe message) for a child that ended with ``code``."""

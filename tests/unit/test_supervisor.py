@@ -93,6 +93,29 @@ def test_a_dead_childs_job_is_released_at_once_and_the_child_replaced(parent, tm
     assert first.name == "pool@test-0"  # the replacement takes the same place (GPU, port)
 
 
+def test_the_replacement_waits_while_an_idle_worker_takes_the_job(parent):
+    """Its start-up would take the CPU from the resume: it starts once the job is claimed."""
+    from service.fleet import FleetStore
+
+    store = JobStore(parent.settings.database_url)
+    FleetStore(store.url).report("pool@test-1:77", hostname="h", pid=77, queues=["default"],
+                                 state="idle")
+    slot = parent.slots[0]
+    parent._start(slot)
+    job_id = _job(store)
+    store.claim(job_id, f"{slot.name}:{slot.proc.pid}", 600)
+    _kill(slot)
+    parent._check(slot)
+    assert slot.handing_off == [job_id] and store.get(job_id)["state"] == "queued"
+    for _ in range(5):
+        time.sleep(0.1)
+        parent._check(slot)
+    assert slot.proc is None  # still waiting: the job is not claimed yet
+    store.claim(job_id, "pool@test-1:77", 600)  # the idle sibling takes it
+    _wait_started(parent, slot, timeout=5)
+    assert slot.handing_off == []
+
+
 def test_an_out_of_memory_kill_is_resource_exhausted_with_the_limit(parent, cgroup):
     store = JobStore(parent.settings.database_url)
     job_id = _job(store, max_attempts=2)
