@@ -292,3 +292,24 @@ def test_out_of_memory_once_is_named_as_the_last_reason(store):
     ended = store.get(job["id"])
     assert ended["error"]["code"] == "max_attempts_exceeded"
     assert "the last one: killed by the out-of-memory killer" in ended["error"]["message"]
+
+
+def test_racing_takeovers_of_an_expired_lease_count_it_once(pg_clean):
+    store = JobStore(pg_clean)
+    job = new_job(store, max_attempts=3)
+    expired_claim(store, job["id"], "w0")
+    barrier = threading.Barrier(8)
+    results = [None] * 8
+
+    def contender(i: int) -> None:
+        barrier.wait()
+        results[i] = store.claim(job["id"], f"w{i + 1}", LONG)
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len([r for r in results if r is not None]) == 1
+    assert lost_count(pg_clean, job["id"]) == 1
+    assert [a["state"] for a in store.attempts(job["id"])] == ["lost", "running"]
