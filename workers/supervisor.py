@@ -4,8 +4,8 @@ Each child is one solo Celery worker (one job at a time, one GPU). When a child 
 parent does not wait for the lease: it counts the attempt the child held as lost at once
 (the job's row names the child as ``<name>:<pid>``), sends the job to the queue again so
 a warm sibling resumes it from its last checkpoint, and starts a replacement (once the job
-is claimed again, when an idle worker is there to take it: the replacement's start-up costs
-seconds of CPU that the resume needs more). A child that
+trains again, when an idle worker is there to take it: the replacement's start-up costs
+seconds of CPU that the restore needs more). A child that
 the kernel's out-of-memory killer took is reported as ``resource_exhausted`` with the
 cgroup's memory limit. The lease remains for the death of the whole machine.
 """
@@ -27,7 +27,7 @@ log = logging.getLogger("fitfleet.worker")
 POLL_SECONDS = 0.2
 STEADY_SECONDS = 30.0  # a child that lived this long died of its job, not of its start
 MAX_BACKOFF_SECONDS = 30.0
-HANDOFF_SECONDS = 10.0  # the longest a replacement waits for the released job to be claimed
+HANDOFF_SECONDS = 10.0  # the longest a replacement waits for the released job to train again
 
 
 @dataclass
@@ -111,7 +111,7 @@ class Supervisor:
         delay = min(MAX_BACKOFF_SECONDS, 2.0 ** slot.quick_deaths - 1)
         slot.restart_at = time.monotonic() + delay
         log.warning("worker process %s (pid %d) %s; replacing it in %.0fs%s", slot.name, pid,
-                    _death(code), delay, " once its job is claimed again (an idle worker is up)"
+                    _death(code), delay, " once its job trains again (an idle worker is up)"
                     if slot.handing_off else "")
 
     def _restart_when_due(self, slot: Slot) -> None:
@@ -119,9 +119,9 @@ class Supervisor:
         if self.stopping.is_set() or now < slot.restart_at:
             return
         if slot.handing_off and now < slot.restart_at + HANDOFF_SECONDS:
-            slot.handing_off = self._unclaimed(slot.handing_off)
+            slot.handing_off = self._not_training_yet(slot.handing_off)
             if slot.handing_off:
-                return  # a warm worker is about to take it: leave it the CPU
+                return  # a warm worker is taking it: leave it the CPU
         slot.handing_off = []
         self._start(slot)
 
@@ -165,15 +165,17 @@ class Supervisor:
         return any(w["state"] == "idle" and set(w["queues"]) & set(self.queues)
                    for w in workers)
 
-    def _unclaimed(self, job_ids: list[str]) -> list[str]:
-        """The jobs of ``job_ids`` still waiting in the queue."""
+    def _not_training_yet(self, job_ids: list[str]) -> list[str]:
+        """The jobs of ``job_ids`` that no worker trains again yet (queued, or restoring)."""
         from service.jobs import JobStore
 
         store = JobStore(self.settings.database_url)
         try:
-            return [j for j in job_ids if store.get(j)["state"] == "queued"]
+            latest = [(j, store.attempts(j)[-1]) for j in job_ids]
         except Exception:  # noqa: BLE001 - the database is away: wait no longer
             return []
+        return [j for j, a in latest if a["state"] == "lost" or (
+            a["state"] == "running" and a["last_step"] <= a["resumed_from_step"])]
 
     def _diagnose(self, code: int) -> tuple[str, str]:
         """(error code, safe message) for a child that ended with ``code``."""

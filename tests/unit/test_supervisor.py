@@ -94,7 +94,7 @@ def test_a_dead_childs_job_is_released_at_once_and_the_child_replaced(parent, tm
 
 
 def test_the_replacement_waits_while_an_idle_worker_takes_the_job(parent):
-    """Its start-up would take the CPU from the resume: it starts once the job is claimed."""
+    """Its start-up would take the CPU from the restore: it starts once the job trains again."""
     from service.fleet import FleetStore
 
     store = JobStore(parent.settings.database_url)
@@ -111,7 +111,11 @@ def test_the_replacement_waits_while_an_idle_worker_takes_the_job(parent):
         time.sleep(0.1)
         parent._check(slot)
     assert slot.proc is None  # still waiting: the job is not claimed yet
-    store.claim(job_id, "pool@test-1:77", 600)  # the idle sibling takes it
+    again = store.claim(job_id, "pool@test-1:77", 600)  # the idle sibling takes it ...
+    store.mark_resumed(job_id, again.attempt_id, 40)  # ... and restores its checkpoint
+    parent._check(slot)
+    assert slot.proc is None  # restoring is not training yet
+    store.renew(job_id, again.attempt_id, 600, {"step": 41})  # its first batch is trained
     _wait_started(parent, slot, timeout=5)
     assert slot.handing_off == []
 
