@@ -21,6 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from service.db import get_engine
+from service.dispatch import enqueue, warm
+from service.fleet import FleetStore
+from service.jobs import JobStore
 from workers import oom
 
 log = logging.getLogger("fitfleet.worker")
@@ -57,6 +61,7 @@ class Supervisor:
         self.slots = [Slot(i, f"{hostname}-{i}", self._env(i, gpus or []))
                       for i in range(concurrency)]
         self.stopping = threading.Event()
+        self.wake = threading.Event()
         self.oom_seen = oom.oom_kills(settings.cgroup_root)
         self.codes: list[int] = []
 
@@ -64,14 +69,25 @@ class Supervisor:
         """Serve until stopped; returns the worst exit status of the last children."""
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGCHLD, lambda *_: self.wake.set())  # a child ended: look now
         for slot in self.slots:
             self._start(slot)
+        self._warm()
         while True:
+            self.wake.clear()
             for slot in self.slots:
                 self._check(slot)
             if self.stopping.is_set() and all(s.proc is None for s in self.slots):
                 return max(self.codes, default=0)
-            time.sleep(POLL_SECONDS)
+            self.wake.wait(POLL_SECONDS)
+
+    def _warm(self) -> None:
+        """Connect to the database and the broker now: a death is handled in milliseconds."""
+        try:
+            get_engine(self.settings.database_url).connect().close()
+            warm(self.settings.broker_url, self.settings.home)
+        except Exception:  # they may come up later; the first death connects
+            log.warning("the database or the broker is not reachable yet", exc_info=True)
 
     def _env(self, index: int, gpus: list[str]) -> dict:
         env = dict(os.environ)
@@ -130,9 +146,6 @@ class Supervisor:
 
         Returns the ids of the jobs sent again.
         """
-        from service.dispatch import enqueue
-        from service.jobs import JobStore
-
         error, message = self._diagnose(code)
         try:
             requeue, failed = JobStore(self.settings.database_url).release_lost(
@@ -155,8 +168,6 @@ class Supervisor:
 
     def _idle_worker(self) -> bool:
         """Whether a live idle worker (of any machine) serves one of these queues."""
-        from service.fleet import FleetStore
-
         stale = max(5.0, 3 * self.settings.heartbeat_seconds)
         try:
             workers = FleetStore(self.settings.database_url).workers(stale, False)
@@ -167,8 +178,6 @@ class Supervisor:
 
     def _not_training_yet(self, job_ids: list[str]) -> list[str]:
         """The jobs of ``job_ids`` that no worker trains again yet (queued, or restoring)."""
-        from service.jobs import JobStore
-
         store = JobStore(self.settings.database_url)
         try:
             latest = [(j, store.attempts(j)[-1]) for j in job_ids]
@@ -190,6 +199,7 @@ class Supervisor:
 
     def _stop(self, signum, _frame) -> None:
         self.stopping.set()
+        self.wake.set()
         for slot in self.slots:
             if slot.proc is not None and slot.proc.poll() is None:
                 slot.proc.send_signal(signum)

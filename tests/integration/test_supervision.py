@@ -1,6 +1,7 @@
 """``fitfleet worker --concurrency 2`` with real processes: SIGKILL one child mid-job; its job
 resumes at once on the other child or the replacement (not after the lease) and ends
-bit-identical, and the dead child is replaced."""
+bit-identical, and the dead child is replaced. A child the OOM killer took fails its job
+with ``resource_exhausted``."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.stack import wait_for
-from tests.integration.test_crash import (assert_same_run, attempts, long_spec,
-                                          reference_weights, submit)
+from tests.integration.test_crash import (
+    assert_same_run,
+    attempts,
+    long_spec,
+    reference_weights,
+    submit,
+)
 
 pytestmark = pytest.mark.slow
 LEASE = 300  # seconds: far longer than the test may wait, so only the parent can hand it back
@@ -68,3 +74,28 @@ def test_a_killed_child_is_replaced_and_its_job_resumes_at_once(stack, s3, tmp_p
     assert_same_run(stack, job_id, ref, tmp_path)
     assert pool.poll() is None  # the parent is still serving
     assert "replacing it" in stack.tail("pool", 200000)
+
+
+def test_an_out_of_memory_kill_fails_the_job_saying_so(stack, s3, tmp_path):
+    """The kernel's OOM kill is played by SIGKILL plus the cgroup's oom_kill count rising."""
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.events").write_text("oom 0\noom_kill 0\n")
+    (cgroup / "memory.max").write_text(f"{768 << 20}\n")
+    stack.env["FITFLEET_CGROUP_ROOT"] = str(cgroup)
+    stack.start_api()
+    pool = stack.spawn("pool", "worker", "--queues", "default", "--concurrency", "2",
+                       "--hostname", "pool@fitfleet-test")
+    job_id = submit(stack, long_spec(s3, max_attempts=1))
+    wait_for(lambda: stack.job(job_id)["progress"]["step"] > 50, 180, 0.05, "progress")
+    pid = int(stack.job(job_id)["worker"].rsplit(":", 1)[1])
+    assert parent_of(pid) == pool.pid
+    (cgroup / "memory.events").write_text("oom 1\noom_kill 1\n")
+    os.kill(pid, signal.SIGKILL)
+    done = stack.wait_state(job_id, ["failed", "succeeded"], timeout=60)  # no reaper runs
+    assert done["error"]["code"] == "resource_exhausted"
+    assert "ran out of memory on every attempt (1 of max_attempts=1)" in done["error"]["message"]
+    assert "memory limit 768 MiB" in done["error"]["message"]
+    (attempt,) = attempts(stack, job_id)
+    assert attempt["state"] == "lost" and attempt["error"]["code"] == "resource_exhausted"
+    assert str(cgroup) not in done["error"]["message"]  # no server path
