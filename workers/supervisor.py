@@ -45,7 +45,7 @@ class Slot:
     started: float = 0.0
     quick_deaths: int = 0
     restart_at: float = 0.0
-    handing_off: list[str] = field(default_factory=list)  # released jobs not yet claimed
+    handing_off: list[str] = field(default_factory=list)  # released, not training again yet
 
 
 class Supervisor:
