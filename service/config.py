@@ -111,6 +111,9 @@ class Settings:
     log_format: str = field(default="text", metadata={"env": "FITFLEET_LOG_FORMAT"})
     # Port on which each worker process serves its Prometheus metrics; 0 turns it off.
     worker_metrics_port: int = field(default=0, metadata={"env": "FITFLEET_WORKER_METRICS_PORT"})
+    # Where the worker parent reads its cgroup's memory.events and memory.max, to tell an
+    # out-of-memory kill of a child from another death.
+    cgroup_root: str = field(default="/sys/fs/cgroup", metadata={"env": "FITFLEET_CGROUP_ROOT"})
     # Seconds between two retention passes run by the reaper; 0 leaves retention to
     # `fitfleet retention` (a cron job).
     retention_interval: float = field(default=0.0, metadata={"env": "FITFLEET_RETENTION_INTERVAL"})

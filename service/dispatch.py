@@ -38,3 +38,10 @@ def enqueue(broker_url: str, home: str, job_id: str, queue: str, priority: int =
         )
     except Exception as exc:  # kombu/redis errors vary by transport
         raise Unavailable("the job queue is unavailable") from exc
+
+
+def warm(broker_url: str, home: str) -> None:
+    """Build the queue client and connect it now, so that a later enqueue is quick."""
+    app = _client(broker_url, home)
+    with app.producer_or_acquire() as producer:
+        producer.connection.ensure_connection(max_retries=1)

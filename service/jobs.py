@@ -12,8 +12,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
+from service import lost
 from service.db import session_scope
 from service.errors import Conflict, LeaseLost, NotFound
 from service.models import ENDED, Attempt, Checkpoint, Job, utcnow
@@ -145,12 +146,17 @@ class JobStore:
     # -- the worker side (fenced) ---------------------------------------------------
 
     def claim(self, job_id: str, worker: str, lease_seconds: float) -> Claim | None:
-        """Take the job if it is queued or its lease expired; None if another holds it."""
+        """Take the job if it is queued or its lease expired; None if another holds it.
+
+        Taking over an expired lease counts the attempt it ends as lost, as the reaper
+        would; when that was the job's last attempt the job fails instead.
+        """
         now = utcnow()
         with session_scope(self.url) as s:
             claimable = or_(
                 Job.state == "queued",
-                and_(Job.state == "running", Job.lease_expires_at < now),
+                and_(Job.state == "running", Job.lease_expires_at < now,
+                     Job.lost_attempts + 1 < Job.max_attempts),
             )
             row = s.execute(
                 update(Job)
@@ -158,6 +164,7 @@ class JobStore:
                 .values(
                     state="running",
                     attempts=Job.attempts + 1,
+                    lost_attempts=Job.lost_attempts + case((Job.state == "running", 1), else_=0),
                     worker=worker,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
                     started_at=func.coalesce(Job.started_at, now),
@@ -166,14 +173,16 @@ class JobStore:
                 .returning(Job.attempts, Job.current_attempt_id)
             ).first()
             if row is None:
+                for held in lost.expired(s, now, job_id):  # out of attempts, or cancelled
+                    lost.lose(s, held, *lost.LEASE_EXPIRED, now, Job.lease_expires_at < now)
                 return None
             number, previous = row
             if previous is not None:
+                code, message = lost.LEASE_EXPIRED
                 s.execute(
                     update(Attempt)
                     .where(Attempt.id == previous, Attempt.state == "running")
-                    .values(state="lost", ended_at=now, error_code="lease_expired",
-                            error_message="the worker stopped renewing its lease")
+                    .values(state="lost", ended_at=now, error_code=code, error_message=message)
                 )
             attempt = Attempt(job_id=job_id, number=number, worker=worker, state="running",
                               started_at=now, heartbeat_at=now, resumed_from_step=0)
@@ -305,43 +314,30 @@ class JobStore:
         Returns (jobs to re-enqueue as dicts with id/queue/priority, ids failed).
         """
         now = utcnow()
-        requeue, failed = [], []
         with session_scope(self.url) as s:
-            expired = s.execute(
-                select(Job.id, Job.current_attempt_id, Job.lost_attempts, Job.max_attempts,
-                       Job.queue, Job.priority, Job.cancel_requested)
-                .where(Job.state == "running", Job.lease_expires_at < now)
-            ).all()
-        for job_id, attempt_id, lost, max_attempts, queue, priority, cancel in expired:
-            exhausted = lost + 1 >= max_attempts
-            if cancel:
-                state, code, msg = "cancelled", None, None
-            elif exhausted:
-                state, code = "failed", "max_attempts_exceeded"
-                msg = (f"the job's worker was lost {lost + 1} times "
-                       f"(max_attempts={max_attempts}); the last one stopped renewing its lease")
-            else:
-                state, code, msg = "queued", None, None
+            rows = lost.expired(s, now)
+        return self._settle(rows, *lost.LEASE_EXPIRED, now, Job.lease_expires_at < now)
+
+    def release_lost(self, worker: str, code: str, message: str) -> tuple[list[dict], list[str]]:
+        """Count the attempt ``worker`` (a process that died) held as lost, at once.
+
+        Its job is requeued while attempts remain, else failed with ``message`` as the
+        last reason. Returns what :meth:`reap` returns.
+        """
+        now = utcnow()
+        with session_scope(self.url) as s:
+            rows = lost.held_by(s, worker)
+        return self._settle(rows, code, message, now, Job.worker == worker)
+
+    def _settle(self, rows, code: str, message: str, now, *guard) -> tuple[list[dict], list[str]]:
+        requeue, failed = [], []
+        for row in rows:  # one transaction per job: one job's conflict does not undo another
             with session_scope(self.url) as s:
-                values = {"state": state, "lost_attempts": Job.lost_attempts + 1, "worker": None,
-                          "lease_expires_at": None, "updated_at": now,
-                          "error_code": code, "error_message": msg}
-                if state != "queued":
-                    values["finished_at"] = now
-                done = s.execute(
-                    update(Job).where(Job.id == job_id, Job.state == "running",
-                                      Job.current_attempt_id == attempt_id,
-                                      Job.lease_expires_at < now).values(**values)
-                ).rowcount
-                if not done:
-                    continue
-                s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
-                    state="lost", ended_at=now, error_code="lease_expired",
-                    error_message="the worker stopped renewing its lease"))
+                state = lost.lose(s, row, code, message, now, *guard)
             if state == "queued":
-                requeue.append({"id": job_id, "queue": queue, "priority": priority})
+                requeue.append({"id": row.id, "queue": row.queue, "priority": row.priority})
             elif state == "failed":
-                failed.append(job_id)
+                failed.append(row.id)
         return requeue, failed
 
     def queued_counts(self) -> dict[str, int]:

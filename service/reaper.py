@@ -7,7 +7,9 @@ and a duplicate is harmless (the claim lets only one delivery train).
 Celery on Redis would redeliver an unacknowledged message only after its visibility
 timeout (an hour by default). The reaper instead sweeps the ``jobs`` table every few
 seconds: a running job whose lease expired has lost its worker, so its attempt is marked
-``lost`` and the job is re-enqueued (or failed once ``max_attempts`` is used up).
+``lost`` and the job is re-enqueued (or failed once ``max_attempts`` is used up). A claim
+that takes over an expired lease first, and a worker parent whose child died, count the
+lost attempt the same way (``service.lost``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Starts worker processes: one solo Celery worker per process, one job per process.
 
-``concurrency=N`` runs N such processes (one per GPU, each seeing only its own), so a
-SIGKILL or an out-of-memory kill takes down one job, and SIGTERM reaches every job.
+``concurrency=N`` runs N such processes (one per GPU, each seeing only its own) under a
+supervising parent (``workers.supervisor``), so a SIGKILL or an out-of-memory kill takes
+down one job, which is handed back at once, the process is replaced, and SIGTERM reaches
+every job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 
 log = logging.getLogger("fitfleet.worker")
 
@@ -22,7 +22,9 @@ def run_worker(settings, queues: list[str] | None = None, concurrency: int = 1,
     queues = queues or ["default"]
     hostname = hostname or f"fitfleet@{socket.gethostname()}"
     if concurrency > 1:
-        return _run_many(queues, concurrency, hostname, settings.worker_metrics_port)
+        from workers.supervisor import Supervisor
+
+        return Supervisor(settings, queues, concurrency, hostname, _gpu_ids()).run()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("FITFLEET_WORKER_NAME", hostname)
     from workers import telemetry
@@ -34,31 +36,6 @@ def run_worker(settings, queues: list[str] | None = None, concurrency: int = 1,
             "--without-mingle"]
     app.worker_main(argv)
     return 0
-
-
-def _run_many(queues: list[str], concurrency: int, hostname: str, metrics_port: int = 0) -> int:
-    gpus = _gpu_ids()
-    children = []
-    for i in range(concurrency):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
-        if metrics_port:  # one port per process: P, P+1, ...
-            env["FITFLEET_WORKER_METRICS_PORT"] = str(metrics_port + i)
-        name = f"{hostname}-{i}"
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "fitfleet", "worker", "--queues", ",".join(queues),
-             "--hostname", name], env=env))
-
-    def forward(signum, _frame):
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max(codes) if codes else 0
 
 
 def _gpu_ids() -> list[str]:

@@ -1,4 +1,10 @@
-"""Bearer-token authentication of every ``/api/v1`` route; health checks and pages stay open."""
+"""Bearer-token authentication of every route but a declared few that hold no data.
+
+It fails closed: a route needs a token unless its endpoint is in :data:`OPEN_ENDPOINTS`
+(liveness, readiness, the API document, the Prometheus scrape of fleet-wide counts, and
+the dashboard's static page shells, whose scripts call the API with a token), and
+:func:`caller` refuses to answer when the token check did not set an identity.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,12 @@ from service.errors import Unauthorized
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-OPEN_PATHS = frozenset({"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"})
-OPEN_IDENTITY = Identity(token_id=None, project="default", is_admin=True)
+OPEN_ENDPOINTS = frozenset({
+    "health.get_health", "health.get_readiness", "health_root.get_health",
+    "health_root.get_readiness", "openapi.get_openapi", "prometheus.get_metrics",
+    "dashboard.show_jobs", "dashboard.show_job", "dashboard.show_fleet", "dashboard.plotly_js",
+    "dashboard.static", "static"})
+OPEN_IDENTITY = Identity(token_id=None, project="default", is_admin=True)  # FITFLEET_AUTH=off
 
 
 def register_auth(app: Flask, settings: Settings) -> None:
@@ -29,7 +39,7 @@ def register_auth(app: Flask, settings: Settings) -> None:
     tokens = TokenStore(settings.database_url)
 
     def authenticate():
-        if request.method != "OPTIONS" and _guarded(request.path):
+        if request.method != "OPTIONS" and _guarded():
             g.identity = _identity(tokens)
 
     app.before_request(authenticate)
@@ -37,8 +47,15 @@ def register_auth(app: Flask, settings: Settings) -> None:
 
 
 def caller() -> Identity:
-    """The identity of the current request (set by the token check)."""
-    return g.get("identity") or OPEN_IDENTITY
+    """The identity of the current request, set by the token check (or ``FITFLEET_AUTH=off``).
+
+    Raises Unauthorized when none was set: a handler never acts for a default identity.
+    """
+    identity = g.get("identity")
+    if not isinstance(identity, Identity):
+        raise _unauthorized("this endpoint needs an API token: send "
+                            "'Authorization: Bearer <token>'")
+    return identity
 
 
 def scope() -> str | None:
@@ -56,9 +73,12 @@ def _open():
     g.identity = OPEN_IDENTITY
 
 
-def _guarded(path: str) -> bool:
-    inside = path == API_PREFIX or path.startswith(API_PREFIX + "/")
-    return inside and path.rstrip("/") not in OPEN_PATHS
+def _guarded() -> bool:
+    """Every matched route but the open ones; an unmatched path only under ``/api/v1``."""
+    if request.url_rule is not None:
+        return request.endpoint not in OPEN_ENDPOINTS
+    path = request.path
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
 
 
 def _identity(tokens: TokenStore) -> Identity:

@@ -240,3 +240,110 @@ def test_token_commands(sqlite_url, monkeypatch, capsys):
         assert "bad_project" in capsys.readouterr().err
     finally:
         config.reset_settings()
+
+
+# -- failing closed -----------------------------------------------------------------------
+
+OPEN_ENDPOINTS = {  # no data: liveness, readiness, the API document, page shells, scrapes
+    "health.get_health", "health.get_readiness", "health_root.get_health",
+    "health_root.get_readiness", "openapi.get_openapi", "prometheus.get_metrics",
+    "dashboard.show_jobs", "dashboard.show_job", "dashboard.show_fleet", "dashboard.plotly_js",
+    "dashboard.static", "static"}
+
+
+def _spy_on_views(app) -> list[tuple[str, object]]:
+    """Wrap every view so a call records (endpoint, the identity it would act for)."""
+    from flask import g
+
+    from service.web import auth
+
+    calls = []
+    for endpoint, view in list(app.view_functions.items()):
+        def spy(*args, _endpoint=endpoint, _view=view, **kwargs):
+            try:
+                seen = auth.caller()
+            except Exception as exc:  # noqa: BLE001 - what the handler would have met
+                seen = exc
+            calls.append((_endpoint, g.get("identity"), seen))
+            return _view(*args, **kwargs)
+        app.view_functions[endpoint] = spy
+    return calls
+
+
+def _fill(rule: str, job_id: str) -> str:
+    path = rule.replace("<job_id>", job_id).replace("<int:step>", "1")
+    return path.replace("<name>", "model.keras").replace("<path:filename>", "common.js")
+
+
+def test_every_route_pages_included_fails_closed_without_a_token(world):
+    client, secrets, job_id, _ = world
+    app = client.application
+    calls = _spy_on_views(app)
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert OPEN_ENDPOINTS <= endpoints  # the open list names real routes
+    from service.web.auth import OPEN_ENDPOINTS as declared
+    assert set(declared) == OPEN_ENDPOINTS  # a new open route is a decision, made here too
+    data_routes = 0
+    for rule in app.url_map.iter_rules():
+        path = _fill(rule.rule, job_id)
+        for method in sorted(rule.methods - {"OPTIONS"}):
+            for caller in ("none", "bad", "revoked"):
+                calls.clear()
+                response = _call(client, method, path, secrets.get(caller))
+                if rule.endpoint in OPEN_ENDPOINTS:
+                    assert response.status_code != 401, (method, path, caller)
+                    continue
+                assert response.status_code == 401, (method, path, caller, response.status_code)
+                if method != "HEAD":  # a HEAD answer has no body
+                    assert response.get_json()["error"]["code"] == "unauthorized"
+                assert calls == [], (method, path, caller)  # the handler never ran
+                data_routes += 1
+    assert data_routes >= 3 * 14
+
+
+def test_caller_never_falls_back_to_an_admin(world):
+    from flask import g
+
+    from service.errors import Unauthorized
+    from service.web.auth import caller, scope
+
+    client, _, _, _ = world
+    with client.application.test_request_context("/api/v1/jobs"):
+        assert g.get("identity") is None  # the token check has not run
+        with pytest.raises(Unauthorized):
+            caller()
+        with pytest.raises(Unauthorized):
+            scope()
+
+
+def test_a_data_route_added_later_is_guarded_wherever_it_lives(tmp_path, sqlite_url):
+    """A route outside /api/v1 that is not declared open still needs a token."""
+    from service.web.auth import caller
+
+    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
+                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path))
+    app = create_app(settings)
+    seen = []
+
+    @app.get("/export")
+    def export():  # registered after the factory: not in the open list
+        seen.append(caller())
+        return {"ok": True}
+
+    client = app.test_client()
+    assert client.get("/export").status_code == 401 and seen == []
+    admin = TokenStore(sqlite_url).create("ops", admin=True)[1]
+    assert client.get("/export", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+    assert seen[0].is_admin and seen[0].token_id is not None
+    assert client.get("/no-such-page").status_code == 404  # an unknown page is not a 401
+
+
+def test_auth_off_sets_an_identity_for_every_route(tmp_path, sqlite_url):
+    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
+                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path),
+                                 auth="off")
+    app = create_app(settings)
+    calls = _spy_on_views(app)
+    assert app.test_client().get("/api/v1/fleet").status_code == 200
+    (endpoint, identity, seen), = calls
+    assert endpoint == "fleet.get_fleet" and identity is seen and identity.is_admin

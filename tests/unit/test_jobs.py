@@ -229,3 +229,110 @@ def test_one_list_of_job_states_shared_by_the_client():
     assert STATES == tuple(s.value for s in JobState) == (
         "queued", "running", "succeeded", "failed", "cancelled")
     assert client.ENDED == ENDED
+
+
+def lost_count(url: str, job_id: str) -> int:
+    from sqlalchemy import text
+
+    from service.db import get_engine
+
+    with get_engine(url).connect() as conn:
+        return conn.execute(text("SELECT lost_attempts FROM jobs WHERE id = :i"),
+                            {"i": job_id}).scalar_one()
+
+
+def test_a_takeover_of_an_expired_lease_counts_a_lost_attempt(store):
+    """A redelivered message that beats the reaper still uses up an attempt."""
+    job = new_job(store, max_attempts=2)
+    expired_claim(store, job["id"], "w1")
+    second = store.claim(job["id"], "w2", SHORT)  # no reaper ran in between
+    assert second is not None and lost_count(store.url, job["id"]) == 1
+    assert store.reap() == ([], [])  # the lease is live: the reaper counts nothing more
+    time.sleep(SHORT * 3)
+    assert store.claim(job["id"], "w3", LONG) is None  # the last attempt was lost: no third
+    ended = store.get(job["id"])
+    assert ended["state"] == "failed" and ended["attempts"] == 2
+    assert ended["error"]["code"] == "max_attempts_exceeded"
+    assert "lost 2 times (max_attempts=2)" in ended["error"]["message"]
+    assert lost_count(store.url, job["id"]) == 2
+    assert [(a["worker"], a["state"]) for a in store.attempts(job["id"])] == [
+        ("w1", "lost"), ("w2", "lost")]
+    assert store.reap() == ([], [])  # nothing left for the reaper to count again
+
+
+def test_takeover_and_reaper_count_each_lost_attempt_once(store):
+    job = new_job(store, max_attempts=3)
+    expired_claim(store, job["id"], "w1")
+    requeue, _ = store.reap()  # the reaper first ...
+    assert [r["id"] for r in requeue] == [job["id"]]
+    assert store.claim(job["id"], "w2", LONG) is not None  # ... then the redelivery
+    assert lost_count(store.url, job["id"]) == 1
+    assert store.get(job["id"])["state"] == "running"
+
+
+def test_a_dead_workers_job_is_released_at_once(store):
+    job = new_job(store, max_attempts=2)
+    other = new_job(store, name="other")
+    claim = store.claim(job["id"], "host-0:11", LONG)
+    store.claim(other["id"], "host-1:12", LONG)
+    requeue, failed = store.release_lost("host-0:11", "worker_died",
+                                         "the worker process died (SIGKILL)")
+    assert [r["id"] for r in requeue] == [job["id"]] and failed == []
+    got = store.get(job["id"])
+    assert got["state"] == "queued" and got["worker"] is None
+    assert lost_count(store.url, job["id"]) == 1
+    (attempt,) = store.attempts(job["id"])
+    assert attempt["state"] == "lost" and attempt["error"]["code"] == "worker_died"
+    assert store.get(other["id"])["state"] == "running"  # another process's job is untouched
+    with pytest.raises(LeaseLost):
+        store.renew(job["id"], claim.attempt_id, LONG)
+    assert store.release_lost("host-0:11", "worker_died", "again") == ([], [])
+    again = store.claim(job["id"], "host-1:13", LONG)
+    assert again.number == 2 and lost_count(store.url, job["id"]) == 1
+
+
+def test_out_of_memory_every_time_says_so(store):
+    job = new_job(store, max_attempts=2)
+    oom = "the worker process was killed by the out-of-memory killer (memory limit 512 MiB)"
+    for n in (1, 2):
+        store.claim(job["id"], f"h-0:{n}", LONG)
+        requeue, failed = store.release_lost(f"h-0:{n}", "resource_exhausted", oom)
+    assert requeue == [] and failed == [job["id"]]
+    ended = store.get(job["id"])
+    assert ended["state"] == "failed" and ended["error"]["code"] == "resource_exhausted"
+    message = ended["error"]["message"]
+    assert "ran out of memory on every attempt (2 of max_attempts=2)" in message
+    assert "512 MiB" in message
+    assert [a["error"]["code"] for a in store.attempts(job["id"])] == ["resource_exhausted"] * 2
+
+
+def test_out_of_memory_once_is_named_as_the_last_reason(store):
+    job = new_job(store, max_attempts=2)
+    expired_claim(store, job["id"], "w1")
+    store.reap()
+    store.claim(job["id"], "h-0:2", LONG)
+    store.release_lost("h-0:2", "resource_exhausted", "killed by the out-of-memory killer")
+    ended = store.get(job["id"])
+    assert ended["error"]["code"] == "max_attempts_exceeded"
+    assert "the last one: killed by the out-of-memory killer" in ended["error"]["message"]
+
+
+def test_racing_takeovers_of_an_expired_lease_count_it_once(pg_clean):
+    store = JobStore(pg_clean)
+    job = new_job(store, max_attempts=3)
+    expired_claim(store, job["id"], "w0")
+    barrier = threading.Barrier(8)
+    results = [None] * 8
+
+    def contender(i: int) -> None:
+        barrier.wait()
+        results[i] = store.claim(job["id"], f"w{i + 1}", LONG)
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len([r for r in results if r is not None]) == 1
+    assert lost_count(pg_clean, job["id"]) == 1
+    assert [a["state"] for a in store.attempts(job["id"])] == ["lost", "running"]
