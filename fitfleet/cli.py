@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,9 +13,10 @@ from pathlib import Path
 
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import ENDED, Client, FitfleetAPIError
-from fitfleet.progress import format_logs, format_progress, format_summary, format_table
+from fitfleet.progress import format_logs, format_progress, format_summary, format_table, position
 
-EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB = 0, 1, 2, 3
+EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB, EXIT_PIPE = 0, 1, 2, 3, 141
+TOKEN_FILE = "token"  # in FITFLEET_HOME: the demo's token and the API it works for
 
 
 class UsageError(Exception):
@@ -41,6 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `fitfleet logs ID | head`: the reader has gone, stop quietly
+        _silence_stdout()
+        return EXIT_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file descriptor (tests): nothing to flush
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fitfleet", description="Keras fit as a service.",
         epilog="exit status: 0 done (or the job succeeded), 1 the API answered an error or "
                "could not be reached, 2 bad usage, 3 the job failed or was cancelled "
-               "(status, logs --follow, submit --follow)")
+               "(status, logs --follow, submit --follow), 141 the output was closed "
+               "(| head)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _server_commands(sub)
     add_token_commands(sub)
@@ -80,12 +95,15 @@ def _server_commands(sub) -> None:
     p.add_argument("action", choices=["upgrade", "current"])
     p.set_defaults(handler=cmd_db)
     p = sub.add_parser("demo", help="the embedded default: train an example job, no servers")
-    p.add_argument("--home", default=None, help="folder for everything (./.fitfleet-demo)")
+    p.add_argument("--home", default=None,
+                   help="folder for everything (default: $FITFLEET_HOME, else ./.fitfleet)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--example", default="digits_cnn", help="name of a spec in examples/")
-    p.add_argument("--keep-running", action="store_true",
-                   help="keep the API and worker up after the job, until Ctrl-C")
-    p.set_defaults(handler=cmd_demo)
+    p.add_argument("--no-keep", dest="keep", action="store_false",
+                   help="stop the API, worker and reaper as soon as the job ends (scripts)")
+    p.add_argument("--keep-running", dest="keep", action="store_true",
+                   help=argparse.SUPPRESS)  # the default now; still accepted
+    p.set_defaults(handler=cmd_demo, keep=True)
 
 
 def _client_commands(sub) -> None:
@@ -125,6 +143,48 @@ def _client_commands(sub) -> None:
 # -- server-side commands (their code is imported only here) --------------------------
 
 
+def _server_command(fn):
+    """A database that does not answer, or has no tables yet, is one line saying what to do."""
+    def run(args) -> int:
+        from service.config import database_problem, get_settings
+        from service.errors import Unavailable
+
+        try:
+            return fn(args)
+        except Unavailable as exc:
+            if exc.__cause__ is None:  # e.g. the schema check: its message names the fix
+                print(f"error: {exc.message}", file=sys.stderr)
+            else:
+                print(f"error: {database_problem(get_settings(), exc.__cause__)}",
+                      file=sys.stderr)
+            return EXIT_API
+        except Exception as exc:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            print(f"error: {database_problem(get_settings(), exc)}", file=sys.stderr)
+            return EXIT_API
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def _warn_if_broker_down(settings) -> None:
+    """Say once, naming the URL, setting and fix, when the broker does not answer."""
+    if settings.broker_url.startswith("filesystem://"):
+        return
+    from kombu import Connection
+
+    from service.config import broker_problem
+
+    try:
+        with Connection(settings.broker_url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception:  # noqa: BLE001 - kombu's errors vary by transport
+        print(f"warning: {broker_problem(settings)}; waiting for it", file=sys.stderr,
+              flush=True)
+
+
 def _settings():
     from service.config import get_settings
     from service.logs import configure_from
@@ -134,6 +194,7 @@ def _settings():
     return settings
 
 
+@_server_command
 def cmd_api(args) -> int:
     from service.web.server import serve
 
@@ -141,17 +202,21 @@ def cmd_api(args) -> int:
     return EXIT_OK
 
 
+@_server_command
 def cmd_worker(args) -> int:
     from workers.main import run_worker
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise UsageError("--queues names no queue")
-    status = run_worker(_settings(), queues=queues, concurrency=args.concurrency,
+    settings = _settings()
+    _warn_if_broker_down(settings)
+    status = run_worker(settings, queues=queues, concurrency=args.concurrency,
                         hostname=args.hostname)
     return status if isinstance(status, int) else EXIT_OK
 
 
+@_server_command
 def cmd_reaper(args) -> int:
     from service.reaper import run
 
@@ -163,6 +228,7 @@ def cmd_reaper(args) -> int:
     return EXIT_OK
 
 
+@_server_command
 def cmd_retention(args) -> int:
     from service import retention
 
@@ -174,6 +240,7 @@ def cmd_retention(args) -> int:
     return EXIT_OK
 
 
+@_server_command
 def cmd_db(args) -> int:
     from service import migrate
 
@@ -187,14 +254,29 @@ def cmd_db(args) -> int:
 def cmd_demo(args) -> int:
     from fitfleet import demo
 
-    return demo.run(args.home, args.port, args.example, args.keep_running)
+    return demo.run(args.home, args.port, args.example, args.keep)
 
 
 # -- client commands ------------------------------------------------------------------
 
 
 def _client(args) -> Client:
-    return Client(args.api, token=args.token)
+    client = Client(args.api, token=args.token)
+    if client.token is None:
+        client.token = saved_token(client.url)
+    return client
+
+
+def saved_token(api_url: str) -> str | None:
+    """The token the demo saved in ``FITFLEET_HOME/token``, if it was made for ``api_url``."""
+    path = Path(os.environ.get("FITFLEET_HOME") or ".fitfleet") / TOKEN_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("api_url", "").rstrip("/") != api_url:
+        return None
+    return saved.get("token") or None
 
 
 def _print_json(obj) -> None:
@@ -262,14 +344,18 @@ def cmd_status(args) -> int:
              ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
              ("created", job.get("created_at")), ("started", job.get("started_at")),
              ("finished", job.get("finished_at")),
-             ("checkpoint", f"step {cp['step']} (epoch {cp['epoch']}, batch {cp['batch']})"
-              if cp else None)]
+             ("checkpoint", _checkpoint_place(cp, job) if cp else None)]
     if job.get("error"):
         lines.append(("error", f"{job['error']['code']}: {job['error']['message']}"))
     for key, value in lines:
         if value is not None:
             print(f"{key + ':':<12}{value}")
     return _job_exit(job)
+
+
+def _checkpoint_place(cp: dict, job: dict) -> str:
+    p = job.get("progress") or {}
+    return position(cp["step"], p.get("steps_per_epoch"), p.get("epochs"))
 
 
 def cmd_cancel(args) -> int:
