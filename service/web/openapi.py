@@ -59,7 +59,7 @@ SCHEMAS = {
     },
     "JobSpec": {
         "type": "object", "required": ["model", "compile", "data"],
-        "description": "A job spec (see API.md): a Keras model's to_json(), compile "
+        "description": "A job spec (docs/API.md): a Keras model's to_json(), compile "
                        "settings in Keras forms, data locations, fit and checkpoint options.",
         "properties": {"name": STR, "model": {"type": ["object", "string"]}, "compile": OBJ,
                        "data": OBJ, "fit": OBJ, "checkpoint": OBJ, "seed": INT,
