@@ -169,6 +169,22 @@ def _server_command(fn):
     return run
 
 
+def _warn_if_database_down(settings) -> None:
+    """Say once, naming the URL, setting and fix, when the database does not answer."""
+    from service import migrate
+    from service.config import database_problem
+    from service.errors import Unavailable
+
+    try:
+        migrate.check(settings.database_url)
+        return
+    except Unavailable as exc:  # the schema check names its own fix
+        text = exc.message if exc.__cause__ is None else database_problem(settings, exc.__cause__)
+    except Exception as exc:  # noqa: BLE001 - the driver's errors: unreachable, refused, ...
+        text = database_problem(settings, exc)
+    print(f"warning: {text}; retrying", file=sys.stderr, flush=True)
+
+
 def _warn_if_broker_down(settings) -> None:
     """Say once, naming the URL, setting and fix, when the broker does not answer."""
     if settings.broker_url.startswith("filesystem://"):
@@ -210,6 +226,7 @@ def cmd_worker(args) -> int:
     if not queues:
         raise UsageError("--queues names no queue")
     settings = _settings()
+    _warn_if_database_down(settings)
     _warn_if_broker_down(settings)
     status = run_worker(settings, queues=queues, concurrency=args.concurrency,
                         hostname=args.hostname)
@@ -221,6 +238,7 @@ def cmd_reaper(args) -> int:
     from service.reaper import run
 
     settings = _settings()
+    _warn_if_database_down(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

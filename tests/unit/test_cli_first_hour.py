@@ -58,6 +58,21 @@ def test_unreachable_postgres_masks_the_password_and_says_what_to_start(settings
     assert "fit:***@127.0.0.1:1" in capsys.readouterr().err
 
 
+def test_long_running_commands_warn_once_then_retry(settings_env, fresh_pg, capsys):
+    from fitfleet.cli import _warn_if_broker_down, _warn_if_database_down
+    from service.config import Settings
+
+    _warn_if_database_down(Settings.from_env(
+        {}, database_url="postgresql+psycopg://fit:pw@127.0.0.1:1/x"))
+    err = capsys.readouterr().err
+    assert err.startswith("warning: cannot use the database at postgresql+psycopg://fit:***@")
+    _warn_if_database_down(Settings.from_env({}, database_url=fresh_pg))  # answers, no tables
+    assert "run `fitfleet db upgrade`" in capsys.readouterr().err
+    _warn_if_broker_down(Settings.from_env({}, broker_url="redis://:pw@127.0.0.1:1/0"))
+    err = capsys.readouterr().err
+    assert "broker at redis://:***@127.0.0.1:1/0" in err and "CELERY_BROKER_URL" in err
+
+
 def test_default_database_says_it_is_the_default_under_fitfleet_home(settings_env, tmp_path,
                                                                       capsys):
     (tmp_path / "home").mkdir()
