@@ -143,10 +143,14 @@ def _port_free(port: int) -> bool:
 class Stopped(Exception):
     """SIGTERM or SIGHUP arrived: stop everything the demo started."""
 
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
 
 def _stop_on_signals() -> None:
     def stop(signum, _frame):
-        raise Stopped(signal.Signals(signum).name)
+        raise Stopped(signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
@@ -205,7 +209,9 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
         return 0 if job["state"] == "succeeded" else 1
     except (KeyboardInterrupt, Stopped) as exc:
         print(f"\n{exc or 'interrupted'}; stopping the API, worker and reaper", file=sys.stderr)
-        return 0 if keep_running and children.served else 130
+        if keep_running and children.served:
+            return 0  # serving until stopped is what was asked for
+        return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
     except (RuntimeError, FitfleetAPIError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -89,6 +89,31 @@ def test_demo_serves_until_sigterm_then_stops_every_process(demo, tmp_path):
     assert "stopping the API, worker and reaper" in log.read_text()
 
 
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_while_training_stops_every_process(demo):
+    proc, log, _ = demo
+    wait_for(lambda: "submitted" in log.read_text() or proc.poll() is not None, 300, 0.2,
+             "the demo's job")
+    pids = _children(proc.pid)
+    assert len(pids) >= 3, (pids, log.read_text()[-2000:])  # the API, the worker, the reaper
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(90) == 128 + signal.SIGTERM, log.read_text()[-2000:]
+    assert wait_for(lambda: not any(_alive(p) for p in pids), 30, 0.2, "the children to exit")
+    assert "SIGTERM; stopping the API, worker and reaper" in log.read_text()
+
+
 def test_demo_no_keep_exits_by_itself(tmp_path):
     port = free_port()
     done = subprocess.run(
