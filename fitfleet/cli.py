@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from fitfleet.cli_checks import (
+    saved_token,
+    server_command,
+    silence_stdout,
+    warn_if_broker_down,
+    warn_if_database_down,
+)
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import ENDED, Client, FitfleetAPIError
 from fitfleet.progress import format_logs, format_progress, format_summary, format_table, position
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB, EXIT_PIPE = 0, 1, 2, 3, 141
-TOKEN_FILE = "token"  # in FITFLEET_HOME: the demo's token and the API it works for
 
 
 class UsageError(Exception):
@@ -44,17 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `fitfleet logs ID | head`: the reader has gone, stop quietly
-        _silence_stdout()
+        silence_stdout()
         return EXIT_PIPE
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so that the interpreter's last flush raises nothing."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # not a real file descriptor (tests): nothing to flush
-        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,64 +139,6 @@ def _client_commands(sub) -> None:
 # -- server-side commands (their code is imported only here) --------------------------
 
 
-def _server_command(fn):
-    """A database that does not answer, or has no tables yet, is one line saying what to do."""
-    def run(args) -> int:
-        from service.config import database_problem, get_settings
-        from service.errors import Unavailable
-
-        try:
-            return fn(args)
-        except Unavailable as exc:
-            if exc.__cause__ is None:  # e.g. the schema check: its message names the fix
-                print(f"error: {exc.message}", file=sys.stderr)
-            else:
-                print(f"error: {database_problem(get_settings(), exc.__cause__)}",
-                      file=sys.stderr)
-            return EXIT_API
-        except Exception as exc:
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if not isinstance(exc, SQLAlchemyError):
-                raise
-            print(f"error: {database_problem(get_settings(), exc)}", file=sys.stderr)
-            return EXIT_API
-    run.__doc__ = fn.__doc__
-    return run
-
-
-def _warn_if_database_down(settings) -> None:
-    """Say once, naming the URL, setting and fix, when the database does not answer."""
-    from service import migrate
-    from service.config import database_problem
-    from service.errors import Unavailable
-
-    try:
-        migrate.check(settings.database_url)
-        return
-    except Unavailable as exc:  # the schema check names its own fix
-        text = exc.message if exc.__cause__ is None else database_problem(settings, exc.__cause__)
-    except Exception as exc:  # noqa: BLE001 - the driver's errors: unreachable, refused, ...
-        text = database_problem(settings, exc)
-    print(f"warning: {text}; retrying", file=sys.stderr, flush=True)
-
-
-def _warn_if_broker_down(settings) -> None:
-    """Say once, naming the URL, setting and fix, when the broker does not answer."""
-    if settings.broker_url.startswith("filesystem://"):
-        return
-    from kombu import Connection
-
-    from service.config import broker_problem
-
-    try:
-        with Connection(settings.broker_url, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
-    except Exception:  # noqa: BLE001 - kombu's errors vary by transport
-        print(f"warning: {broker_problem(settings)}; waiting for it", file=sys.stderr,
-              flush=True)
-
-
 def _settings():
     from service.config import get_settings
     from service.logs import configure_from
@@ -210,7 +148,7 @@ def _settings():
     return settings
 
 
-@_server_command
+@server_command
 def cmd_api(args) -> int:
     from service.web.server import serve
 
@@ -218,7 +156,7 @@ def cmd_api(args) -> int:
     return EXIT_OK
 
 
-@_server_command
+@server_command
 def cmd_worker(args) -> int:
     from workers.main import run_worker
 
@@ -226,19 +164,19 @@ def cmd_worker(args) -> int:
     if not queues:
         raise UsageError("--queues names no queue")
     settings = _settings()
-    _warn_if_database_down(settings)
-    _warn_if_broker_down(settings)
+    warn_if_database_down(settings)
+    warn_if_broker_down(settings)
     status = run_worker(settings, queues=queues, concurrency=args.concurrency,
                         hostname=args.hostname)
     return status if isinstance(status, int) else EXIT_OK
 
 
-@_server_command
+@server_command
 def cmd_reaper(args) -> int:
     from service.reaper import run
 
     settings = _settings()
-    _warn_if_database_down(settings)
+    warn_if_database_down(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -246,7 +184,7 @@ def cmd_reaper(args) -> int:
     return EXIT_OK
 
 
-@_server_command
+@server_command
 def cmd_retention(args) -> int:
     from service import retention
 
@@ -258,7 +196,7 @@ def cmd_retention(args) -> int:
     return EXIT_OK
 
 
-@_server_command
+@server_command
 def cmd_db(args) -> int:
     from service import migrate
 
@@ -283,18 +221,6 @@ def _client(args) -> Client:
     if client.token is None:
         client.token = saved_token(client.url)
     return client
-
-
-def saved_token(api_url: str) -> str | None:
-    """The token the demo saved in ``FITFLEET_HOME/token``, if it was made for ``api_url``."""
-    path = Path(os.environ.get("FITFLEET_HOME") or ".fitfleet") / TOKEN_FILE
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or saved.get("api_url", "").rstrip("/") != api_url:
-        return None
-    return saved.get("token") or None
 
 
 def _print_json(obj) -> None:

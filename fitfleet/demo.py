@@ -163,7 +163,7 @@ def default_home() -> Path:
 
 def save_token(home: Path, api_url: str, token: str) -> Path:
     """Keep the demo's token in ``home/token`` (owner-only) for the CLI run from here."""
-    from fitfleet.cli import TOKEN_FILE
+    from fitfleet.cli_checks import TOKEN_FILE
 
     path = home / TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

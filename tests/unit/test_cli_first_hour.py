@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -23,7 +24,10 @@ def settings_env(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FITFLEET_HOME", str(tmp_path / "home"))
     reset_settings()
+    handlers, level = logging.root.handlers[:], logging.root.level
     yield monkeypatch
+    logging.root.handlers[:] = handlers  # server commands log to the stderr captured here
+    logging.root.setLevel(level)
     reset_settings()
 
 
@@ -59,16 +63,16 @@ def test_unreachable_postgres_masks_the_password_and_says_what_to_start(settings
 
 
 def test_long_running_commands_warn_once_then_retry(settings_env, fresh_pg, capsys):
-    from fitfleet.cli import _warn_if_broker_down, _warn_if_database_down
+    from fitfleet.cli_checks import warn_if_broker_down, warn_if_database_down
     from service.config import Settings
 
-    _warn_if_database_down(Settings.from_env(
+    warn_if_database_down(Settings.from_env(
         {}, database_url="postgresql+psycopg://fit:pw@127.0.0.1:1/x"))
     err = capsys.readouterr().err
     assert err.startswith("warning: cannot use the database at postgresql+psycopg://fit:***@")
-    _warn_if_database_down(Settings.from_env({}, database_url=fresh_pg))  # answers, no tables
+    warn_if_database_down(Settings.from_env({}, database_url=fresh_pg))  # answers, no tables
     assert "run `fitfleet db upgrade`" in capsys.readouterr().err
-    _warn_if_broker_down(Settings.from_env({}, broker_url="redis://:pw@127.0.0.1:1/0"))
+    warn_if_broker_down(Settings.from_env({}, broker_url="redis://:pw@127.0.0.1:1/0"))
     err = capsys.readouterr().err
     assert "broker at redis://:***@127.0.0.1:1/0" in err and "CELERY_BROKER_URL" in err
 
