@@ -66,6 +66,7 @@ GEOMETRY = """() => [...document.querySelectorAll('.charts')].map((box) => ({
     return {
       id: c.id, rect: c.getBoundingClientRect().toJSON(),
       plot: c.querySelector('rect.nsewdrag').getBoundingClientRect().toJSON(),
+      svg: c.querySelector('svg.main-svg').getBoundingClientRect().toJSON(),
       legend: legend ? legend.getBoundingClientRect().toJSON() : null,
     };
   }),
@@ -93,9 +94,9 @@ def test_charts_use_the_width_and_keep_legends_off_the_curves(job_page, width):
             page.click("#token-save")
             for chart in ("#epoch-chart-loss", "#epoch-chart-accuracy", "#batch-chart-loss"):
                 page.wait_for_function(f"+document.querySelector('{chart}')?.dataset.points > 0")
-            page.wait_for_timeout(500)  # Plotly's responsive resize settles
+            page.wait_for_timeout(500)  # a resize after the last chart settles
+            geometry = page.evaluate(GEOMETRY)  # before the screenshot, which resizes the page
             shot(page, f"layout-{width}")
-            geometry = page.evaluate(GEOMETRY)
             cases = [(s, 26, 5) for s in (0, 1, 25, 26, 27, 129, 130)] + [(7, None, 3)]
             js = page.evaluate("(cases) => cases.map(([s, n, e]) => FF.position(s, n, e).text)",
                                cases)
@@ -112,6 +113,10 @@ def test_charts_use_the_width_and_keep_legends_off_the_curves(job_page, width):
         for c in charts:  # each row is filled: its charts share the whole width
             assert c["rect"]["width"] >= (box["width"] - 12 * (per_row - 1)) / per_row - 2
             assert c["plot"]["width"] >= 0.75 * c["rect"]["width"]
+            # Plotly drew the chart inside its own cell, not over its neighbour
+            assert c["svg"]["left"] >= c["rect"]["left"] - 1, c
+            assert c["svg"]["right"] <= c["rect"]["right"] + 1, c
+            assert c["plot"]["right"] <= c["rect"]["right"] + 1, c
         assert box["width"] >= width - 2 * 24 - 20  # the page's padding (and scrollbar) only
         for c in charts:
             if c["legend"] is None:

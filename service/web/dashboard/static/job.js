@@ -64,6 +64,10 @@
     if (!div) {
       div = el("div", { id, class: "chart" });
       container.appendChild(div);
+      // A new chart narrows the others in its grid row: each follows its cell's width.
+      new ResizeObserver(() => {
+        if (div._fullLayout) Plotly.Plots.resize(div).catch(() => {});
+      }).observe(div);
     }
     return div;
   }
