@@ -180,6 +180,7 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
     Returns 0 if the job succeeded (or, when serving on, once stopped by Ctrl-C/SIGTERM).
     """
     home_path = Path(home).resolve() if home else default_home()
+    usual_home = home_path == default_home()  # where the other commands look by themselves
     home_path.mkdir(parents=True, exist_ok=True)
     try:
         spec = load_example(example)
@@ -201,7 +202,7 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
     try:
         children.start(env)
         print(f"fitfleet demo in {home_path} (logs in {children.logs})", flush=True)
-        _print_token(home_path, client.url, token)
+        _print_token(home_path, client.url, token, usual_home)
         wait_healthy(client, children)
         job = _train(client, spec, children, home_path)
         if keep_running:
@@ -219,10 +220,12 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
         children.stop()
 
 
-def _print_token(home: Path, url: str, token: str) -> None:
+def _print_token(home: Path, url: str, token: str, usual_home: bool) -> None:
     path = save_token(home, url, token)
+    users = ("the fitfleet command run from here uses it" if usual_home
+             else f"the fitfleet command uses it with FITFLEET_HOME={home}")
     print(f"API token (project demo): {token}\n"
-          f"  saved in {path}: the fitfleet command run from here uses it for {url};\n"
+          f"  saved in {path}: {users} for {url};\n"
           f"  elsewhere: export FITFLEET_TOKEN={token}  (or paste it into the dashboard)",
           flush=True)
 
