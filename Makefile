@@ -1,22 +1,23 @@
-# fitfleet: `make test` runs the whole suite against real services; `make demo` runs the embedded demo.
+# fitfleet: `make demo` runs the embedded demo; `make test` runs the whole suite against real services.
 PYTHON := .venv/bin/python
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
-.PHONY: test demo services bootstrap lint
+.PHONY: test demo services lint
 
 services:
 	bash scripts/services.sh
 
-bootstrap:
-	bash scripts/bootstrap.sh
-
-test: services bootstrap
+test: services
+	bash scripts/bootstrap.sh test
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-demo: bootstrap
-	.venv/bin/fitfleet demo
+demo:
+	bash scripts/bootstrap.sh demo
+	.venv/bin/fitfleet demo $(DEMO_ARGS)
 
-lint: bootstrap
+lint:
+	bash scripts/bootstrap.sh test
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports

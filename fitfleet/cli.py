@@ -10,11 +10,18 @@ import threading
 import time
 from pathlib import Path
 
+from fitfleet.cli_checks import (
+    saved_token,
+    server_command,
+    silence_stdout,
+    warn_if_broker_down,
+    warn_if_database_down,
+)
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import ENDED, Client, FitfleetAPIError
-from fitfleet.progress import format_logs, format_progress, format_summary, format_table
+from fitfleet.progress import format_logs, format_progress, format_summary, format_table, position
 
-EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB = 0, 1, 2, 3
+EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB, EXIT_PIPE = 0, 1, 2, 3, 141
 
 
 class UsageError(Exception):
@@ -41,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `fitfleet logs ID | head`: the reader has gone, stop quietly
+        silence_stdout()
+        return EXIT_PIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fitfleet", description="Keras fit as a service.",
         epilog="exit status: 0 done (or the job succeeded), 1 the API answered an error or "
                "could not be reached, 2 bad usage, 3 the job failed or was cancelled "
-               "(status, logs --follow, submit --follow)")
+               "(status, logs --follow, submit --follow), 141 the output was closed "
+               "(| head)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _server_commands(sub)
     add_token_commands(sub)
@@ -80,12 +91,15 @@ def _server_commands(sub) -> None:
     p.add_argument("action", choices=["upgrade", "current"])
     p.set_defaults(handler=cmd_db)
     p = sub.add_parser("demo", help="the embedded default: train an example job, no servers")
-    p.add_argument("--home", default=None, help="folder for everything (./.fitfleet-demo)")
+    p.add_argument("--home", default=None,
+                   help="folder for everything (default: $FITFLEET_HOME, else ./.fitfleet)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--example", default="digits_cnn", help="name of a spec in examples/")
-    p.add_argument("--keep-running", action="store_true",
-                   help="keep the API and worker up after the job, until Ctrl-C")
-    p.set_defaults(handler=cmd_demo)
+    p.add_argument("--no-keep", dest="keep", action="store_false",
+                   help="stop the API, worker and reaper as soon as the job ends (scripts)")
+    p.add_argument("--keep-running", dest="keep", action="store_true",
+                   help=argparse.SUPPRESS)  # the default now; still accepted
+    p.set_defaults(handler=cmd_demo, keep=True)
 
 
 def _client_commands(sub) -> None:
@@ -134,6 +148,7 @@ def _settings():
     return settings
 
 
+@server_command
 def cmd_api(args) -> int:
     from service.web.server import serve
 
@@ -141,21 +156,27 @@ def cmd_api(args) -> int:
     return EXIT_OK
 
 
+@server_command
 def cmd_worker(args) -> int:
     from workers.main import run_worker
 
     queues = [q.strip() for q in args.queues.split(",") if q.strip()]
     if not queues:
         raise UsageError("--queues names no queue")
-    status = run_worker(_settings(), queues=queues, concurrency=args.concurrency,
+    settings = _settings()
+    warn_if_database_down(settings)
+    warn_if_broker_down(settings)
+    status = run_worker(settings, queues=queues, concurrency=args.concurrency,
                         hostname=args.hostname)
     return status if isinstance(status, int) else EXIT_OK
 
 
+@server_command
 def cmd_reaper(args) -> int:
     from service.reaper import run
 
     settings = _settings()
+    warn_if_database_down(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -163,6 +184,7 @@ def cmd_reaper(args) -> int:
     return EXIT_OK
 
 
+@server_command
 def cmd_retention(args) -> int:
     from service import retention
 
@@ -174,6 +196,7 @@ def cmd_retention(args) -> int:
     return EXIT_OK
 
 
+@server_command
 def cmd_db(args) -> int:
     from service import migrate
 
@@ -187,14 +210,17 @@ def cmd_db(args) -> int:
 def cmd_demo(args) -> int:
     from fitfleet import demo
 
-    return demo.run(args.home, args.port, args.example, args.keep_running)
+    return demo.run(args.home, args.port, args.example, args.keep)
 
 
 # -- client commands ------------------------------------------------------------------
 
 
 def _client(args) -> Client:
-    return Client(args.api, token=args.token)
+    client = Client(args.api, token=args.token)
+    if client.token is None:
+        client.token = saved_token(client.url)
+    return client
 
 
 def _print_json(obj) -> None:
@@ -262,14 +288,18 @@ def cmd_status(args) -> int:
              ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
              ("created", job.get("created_at")), ("started", job.get("started_at")),
              ("finished", job.get("finished_at")),
-             ("checkpoint", f"step {cp['step']} (epoch {cp['epoch']}, batch {cp['batch']})"
-              if cp else None)]
+             ("checkpoint", _checkpoint_place(cp, job) if cp else None)]
     if job.get("error"):
         lines.append(("error", f"{job['error']['code']}: {job['error']['message']}"))
     for key, value in lines:
         if value is not None:
             print(f"{key + ':':<12}{value}")
     return _job_exit(job)
+
+
+def _checkpoint_place(cp: dict, job: dict) -> str:
+    p = job.get("progress") or {}
+    return position(cp["step"], p.get("steps_per_epoch"), p.get("epochs"))
 
 
 def cmd_cancel(args) -> int:

@@ -43,20 +43,23 @@ def _store():
 def _guarded(fn):
     """Turn the project's errors into a message and an exit status."""
     def run(args) -> int:
-        from service.errors import FitfleetError
+        from service.config import database_problem, get_settings
+        from service.errors import FitfleetError, Unavailable
 
         try:
             return fn(args)
+        except Unavailable as exc:  # the database did not answer, or has no tables yet
+            print(f"error: {database_problem(get_settings(), exc.__cause__)}", file=sys.stderr)
+            return EXIT_FAIL
         except FitfleetError as exc:
             print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
             return EXIT_USAGE if exc.status == 400 else EXIT_FAIL
-        except Exception as exc:  # a database without the tokens table, unreachable, ...
+        except Exception as exc:  # a driver error outside a unit of work
             from sqlalchemy.exc import SQLAlchemyError
 
             if not isinstance(exc, SQLAlchemyError):
                 raise
-            print(f"error: the database cannot be used ({exc.__class__.__name__}); "
-                  "is DATABASE_URL right and `fitfleet db upgrade` done?", file=sys.stderr)
+            print(f"error: {database_problem(get_settings(), exc)}", file=sys.stderr)
             return EXIT_FAIL
     run.__doc__ = fn.__doc__
     return run

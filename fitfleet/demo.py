@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -63,6 +64,7 @@ class Children:
         self.logs = home / "logs"
         self.port = port
         self.procs: dict[str, subprocess.Popen] = {}
+        self.served = False  # the job ended and the demo went on serving
 
     def start(self, env: dict[str, str]) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -86,17 +88,29 @@ class Children:
                                    f"see {self.logs / (name + '.log')}")
 
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM each child by pid, then SIGKILL its process group past ``grace`` seconds."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        """SIGTERM each child by pid, then SIGKILL its process group past ``grace`` seconds.
+
+        Each child leads a process group of its own (its session), so what is left of it
+        afterwards (a server's worker processes) goes too. Ctrl-C and SIGTERM wait meanwhile.
+        """
+        previous = {sig: signal.signal(sig, signal.SIG_IGN)
+                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        try:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for proc in self.procs.values():
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def demo_token(database_url: str) -> str:
@@ -126,10 +140,47 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: stop everything the demo started."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    def stop(signum, _frame):
+        raise Stopped(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def default_home() -> Path:
+    """The folder the other commands use too: ``$FITFLEET_HOME``, else ``./.fitfleet``."""
+    return Path(os.environ.get("FITFLEET_HOME") or ".fitfleet").resolve()
+
+
+def save_token(home: Path, api_url: str, token: str) -> Path:
+    """Keep the demo's token in ``home/token`` (owner-only) for the CLI run from here."""
+    from fitfleet.cli_checks import TOKEN_FILE
+
+    path = home / TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"api_url": api_url, "token": token}, f)
+    os.chmod(path, 0o600)
+    return path
+
+
 def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
-        keep_running: bool = False) -> int:
-    """Start everything under ``home``, train one example job and show it; 0 if it succeeded."""
-    home_path = Path(home or ".fitfleet-demo").resolve()
+        keep_running: bool = True) -> int:
+    """Start everything under ``home``, train one example job, then serve until stopped.
+
+    Returns 0 if the job succeeded (or, when serving on, once stopped by Ctrl-C/SIGTERM).
+    """
+    home_path = Path(home).resolve() if home else default_home()
+    usual_home = home_path == default_home()  # where the other commands look by themselves
     home_path.mkdir(parents=True, exist_ok=True)
     try:
         spec = load_example(example)
@@ -137,7 +188,8 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not _port_free(port):
-        print(f"error: port {port} is in use; pick another with --port", file=sys.stderr)
+        print(f"error: port {port} is in use (another `fitfleet demo` or `fitfleet api`?); "
+              "stop it, or pick another port with --port", file=sys.stderr)
         return 2
     env = prepare_env(home_path, port)
     from service.migrate import upgrade
@@ -146,25 +198,36 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
     token = demo_token(env["DATABASE_URL"])
     children = Children(home_path, port)
     client = Client(env["FITFLEET_API_URL"], token=token)
+    _stop_on_signals()
     try:
         children.start(env)
         print(f"fitfleet demo in {home_path} (logs in {children.logs})", flush=True)
-        print(f"API token (project demo): {token}\n"
-              "  send it as 'Authorization: Bearer <token>', set FITFLEET_TOKEN for the CLI, "
-              "or paste it into the dashboard", flush=True)
+        _print_token(home_path, client.url, token, usual_home)
         wait_healthy(client, children)
         job = _train(client, spec, children, home_path)
         if keep_running:
-            _serve_until_interrupted(client, children)
+            _serve_until_stopped(client, children, job)
         return 0 if job["state"] == "succeeded" else 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; stopping", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Stopped) as exc:
+        print(f"\n{exc or 'interrupted'}; stopping the API, worker and reaper", file=sys.stderr)
+        if keep_running and children.served:
+            return 0  # serving until stopped is what was asked for
+        return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
     except (RuntimeError, FitfleetAPIError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         children.stop()
+
+
+def _print_token(home: Path, url: str, token: str, usual_home: bool) -> None:
+    path = save_token(home, url, token)
+    users = ("the fitfleet command run from here uses it" if usual_home
+             else f"the fitfleet command uses it with FITFLEET_HOME={home}")
+    print(f"API token (project demo): {token}\n"
+          f"  saved in {path}: {users} for {url};\n"
+          f"  elsewhere: export FITFLEET_TOKEN={token}  (or paste it into the dashboard)",
+          flush=True)
 
 
 def _train(client: Client, spec: dict, children: Children, home: Path) -> dict:
@@ -178,31 +241,33 @@ def _train(client: Client, spec: dict, children: Children, home: Path) -> dict:
 
 
 def _report(client: Client, run, job: dict, home: Path) -> None:
+    from fitfleet.progress import format_logs, position
+
     epochs = client.all_metrics(run.id, kind="epoch")
     if epochs:
-        from fitfleet.progress import format_logs
-
         print(f"final epoch logs: {format_logs(epochs[-1]['logs'])}")
     print("attempts:")
     for a in client.attempts(run.id):
         resumed = a.get("resumed_from_step") or 0
         print(f"  #{a['number']} {a['state']} on {a.get('worker')}"
               + (f", resumed from step {resumed}" if resumed else ""))
+    p = job.get("progress") or {}
     print("checkpoints:")
     for c in client.checkpoints(run.id):
-        print(f"  step {c['step']} (epoch {c['epoch']}, batch {c['batch']}) {c['uri']}")
+        print(f"  {position(c['step'], p.get('steps_per_epoch'), p.get('epochs'))} {c['uri']}")
     if job["state"] == "succeeded":
         path = client.download(run.id, home / "models" / f"{run.id}.keras")
         print(f"trained model: {path}")
         print("  load it with keras.models.load_model(path)")
 
 
-def _serve_until_interrupted(client: Client, children: Children) -> None:
+def _serve_until_stopped(client: Client, children: Children, job: dict) -> None:
     pids = ", ".join(f"{n} {p.pid}" for n, p in children.procs.items())
-    print(f"still serving at {client.url} ({pids}); press Ctrl-C to stop", flush=True)
-    try:
-        while True:
-            children.check()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        print("\nstopping", flush=True)
+    children.served = True
+    print(f"\nthe dashboard stays up at {client.url}/ ({pids});\n"
+          f"  try: fitfleet status {job['id']}   |   fitfleet list   |   "
+          f"fitfleet logs {job['id']}\n"
+          "  press Ctrl-C to stop (or run the demo with --no-keep)", flush=True)
+    while True:
+        children.check()
+        time.sleep(1.0)

@@ -2,41 +2,120 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 BAR_WIDTH = 20
 
 
-def format_value(value: object) -> str:
-    """A metric value as Keras prints it (4 decimals, or scientific when tiny)."""
+def position(step: int | None, steps_per_epoch: int | None,
+             epochs: int | None = None) -> str:
+    """A place in training as Keras numbers it, from the global steps done.
+
+    ``step`` counts the batches done since the start (the API's 0-based fields aside):
+    130 steps of 26 per epoch is the end of the fifth epoch, ``Epoch 5/5 26/26``.
+
+    Example:
+        >>> position(130, 26, 5)
+        'Epoch 5/5 26/26 (step 130)'
+        >>> position(27, 26, 5)
+        'Epoch 2/5 1/26 (step 27)'
+    """
+    step = step or 0
+    total = epochs or "?"
+    if not steps_per_epoch:
+        return f"Epoch ?/{total} (step {step})"
+    epoch = max(1, -(-step // steps_per_epoch))  # the epoch the last step done belongs to
+    batch = step - (epoch - 1) * steps_per_epoch
+    return f"Epoch {epoch}/{total} {batch}/{steps_per_epoch} (step {step})"
+
+
+def format_value(value: object, verbose: int = 1) -> str:
+    """A metric value as Keras's Progbar prints it (4 decimals, or scientific when tiny).
+
+    Keras's ``verbose=2`` line compares the signed value with 1e-3, ``verbose=1`` its size.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
+    size = abs(value) if verbose == 1 else value
+    return f"{value:.4f}" if size > 1e-3 else f"{value:.4e}"
 
 
-def format_logs(logs: dict | None) -> str:
-    """``loss: 0.4100 - accuracy: 0.8800 - val_loss: ...`` (training keys before val_*)."""
-    logs = logs or {}
-    keys = [k for k in logs if not k.startswith("val_")] + [k for k in logs if k.startswith("val_")]
-    if "loss" in keys:
-        keys.remove("loss")
-        keys.insert(0, "loss")
-    return " - ".join(f"{k}: {format_value(logs[k])}" for k in keys)
+def format_logs(logs: dict | None, verbose: int = 1) -> str:
+    """``accuracy: 0.8800 - loss: 0.4100 - val_...``: in the logs' own order, as Keras does."""
+    return " - ".join(f"{k}: {format_value(v, verbose)}" for k, v in (logs or {}).items())
+
+
+def format_time(seconds_per_step: float) -> str:
+    """`` 66ms/step`` (Keras's unit: s, ms or us per step, with its leading space)."""
+    t = seconds_per_step
+    if t >= 1 or t == 0:
+        return f" {t:.0f}s/step"
+    if t >= 1e-3:
+        return f" {t * 1000.0:.0f}ms/step"
+    return f" {t * 1000000.0:.0f}us/step"
+
+
+def _eta(seconds: float) -> str:
+    if seconds > 3600:
+        return f"{seconds // 3600:.0f}:{(seconds % 3600) // 60:02.0f}:{seconds % 60 // 1:02.0f}"
+    if seconds > 60:
+        return f"{seconds // 60:.0f}:{seconds % 60 // 1:02.0f}"
+    return f"{int(seconds)}s"
+
+
+class _Clock:
+    """Keras's step timing for one epoch, from the rows' ``wall_time``."""
+
+    def __init__(self, start: float | None):
+        self.start = start  # the previous epoch's end, when it was seen
+        self.first: tuple[int, float] | None = None  # (steps done, wall time), earliest batch
+        self.last: tuple[int, float] | None = None  # the same, latest batch
+
+    def see(self, done: int, wall: float | None) -> None:
+        if wall is None:
+            return
+        if self.first is None or done < self.first[0]:
+            self.first = (done, wall)
+        if self.last is None or done > self.last[0]:
+            self.last = (done, wall)
+
+    def per_step(self, done: int, now: float | None) -> float:
+        """``fit(verbose=1)``'s seconds a step: the first step left out when more are known."""
+        if now is None or not done or self.first is None:
+            return 0.0
+        first_done, first_wall = self.first
+        if done > first_done:
+            return max(0.0, (now - first_wall) / (done - first_done))
+        return max(0.0, (now - self._start()) / done)
+
+    def elapsed(self, now: float | None) -> float:
+        """Seconds since the epoch began."""
+        return 0.0 if now is None or self.first is None else max(0.0, now - self._start())
+
+    def _start(self) -> float:
+        if self.start is not None:
+            return self.start
+        (d0, t0), (d1, t1) = self.first, self.last  # steps about as long as the batches'
+        step = (t1 - t0) / (d1 - d0) if d1 > d0 else 0.0
+        return t0 - step * d0
 
 
 class ProgressPrinter:
-    """Prints ``Epoch 2/5`` headers, batch progress and epoch lines from metric rows.
+    """Prints a job's metric rows line for line as Keras 3's ``fit`` does.
+
+    On a terminal it is ``fit(verbose=1)``: ``Epoch 2/5``, a bar rewritten in place
+    (``12/26 ━━━━━━━━━━━━━━━━━━━━ 1s 66ms/step - accuracy: 0.8 - loss: 0.4``) and the
+    epoch's final line. Elsewhere (a file, a pipe) it is ``fit(verbose=2)``: the header
+    and one line an epoch, ``26/26 - 2s - 66ms/step - accuracy: ...``.
 
     Args:
         verbose: 1 batch progress and epoch lines, 2 epoch lines only.
-        stream: a text stream (default ``sys.stdout``); on a terminal the batch line
-            is rewritten in place, elsewhere each update is its own line.
-        bar: draw Keras's progress bar (``12/26 ━━━━━━━━━───────────``) after the count.
+        stream: a text stream (default ``sys.stdout``).
+        bar: draw the bar on a terminal (False: the step count only).
     """
 
-    def __init__(self, verbose: int = 1, stream=None, bar: bool = False):
+    def __init__(self, verbose: int = 1, stream=None, bar: bool = True):
         self.verbose = verbose
         self.bar = bar
         self.stream = stream or sys.stdout
@@ -45,7 +124,9 @@ class ProgressPrinter:
         self.steps_per_epoch: int | None = None
         self.attempts = 0
         self.header: int | None = None
-        self.pending = False
+        self.width = 0  # of the open line on a terminal, 0 when none is open
+        self.clocks: dict[int, _Clock] = {}
+        self.ended: dict[int, float | None] = {}
         self.last_batch: dict[int, int] = {}
 
     def job(self, job: dict) -> None:
@@ -67,23 +148,28 @@ class ProgressPrinter:
                   if kind == "batch"}
         for i, (kind, row) in enumerate(events):
             epoch = row.get("epoch") or 0
+            clock = self._clock(epoch)
             if kind == "batch":
-                self.last_batch[epoch] = (row.get("batch") or 0) + 1
+                done = (row.get("batch") or 0) + 1
+                self.last_batch[epoch] = done
+                clock.see(done, row.get("wall_time"))
                 if epoch in ended or latest[epoch] != i:
                     continue
-                self._head(epoch)
-                self._line(f"{self._steps(self.last_batch[epoch])} - {format_logs(row['logs'])}",
-                           final=False)
+                if self.tty and self.verbose == 1:
+                    self._head(epoch)
+                    self._write(self._bar_line(done, row, clock, final=False), final=False)
             else:
+                self.ended[epoch] = row.get("wall_time")
                 self._head(epoch)
-                total = self.steps_per_epoch or self.last_batch.get(epoch)
-                done = self._steps(total) if self.steps_per_epoch else f"{total}/{total}"
-                prefix = f"{done} - " if total else ""
-                self._line(prefix + format_logs(row.get("logs")), final=True)
+                done = self.steps_per_epoch or self.last_batch.get(epoch) or 0
+                if self.tty and self.verbose == 1:
+                    self._write(self._bar_line(done, row, clock, final=True), final=True)
+                else:
+                    self._write(self._epoch_line(done, row, clock), final=True)
 
     def note(self, text: str) -> None:
         """A line of its own, between progress lines."""
-        self._line(f"-- {text}", final=True, replace=False)
+        self._write(f"-- {text}", final=True, replace=False)
 
     def end(self, job: dict) -> None:
         """Close the last line and say how the job ended."""
@@ -93,43 +179,82 @@ class ProgressPrinter:
             text += f": {error.get('code')}: {error.get('message')}"
         self.note(text)
 
-    def _steps(self, done: int) -> str:
+    def _clock(self, epoch: int) -> _Clock:
+        if epoch not in self.clocks:
+            self.clocks[epoch] = _Clock(self.ended.get(epoch - 1))
+        return self.clocks[epoch]
+
+    def _count(self, done: int) -> str:
         total = self.steps_per_epoch
-        text = f"{done}/{total or 'Unknown'}"
-        if not (self.bar and total):
-            return text
-        width = BAR_WIDTH * min(done, total) // total
-        if self.tty:  # Keras's colours: green for done, grey for the rest
-            return f"{text} \x1b[32m{'━' * width}\x1b[0m\x1b[37m{'━' * (BAR_WIDTH - width)}\x1b[0m"
-        return f"{text} {'━' * width}{'─' * (BAR_WIDTH - width)}"
+        if not total:
+            return f"{done:7d}/Unknown"
+        return f"{done:{len(str(total))}d}/{total}"
+
+    def _bar_line(self, done: int, row: dict, clock: _Clock, final: bool) -> str:
+        """Keras's ``verbose=1`` line: count, bar, ETA or elapsed time, time a step, logs."""
+        total, now = self.steps_per_epoch, row.get("wall_time")
+        per_step = clock.per_step(done, now)
+        if total:
+            text = f"\x1b[1m{self._count(done)}\x1b[0m "
+            if self.bar:
+                width = int(BAR_WIDTH * done / total)
+                if width > 0:
+                    text += f"\33[32m{'━' * width}\x1b[0m"
+                text += f"\33[37m{'━' * (BAR_WIDTH - width)}\x1b[0m"
+        else:
+            text = self._count(done)
+        if total and not final:
+            text += f" \x1b[1m{_eta(per_step * (total - done))}\x1b[0m"
+        else:
+            text += f" \x1b[1m{clock.elapsed(now):.0f}s\x1b[0m"
+        text += format_time(per_step)
+        for key, value in (row.get("logs") or {}).items():
+            text += f" - {key}: {format_value(value, 1)}"
+        return text
+
+    def _epoch_line(self, done: int, row: dict, clock: _Clock) -> str:
+        """Keras's ``verbose=2`` line: ``26/26 - 2s - 66ms/step - accuracy: ...``."""
+        now, logs = row.get("wall_time"), format_logs(row.get("logs"), verbose=2)
+        if not done:  # no step count known (Keras would print nothing): the logs alone
+            return logs
+        elapsed = clock.elapsed(now)
+        text = f"{self._count(done)} - {elapsed:.0f}s -"
+        text += format_time(elapsed / done)  # Keras times the whole epoch here
+        return text + (f" - {logs}" if logs else "")
 
     def _head(self, epoch: int) -> None:
         if epoch != self.header:
             self.header = epoch
-            self._line(f"Epoch {epoch + 1}/{self.epochs or '?'}", final=True, replace=False)
+            if (self.epochs or 0) != 1:  # Keras prints no header for a single epoch
+                self._write(f"Epoch {epoch + 1}/{self.epochs or '?'}", final=True,
+                            replace=False)
 
-    def _line(self, text: str, final: bool, replace: bool = True) -> None:
-        """Write a line; on a terminal a batch line stays open to be replaced."""
+    def _write(self, text: str, final: bool, replace: bool = True) -> None:
+        """Write a line; on a terminal a batch line stays open to be replaced, as Keras's."""
         out = self.stream
-        if self.tty:
-            if self.pending and not replace:
-                out.write("\n")
-            out.write("\r\x1b[K" + text + ("\n" if final else ""))
-            self.pending = not final
+        if self.tty and self.width and not replace:
+            out.write("\n")
+            self.width = 0
+        if self.tty and self.width:
+            visible = len(_ANSI.sub("", text))
+            out.write("\r" + text + " " * max(0, self.width - visible))
         else:
-            out.write(text + "\n")
+            out.write(text)
+        if final:
+            out.write("\n")
+        self.width = 0 if final else max(self.width, len(_ANSI.sub("", text)))
         out.flush()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def format_progress(job: dict) -> str:
-    """``epoch 2/5 batch 12/26 (step 38)`` from a job's progress, ``-`` while queued."""
+    """``Epoch 2/5 12/26 (step 38)`` from a job's progress, ``-`` while queued."""
     p = job.get("progress") or {}
     if not p.get("step") and job["state"] == "queued":
         return "-"
-    text = f"epoch {(p.get('epoch') or 0) + 1}/{p.get('epochs') or '?'}"
-    if p.get("steps_per_epoch"):
-        text += f" batch {(p.get('batch') or 0) + 1}/{p['steps_per_epoch']}"
-    return text + f" (step {p.get('step') or 0})"
+    return position(p.get("step"), p.get("steps_per_epoch"), p.get("epochs"))
 
 
 def format_table(rows: list[tuple]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -173,3 +174,50 @@ def reset_settings() -> None:
     """Forget the cached settings (tests and the demo change the environment)."""
     global _settings
     _settings = None
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.password:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.split(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+
+def _chosen_by(settings: Settings, variable: str) -> str:
+    if os.environ.get(variable):
+        return f"set by {variable}"
+    return f"the default, {variable} being unset; FITFLEET_HOME is {settings.home}"
+
+
+def database_problem(settings: Settings, exc: BaseException | None = None) -> str:
+    """For operator commands: the database URL tried (masked), its setting, the one fix.
+
+    ``exc`` is the driver's error, to tell a server that does not answer from a database
+    that answers but has no tables yet.
+    """
+    url = settings.database_url
+    text = str(getattr(exc, "orig", None) or exc or "").lower()
+    missing = ("no such table" in text or "does not exist" in text and "relation" in text
+               or "undefinedtable" in type(getattr(exc, "orig", None)).__name__.lower())
+    if url.startswith("sqlite") or missing:
+        fix = "run `fitfleet db upgrade` (it creates the tables)"
+    else:
+        fix = ("start the database server (in a source checkout, `make services` starts "
+               "PostgreSQL and Redis) or point DATABASE_URL at yours")
+    chosen = _chosen_by(settings, "DATABASE_URL")
+    return f"cannot use the database at {mask_url(url)} ({chosen}); {fix}"
+
+
+def broker_problem(settings: Settings) -> str:
+    """For operator commands and logs: the broker URL tried (masked), its setting, the fix."""
+    url = settings.broker_url
+    if url.startswith("filesystem://"):
+        fix = f"check that {Path(settings.home) / 'broker'} can be written"
+    else:
+        fix = ("start the broker (in a source checkout, `make services` starts PostgreSQL and "
+               "Redis) or point CELERY_BROKER_URL at yours")
+    return (f"cannot reach the job queue's broker at {mask_url(url)} "
+            f"({_chosen_by(settings, 'CELERY_BROKER_URL')}); {fix}")

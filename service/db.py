@@ -63,7 +63,8 @@ def session_scope(url: str) -> Iterator[Session]:
         from sqlalchemy.exc import OperationalError
 
         if isinstance(exc, OperationalError):
-            raise Unavailable("the database is unavailable") from exc
+            raise Unavailable("the database is unavailable; its operator can run any fitfleet "
+                              "server command (e.g. `fitfleet db current`) to see why") from exc
         raise
     finally:
         session.close()

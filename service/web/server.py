@@ -72,7 +72,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers
     except FitfleetError as exc:
         sys.exit(f"fitfleet api: {exc.message}")
     except SQLAlchemyError as exc:  # the driver's own connection errors
-        sys.exit(f"fitfleet api: cannot reach the database ({exc.__class__.__name__})")
+        from service.config import database_problem
+
+        sys.exit(f"fitfleet api: {database_problem(settings, exc)}")
     _after_fork(None, None)
     prepare_multiprocess()  # PROMETHEUS_MULTIPROC_DIR: latency summed over server processes
     _ApiServer(settings, gunicorn_options(settings, host, port, workers, threads)).run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 
 import pytest
@@ -128,7 +129,7 @@ def test_wait_prints_progress_and_builds_history(api, spec):
     assert job["state"] == "succeeded"
     text = out.getvalue()
     assert "Epoch 1/3" in text and "Epoch 3/3" in text
-    assert "4/4 ━━━━━━━━━━━━━━━━━━━━ - loss: 0.5000 - accuracy: 0.6000" in text
+    assert "4/4 - 0s - 0s/step - loss: 0.5000 - accuracy: 0.6000" in text  # verbose=2 form
     history = run.history
     assert history.history["loss"] == pytest.approx([1.0, 0.5, 1 / 3])
     assert history.epoch == [0, 1, 2]
@@ -213,23 +214,30 @@ def test_client_url_from_environment(monkeypatch):
 
 
 def test_progress_printer_shows_latest_batch_and_epoch_lines():
-    out = io.StringIO()
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Tty()
     printer = ProgressPrinter(verbose=1, stream=out)
     printer.job({"progress": {"epochs": 2, "steps_per_epoch": 4}, "attempts": 1})
     batch = [("batch", {"step": s, "epoch": 0, "batch": s, "logs": {"loss": 0.5}})
              for s in range(3)]
     printer.rows(batch)
     printer.rows([("epoch", {"step": 3, "epoch": 0, "batch": None,
-                             "logs": {"val_loss": 0.7, "loss": 0.4, "accuracy": 0.9}}),
+                             "logs": {"loss": 0.4, "accuracy": 0.9, "val_loss": 0.7}}),
                   ("batch", {"step": 4, "epoch": 1, "batch": 0, "logs": {"loss": 0.3}})])
     printer.job({"progress": {"epochs": 2, "steps_per_epoch": 4}, "attempts": 2})
-    assert out.getvalue().splitlines() == [
-        "Epoch 1/2", "3/4 - loss: 0.5000",
-        "4/4 - loss: 0.4000 - accuracy: 0.9000 - val_loss: 0.7000",
-        "Epoch 2/2", "1/4 - loss: 0.3000",
+    screen = [re.sub(r"\x1b\[[0-9;]*m", "", line.split("\r")[-1]).rstrip()
+              for line in out.getvalue().split("\n")[:-1]]
+    assert screen == [
+        "Epoch 1/2",
+        "4/4 ━━━━━━━━━━━━━━━━━━━━ 0s 0s/step - loss: 0.4000 - accuracy: 0.9000 - val_loss: 0.7000",
+        "Epoch 2/2", "1/4 ━━━━━━━━━━━━━━━━━━━━ 0s 0s/step - loss: 0.3000",
         "-- attempt 2 started; resuming from the latest checkpoint"]
+    assert "\x1b[1m3/4\x1b[0m " in out.getvalue()  # the open line showed batch 3 before the epoch ended
 
 
 def test_format_logs_uses_keras_number_format():
-    assert format_logs({"accuracy": 0.88, "loss": 0.41}) == "loss: 0.4100 - accuracy: 0.8800"
+    assert format_logs({"accuracy": 0.88, "loss": 0.41}) == "accuracy: 0.8800 - loss: 0.4100"
     assert format_logs({"loss": 0.0001}) == "loss: 1.0000e-04"

@@ -111,6 +111,17 @@ const FF = (() => {
     return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
   }
 
+  // A place in training as Keras numbers it, from the steps done: 130 steps of 26 an epoch
+  // is "Epoch 5/5 26/26 (step 130)". The same rule as fitfleet.progress.position.
+  function position(step, stepsPerEpoch, epochs) {
+    step = step || 0;
+    const total = epochs || "?";
+    if (!stepsPerEpoch) return { epoch: null, batch: null, text: `Epoch ?/${total} (step ${step})` };
+    const epoch = Math.max(1, Math.ceil(step / stepsPerEpoch));
+    const batch = step - (epoch - 1) * stepsPerEpoch;
+    return { epoch, batch, text: `Epoch ${epoch}/${total} ${batch}/${stepsPerEpoch} (step ${step})` };
+  }
+
   function bytes(n) {
     if (n === null || n === undefined) return "";
     const units = ["B", "KB", "MB", "GB", "TB"];
@@ -147,5 +158,5 @@ const FF = (() => {
   });
 
   return { api, json, download, el, fill, time, ago, duration, bytes, stateBadge, notice,
-           every, token };
+           every, token, position };
 })();

@@ -64,15 +64,22 @@
     if (!div) {
       div = el("div", { id, class: "chart" });
       container.appendChild(div);
+      // A new chart narrows the others in its grid row: each follows its cell's width.
+      new ResizeObserver(() => {
+        if (div._fullLayout) Plotly.Plots.resize(div).catch(() => {});
+      }).observe(div);
     }
     return div;
   }
 
   function draw(div, title, traces) {
+    // The legend sits in the top margin beside the title, never over the curves.
     const layout = {
-      title: { text: title, font: { size: 14 } }, height: 280,
-      margin: { l: 50, r: 20, t: 36, b: 40 }, xaxis: { title: { text: "step" } },
-      legend: { x: 1, xanchor: "right", y: 1, bgcolor: "rgba(255,255,255,0.7)" },
+      title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left", y: 0.97 },
+      height: 300, autosize: true,
+      margin: { l: 56, r: 16, t: 56, b: 44 }, xaxis: { title: { text: "step" } },
+      legend: { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom",
+                font: { size: 11 } },
       shapes: resumeShapes(),
       annotations: resumeNotes(), uirevision: div.id,
     };
@@ -149,12 +156,13 @@
     badge.textContent = job.cancel_requested && job.state === "running" ? "cancelling" : job.state;
     root.dataset.state = job.state;
     const pct = job.state === "succeeded" ? 100 : progress.percent || 0;
+    const place = FF.position(progress.step, progress.steps_per_epoch, progress.epochs);
     document.getElementById("progress-bar").style.width = `${Math.min(100, pct)}%`;
     document.getElementById("cancel").hidden = ENDED.includes(job.state) || job.cancel_requested;
     document.getElementById("facts").replaceChildren(
       ...fact("Progress", `${pct.toFixed(1)}%`),
-      ...fact("Epoch", `${progress.step ? progress.epoch + 1 : 0} / ${progress.epochs}`),
-      ...fact("Batch", progress.steps_per_epoch ? `${progress.batch} / ${progress.steps_per_epoch}` : "–"),
+      ...fact("Epoch", `${place.epoch || 1} / ${progress.epochs}`),
+      ...fact("Batch", progress.steps_per_epoch ? `${place.batch} / ${progress.steps_per_epoch}` : "–"),
       ...fact("Step", progress.total_steps ? `${progress.step} / ${progress.total_steps}` : progress.step),
       ...fact("Throughput", progress.steps_per_second ? `${progress.steps_per_second} steps/s` : "–"),
       ...fact("ETA", FF.duration(progress.eta_seconds)),
@@ -185,6 +193,8 @@
     const key = checkpoints.map((c) => `${c.step}:${c.sha256}`).join(",");
     if (key === checkpointsKey) return;
     checkpointsKey = key;
+    const p = (detail && detail.progress) || {};
+    const place = (c) => FF.position(c.step, p.steps_per_epoch, p.epochs);
     FF.fill(document.querySelector("#checkpoints-table tbody"), checkpoints.slice().reverse().map((c) => {
       const files = Object.keys(c.files || {}).sort().map((name) => el("button", {
         type: "button", class: "link", text: name, "data-file": name,
@@ -192,7 +202,8 @@
       }));
       const logs = Object.entries(c.logs || {}).map(([k, v]) => `${k}=${Number(v).toPrecision(4)}`);
       return el("tr", { "data-step": c.step }, el("td", { class: "num", text: c.step }),
-        el("td", { class: "num", text: c.epoch }), el("td", { class: "num", text: c.batch }),
+        el("td", { class: "num", text: place(c).epoch }),
+        el("td", { class: "num", text: place(c).batch }),
         el("td", { class: "num", text: FF.bytes(c.bytes) }), el("td", { text: FF.time(c.created_at) }),
         el("td", { class: "small", text: logs.join(" ") }), el("td", {}, ...files));
     }), "No checkpoint yet.", 7);

@@ -44,7 +44,8 @@
       el("td", { text: j.project || "" }),
       el("td", {}, FF.stateBadge(j.state)),
       progressCell(j),
-      el("td", { text: `${j.progress.step ? j.progress.epoch + 1 : 0} / ${j.progress.epochs}` }),
+      el("td", { text: `${FF.position(j.progress.step, j.progress.steps_per_epoch).epoch || 1}`
+        + ` / ${j.progress.epochs}` }),
       el("td", { class: "num", text: j.progress.total_steps
         ? `${j.progress.step} / ${j.progress.total_steps}` : String(j.progress.step) }),
       el("td", { class: "num", text: `${j.attempts} / ${j.max_attempts}` }),
