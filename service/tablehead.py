@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from service.datahead import Unreadable
+from service.datahead import Uninspectable, Unreadable
 
 CSV_WHOLE_BYTES = 16 << 20  # CSV files up to this size are read whole at submit
 
@@ -136,7 +136,10 @@ def tfrecord_features(f) -> dict[str, tuple[tuple, np.dtype]]:
     if length > 64 << 20:
         raise Unreadable("it is not a readable TFRecord file")
     payload = f.read(length)
-    from tensorflow.core.example import example_pb2  # lazily: only for TFRecord data
+    try:  # lazily, only for TFRecord data; an API without TensorFlow skips this check
+        from tensorflow.core.example import example_pb2
+    except ImportError as exc:
+        raise Uninspectable("reading a TFRecord file needs TensorFlow") from exc
 
     try:
         features = example_pb2.Example.FromString(payload).features.feature

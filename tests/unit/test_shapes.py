@@ -164,3 +164,16 @@ def test_an_s3_object_is_inspected_by_ranged_reads(s3, tmp_path, monkeypatch):
     s = Settings.from_env({}, home=str(tmp_path))
     message = refused(spec(f"s3://{s3.bucket}/{key}"), summary([[None, 50]], [[None, 3]]), s)
     assert "model expects input (None, 50) but data x has shape (4000, 500)" in message
+
+
+def test_an_api_without_tensorflow_skips_the_tfrecord_check(monkeypatch):
+    import io
+    import struct
+    import sys
+
+    from service import datahead, tablehead
+
+    monkeypatch.setitem(sys.modules, "tensorflow.core.example", None)
+    record = struct.pack("<Q", 3) + b"\0" * 4 + b"abc"
+    with pytest.raises(datahead.Uninspectable, match="needs TensorFlow"):
+        tablehead.tfrecord_features(io.BytesIO(record))
