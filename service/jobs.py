@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 from service.db import session_scope
 from service.errors import Conflict, LeaseLost, NotFound
 from service.models import Attempt, Checkpoint, Job, utcnow
-from service.views import attempt_view, checkpoint_view, job_view
+from service.views import attempt_view, checkpoint_view, job_view, job_views
 
 ENDED = ("succeeded", "failed", "cancelled")
 
@@ -103,7 +103,7 @@ class JobStore:
             rows = s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
             more = len(rows) > limit
             rows = rows[:limit]
-            return [job_view(s, j) for j in rows], (rows[-1].id if more else None)
+            return job_views(s, rows), (rows[-1].id if more else None)
 
     def request_cancel(self, job_id: str, project: str | None = None) -> dict:
         """Cancel a queued job at once; ask a running one's worker to stop."""

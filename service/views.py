@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from service.models import Attempt, Checkpoint, Job
+
+
+def job_views(s, jobs: list[Job]) -> list[dict]:
+    """Views of many jobs, their latest checkpoints read in one query (not one per job)."""
+    ids = [j.latest_checkpoint_id for j in jobs if j.latest_checkpoint_id]
+    latest = {c.id: c for c in s.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))
+              } if ids else {}
+    return [_view(j, latest.get(j.latest_checkpoint_id)) for j in jobs]
 
 
 def job_view(s, job: Job) -> dict:
     """The job as the API answers it (``s`` is the session, to read its latest checkpoint)."""
-    latest = s.get(Checkpoint, job.latest_checkpoint_id) if job.latest_checkpoint_id else None
+    return job_views(s, [job])[0]
+
+
+def _view(job: Job, latest: Checkpoint | None) -> dict:
     spe = job.steps_per_epoch
     total = spe * job.epochs if spe else None
     return {
