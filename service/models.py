@@ -174,7 +174,8 @@ class Worker(Base):
 
 
 class MetricSeries(Base):
-    """One job's series of one kind: a version bumped by every write (the pollers' ETag)."""
+    """One job's series of one kind: a version bumped by every write (the pollers' ETag),
+    and the rows a writer had to set aside because the database refused them."""
 
     __tablename__ = "metric_series"
 
@@ -184,6 +185,8 @@ class MetricSeries(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    rejected_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class MetricRollup(Base):

@@ -6,15 +6,17 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from service.models import Attempt, Checkpoint, Job
+from service import nonfinite
+from service.models import Attempt, Checkpoint, Job, MetricSeries
 
 
 def job_views(s, jobs: list[Job]) -> list[dict]:
-    """Views of many jobs, their latest checkpoints read in one query (not one per job)."""
+    """Views of many jobs in two queries whatever their number (checkpoints, metric series)."""
     ids = [j.latest_checkpoint_id for j in jobs if j.latest_checkpoint_id]
     latest = {c.id: c for c in s.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))
               } if ids else {}
-    return [_view(j, latest.get(j.latest_checkpoint_id)) for j in jobs]
+    rejected = _rejected(s, [j.id for j in jobs])
+    return [_view(j, latest.get(j.latest_checkpoint_id), rejected.get(j.id)) for j in jobs]
 
 
 def job_view(s, job: Job) -> dict:
@@ -22,7 +24,22 @@ def job_view(s, job: Job) -> dict:
     return job_views(s, [job])[0]
 
 
-def _view(job: Job, latest: Checkpoint | None) -> dict:
+def _rejected(s, job_ids: list[str]) -> dict[str, dict]:
+    """Per job, the metric rows its writers set aside and the latest reason."""
+    rows = s.execute(
+        select(MetricSeries.job_id, MetricSeries.rows_rejected, MetricSeries.rejected_reason)
+        .where(MetricSeries.job_id.in_(job_ids), MetricSeries.rows_rejected > 0)
+        .order_by(MetricSeries.updated_at)
+    ).all() if job_ids else []
+    out: dict[str, dict] = {}
+    for job_id, n, reason in rows:
+        have = out.setdefault(job_id, {"rows_rejected": 0, "rejected_reason": None})
+        have["rows_rejected"] += n
+        have["rejected_reason"] = reason
+    return out
+
+
+def _view(job: Job, latest: Checkpoint | None, rejected: dict | None) -> dict:
     spe = job.steps_per_epoch
     total = spe * job.epochs if spe else None
     return {
@@ -44,12 +61,18 @@ def _view(job: Job, latest: Checkpoint | None) -> dict:
             "steps_per_epoch": spe, "step": job.step, "total_steps": total,
             "percent": round(100.0 * job.step / total, 2) if total else 0.0,
         },
-        "latest_checkpoint": checkpoint_view(latest) if latest else None,
+        "latest_checkpoint": _served(checkpoint_view(latest)) if latest else None,
         "model_available": job.model_uri is not None,
+        "metrics": rejected or {"rows_rejected": 0, "rejected_reason": None},
         "error": {"code": job.error_code, "message": job.error_message}
         if job.error_code else None,
         "spec": job.spec,
     }
+
+
+def _served(view: dict) -> dict:
+    """A checkpoint view whose logs are JSON-safe (NaN and inf as strings)."""
+    return {**view, "logs": nonfinite.encode_logs(view["logs"])}
 
 
 def iso(t: datetime | None) -> str | None:

@@ -12,7 +12,7 @@ from service.jobs import JobStore
 
 pytest.importorskip("flask")
 
-from tests.unit.apihelpers import api_client, make_settings  # noqa: E402
+from tests.unit.apihelpers import api_client, make_settings
 
 SPEC = {"name": "tiny", "model": {"class_name": "Sequential", "config": {}},
         "compile": {"loss": "mse"}, "data": {"train": "file:///tmp/x.npz"}}
@@ -23,7 +23,7 @@ def counted(url: str):
     """A list that collects every SQL statement sent to the database of ``url``."""
     seen: list[str] = []
 
-    def note(conn, cursor, statement, *args):  # noqa: ANN001
+    def note(conn, cursor, statement, *args):
         seen.append(statement)
 
     engine = get_engine(url)
