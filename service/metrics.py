@@ -88,9 +88,8 @@ class MetricStore:
 
     def rebuild(self, job_id: str, kind: str) -> None:
         """Recompute a series' rollups and bump its version (rows written by other means)."""
-        insert = rollups.insert_for(get_engine(self.url).dialect.name)
         with session_scope(self.url) as s:
-            _bump(s, insert, job_id, kind)
+            bump_version(s, job_id, kind)
             rollups.rebuild(s, job_id, kind)
 
     def read(self, job_id: str, kind: str, after: int | None = None,
@@ -135,6 +134,15 @@ class MetricStore:
                 select(func.count()).select_from(Metric)
                 .where(Metric.job_id == job_id, Metric.kind == kind)
             )
+
+
+def bump_version(s, job_id: str, kind: str) -> None:
+    """In session ``s``: bump a series' version (pollers' ETags change), taking its lock.
+
+    For rows changed by other means than :meth:`MetricStore.write` (compaction); call it
+    before changing them, so the series lock is taken in the order writers take it.
+    """
+    _bump(s, rollups.insert_for(s.get_bind().dialect.name), job_id, kind)
 
 
 def _bump(s, insert, job_id: str, kind: str) -> None:

@@ -52,6 +52,10 @@ SCHEMAS = {
                          "properties": {"epoch": INT, "epochs": INT, "batch": INT,
                                         "steps_per_epoch": _nullable(INT), "step": INT}},
             "latest_checkpoint": _nullable({"$ref": "#/components/schemas/Checkpoint"}),
+            "metrics": {"type": "object", "description": "metric rows the database refused "
+                        "(set aside, so the others were stored) and the latest reason",
+                        "properties": {"rows_rejected": INT,
+                                       "rejected_reason": _nullable(STR)}},
             "error": _nullable({"type": "object", "required": ["code", "message"],
                                 "properties": {"code": STR, "message": _nullable(STR)}}),
             "spec": OBJ,
@@ -93,8 +97,13 @@ def _query(name: str, schema: dict, text: str) -> dict:
             "description": text}
 
 
+NON_FINITE = ("NaN, inf and -inf, which JSON cannot hold, are the strings \"NaN\", "
+              "\"Infinity\" and \"-Infinity\"")
 METRIC_ROW = {"type": "object", "required": ["step", "epoch", "logs"],
-              "properties": {"step": INT, "epoch": INT, "batch": _nullable(INT), "logs": OBJ}}
+              "properties": {"step": INT, "epoch": INT, "batch": _nullable(INT), "logs": {
+                  "type": "object", "description": f"metric name to value; {NON_FINITE}",
+                  "additionalProperties": {"oneOf": [
+                      {"type": "number"}, {"enum": ["NaN", "Infinity", "-Infinity"]}]}}}}
 ATTEMPT = {"type": "object", "required": ["number", "worker", "state", "started_at"],
            "properties": {"number": INT, "worker": STR, "state": STR, "started_at": TIME,
                           "ended_at": TIME, "resumed_from_step": INT}}
@@ -151,9 +160,10 @@ OPERATIONS = {
             _query("after", {"type": "integer", "minimum": -1}, "rows with a larger step"),
             _query("max_points", {"type": "integer", "minimum": 1, "maximum": 100000},
                    "downsample to at most this many rows: the last one and each bucket's "
-                   "minimum and maximum of `metric`"),
+                   "minimum and maximum of `metric` (ordered -inf < numbers < inf < NaN)"),
             _query("metric", {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,100}$"},
                    "the metric whose extremes downsampling keeps (default loss)")],
+        "description": f"Rows with step > `after`, ascending. {NON_FINITE}.",
         "responses": {"200": _json("rows, ascending", {
             "type": "object", "required": ["kind", "rows", "next"],
             "properties": {"kind": STR, "rows": {"type": "array", "items": METRIC_ROW},
