@@ -50,6 +50,26 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+class LogsJSON(TypeDecorator):
+    """A JSON dict of Keras logs: NaN and +/-inf stored as strings (PostgreSQL's JSON type
+    refuses Python's ``NaN``), read back as floats."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        from service.nonfinite import encode_logs
+
+        return encode_logs(value) if isinstance(value, dict) else value
+
+    def process_result_value(self, value, dialect):
+        from service.nonfinite import NAMES
+
+        if not isinstance(value, dict):
+            return value
+        return {k: NAMES.get(v, v) if isinstance(v, str) else v for k, v in value.items()}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -134,7 +154,7 @@ class Checkpoint(Base):
     files: Mapped[dict] = mapped_column(JSON)
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    logs: Mapped[dict] = mapped_column(JSON)
+    logs: Mapped[dict] = mapped_column(LogsJSON)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -100,8 +100,9 @@ def _best_step(rows: list[Checkpoint], keep_best: dict | None) -> int | None:
     if not keep_best or not keep_best.get("monitor"):
         return None
     monitor, mode = keep_best["monitor"], keep_best.get("mode", "min")
-    scored = [(r.logs[monitor], r.step) for r in rows
-              if isinstance(r.logs, dict) and isinstance(r.logs.get(monitor), (int, float))]
+    scored = [(r.logs[monitor], r.step) for r in rows  # a NaN or inf score is never the best
+              if isinstance(r.logs, dict) and isinstance(r.logs.get(monitor), (int, float))
+              and math.isfinite(r.logs[monitor])]
     if not scored:
         return None
     return (min(scored) if mode == "min" else max(scored, key=lambda p: (p[0], -p[1])))[1]

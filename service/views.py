@@ -61,7 +61,7 @@ def _view(job: Job, latest: Checkpoint | None, rejected: dict | None) -> dict:
             "steps_per_epoch": spe, "step": job.step, "total_steps": total,
             "percent": round(100.0 * job.step / total, 2) if total else 0.0,
         },
-        "latest_checkpoint": _served(checkpoint_view(latest)) if latest else None,
+        "latest_checkpoint": served_checkpoint(checkpoint_view(latest)) if latest else None,
         "model_available": job.model_uri is not None,
         "metrics": rejected or {"rows_rejected": 0, "rejected_reason": None},
         "error": {"code": job.error_code, "message": job.error_message}
@@ -70,8 +70,8 @@ def _view(job: Job, latest: Checkpoint | None, rejected: dict | None) -> dict:
     }
 
 
-def _served(view: dict) -> dict:
-    """A checkpoint view whose logs are JSON-safe (NaN and inf as strings)."""
+def served_checkpoint(view: dict) -> dict:
+    """A checkpoint view as the API answers it: logs JSON-safe (NaN and inf as strings)."""
     return {**view, "logs": nonfinite.encode_logs(view["logs"])}
 
 

@@ -188,3 +188,36 @@ def test_block_stats_order_nan_and_inf():
     merged = rollups.merge([rollups.block_stats([(9, {"loss": "Infinity"})]),
                             rollups.block_stats([(7, {"loss": 1.0})])])["stats"]
     assert merged["loss"] == [1.0, 7, "Infinity", 9]
+
+
+def test_a_checkpoint_with_nan_logs_commits_and_reads_back_floats(db_url, tmp_path):
+    pytest.importorskip("flask")
+    from tests.unit.apihelpers import api_client, make_settings
+
+    store = JobStore(db_url)
+    job_id = new_job(db_url)
+    claim = store.claim(job_id, "w", 60.0)
+    store.commit_checkpoint(job_id, claim.attempt_id, {
+        "step": 3, "epoch": 0, "batch": 3, "uri": "file:///cp/3", "files": {}, "bytes": 1,
+        "sha256": "0" * 64, "logs": {"loss": math.nan, "val_loss": math.inf, "acc": 0.5}})
+    logs = store.checkpoints(job_id)[0]["logs"]  # the worker's side: floats, as Keras logs
+    assert math.isnan(logs["loss"]) and logs["val_loss"] == math.inf and logs["acc"] == 0.5
+    client = api_client(make_settings(tmp_path, db_url))
+    served = {"loss": "NaN", "val_loss": "Infinity", "acc": 0.5}
+    for path, pick in (("", lambda b: b["latest_checkpoint"]),
+                       ("/checkpoints", lambda b: b["checkpoints"][0]),
+                       ("/detail", lambda b: b["checkpoints"][0])):
+        answer = client.get(f"/api/v1/jobs/{job_id}{path}")
+        assert answer.status_code == 200, path
+        assert pick(json.loads(answer.get_data(as_text=True), **STRICT))["logs"] == served
+
+
+def test_retention_never_keeps_a_nan_checkpoint_as_the_best():
+    from types import SimpleNamespace
+
+    from service.retention import _best_step
+
+    rows = [SimpleNamespace(step=s, logs={"val_loss": v})
+            for s, v in ((1, math.nan), (2, 0.5), (3, 0.3), (4, math.inf), (5, -math.inf))]
+    assert _best_step(rows, {"monitor": "val_loss", "mode": "min"}) == 3
+    assert _best_step(rows, {"monitor": "val_loss", "mode": "max"}) == 2
