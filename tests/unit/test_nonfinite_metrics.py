@@ -221,3 +221,34 @@ def test_retention_never_keeps_a_nan_checkpoint_as_the_best():
             for s, v in ((1, math.nan), (2, 0.5), (3, 0.3), (4, math.inf), (5, -math.inf))]
     assert _best_step(rows, {"monitor": "val_loss", "mode": "min"}) == 3
     assert _best_step(rows, {"monitor": "val_loss", "mode": "max"}) == 2
+
+
+def test_a_job_that_diverges_keeps_its_rows_and_checkpoints(db_url, tmp_path):
+    """The issue's case, through the worker: SGD with a learning rate of 1e12."""
+    import threading
+
+    from service.spec import normalize
+    from tests.conftest import embedded_settings
+    from tests.specs import blobs, mlp_spec
+    from workers.training.runner import Attempt
+
+    x, y = blobs()
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    settings = embedded_settings(tmp_path, database_url=db_url)
+    spec = mlp_spec((tmp_path / "train.npz").as_uri(), checkpoint={"every_n_batches": 2})
+    spec["compile"]["optimizer"] = {"class_name": "SGD", "config": {"learning_rate": 1e12}}
+    jobs = JobStore(db_url)
+    job = jobs.create(normalize(spec, settings), epochs=3, summary=None, max_attempts=1)
+    claim = jobs.claim(job["id"], "test-worker", settings.lease_seconds)
+    Attempt(claim, settings, threading.Event(), []).run()
+    ended = jobs.get(job["id"])
+    assert ended["state"] != "running"
+    assert (ended["error"] or {}).get("code") != "metrics_lost"
+    metrics = MetricStore(db_url)
+    batches = metrics.read(job["id"], "batch")["rows"]
+    assert [r["step"] for r in batches] == list(range(1, 19))  # 96 rows / 16, 3 epochs
+    assert [r["step"] for r in metrics.read(job["id"], "epoch")["rows"]] == [6, 12, 18]
+    assert "NaN" in [r["logs"]["loss"] for r in batches]
+    committed = jobs.checkpoints(job["id"])
+    assert committed and any(not math.isfinite(c["logs"]["loss"]) for c in committed)
+    assert ended["metrics"]["rows_rejected"] == 0

@@ -173,8 +173,7 @@ class MetricsRecorder(keras.callbacks.Callback):
                 log.warning("metric write failed (%s); %d rows kept for retry", exc, len(rows))
                 return rows
             if len(rows) == 1:
-                log.warning("metric row %s at step %s refused by the database; set aside",
-                            rows[0]["kind"], rows[0]["step"], exc_info=True)
+                log.debug("metric row refused", exc_info=True)
                 refused.append((rows[0], _why(exc)))
                 return []
         half = len(rows) // 2
@@ -187,6 +186,7 @@ class MetricsRecorder(keras.callbacks.Callback):
         last, why = refused[-1]
         reason = (f"{len(refused)} metric row(s) refused by the database ({why}), the last "
                   f"one the {last['kind']} row at step {last['step']}")
+        log.warning("job %s: %s; set aside, the others stored", self.job_id, reason)
         try:
             self.store.reject(self.job_id, [r for r, _ in refused], reason)
         except Exception:  # a side channel: training goes on
@@ -206,7 +206,7 @@ class MetricsRecorder(keras.callbacks.Callback):
         while not self.flush():
             if time.monotonic() > deadline:
                 return self._gave_up(timeout)
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())) or 0.01)
+            time.sleep(max(0.01, min(1.0, deadline - time.monotonic())))
         return True
 
     def _gave_up(self, timeout: float) -> bool:
