@@ -83,6 +83,8 @@ def _fold(stats: dict, name: str, item: list) -> None:
 
 def _key(value) -> tuple[int, float]:
     """The order of a stored value (a number or one of the non-finite strings)."""
+    if value.__class__ is float and not math.isnan(value):  # the common case, quickly
+        return (0, value)
     return nonfinite.order_key(nonfinite.number(value))
 
 
@@ -188,15 +190,18 @@ def extremes(s, job_id: str, kind: str, a: int, b: int, width: int,
 
 
 def _candidate(best: dict, bucket: int, lo, lo_step: int, hi, hi_step: int) -> None:
+    """Keep the bucket's extremes as sort keys (the smallest, and the largest with the
+    earliest step on ties); a missing value (None) yields to any value."""
+    klo = None if lo is None else (_key(lo), lo_step)
+    khi = None if hi is None else (_key(hi), -hi_step)
     have = best.get(bucket)
     if have is None:
-        best[bucket] = [lo, lo_step, hi, hi_step]
+        best[bucket] = [klo, lo_step, khi, hi_step]
         return
-    if have[0] is None or (lo is not None and (_key(lo), lo_step) < (_key(have[0]), have[1])):
-        have[0], have[1] = lo, lo_step
-    if have[2] is None or (hi is not None and (
-            _key(hi) > _key(have[2]) or (_key(hi) == _key(have[2]) and hi_step < have[3]))):
-        have[2], have[3] = hi, hi_step
+    if have[0] is None or (klo is not None and klo < have[0]):
+        have[0], have[1] = klo, lo_step
+    if have[2] is None or (khi is not None and khi > have[2]):
+        have[2], have[3] = khi, hi_step
 
 
 def _row_extremes(s, job_id: str, kind: str, lo: int, hi: int, a: int, width: int,
