@@ -252,3 +252,40 @@ def test_a_job_that_diverges_keeps_its_rows_and_checkpoints(db_url, tmp_path):
     committed = jobs.checkpoints(job["id"])
     assert committed and any(not math.isfinite(c["logs"]["loss"]) for c in committed)
     assert ended["metrics"]["rows_rejected"] == 0
+
+
+def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
+        db_url, tmp_path, monkeypatch):
+    """Through the worker: the database refuses nothing, but the metric writes never get
+    through (an outage of the metrics path); the job must not end ``succeeded``."""
+    import threading
+
+    from service.errors import Unavailable
+    from service.spec import normalize
+    from tests.conftest import embedded_settings
+    from tests.specs import blobs, mlp_spec
+    from workers.training import runner
+
+    class Unreachable(MetricStore):
+        def write(self, job_id, rows):
+            raise Unavailable("the database is unavailable")
+
+    class QuickClose(MetricsRecorder):
+        def close(self, timeout: float = 120.0) -> bool:
+            return super().close(timeout=min(timeout, 0.5))
+
+    monkeypatch.setattr(runner, "MetricStore", Unreachable)
+    monkeypatch.setattr(runner, "MetricsRecorder", QuickClose)
+    x, y = blobs()
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    settings = embedded_settings(tmp_path, database_url=db_url)
+    spec = mlp_spec((tmp_path / "train.npz").as_uri(), epochs=1,
+                    checkpoint={"every_epoch": False})
+    jobs = JobStore(db_url)
+    job = jobs.create(normalize(spec, settings), epochs=1, summary=None, max_attempts=1)
+    claim = jobs.claim(job["id"], "test-worker", settings.lease_seconds)
+    assert runner.Attempt(claim, settings, threading.Event(), []).run() == "failed"
+    ended = jobs.get(job["id"])
+    assert ended["state"] == "failed" and ended["error"]["code"] == "metrics_lost"
+    assert "metric row(s) could not be written" in ended["error"]["message"]
+    assert not ended["model_available"]
