@@ -1,6 +1,6 @@
 """metric rows a writer set aside, counted on their series
 
-Revision ID: 0004
+Revision ID: 0005
 Revises: 0003
 Create Date: 2026-12-01
 """
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004'
+revision = '0005'
 down_revision = '0003'
 branch_labels = None
 depends_on = None
