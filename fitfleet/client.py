@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -281,8 +282,16 @@ class Client:
             raise FitfleetConnectionError(self.url, getattr(exc, "reason", exc)) from None
 
 
+# How the API writes non-finite metric values (JSON has no NaN or infinity).
+NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
 class History:
-    """Per-epoch logs of a job, shaped like ``keras.callbacks.History``."""
+    """Per-epoch logs of a job, shaped like ``keras.callbacks.History``.
+
+    Values are floats as Keras logs them, NaN and +/-inf included (the API sends those as
+    the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``).
+    """
 
     def __init__(self, rows: list[dict]):
         self.epoch: list[int] = []
@@ -290,7 +299,8 @@ class History:
         for row in sorted(rows, key=lambda r: (r.get("epoch") or 0, r["step"])):
             self.epoch.append(row.get("epoch"))
             for key, value in (row.get("logs") or {}).items():
-                self.history.setdefault(key, []).append(value)
+                self.history.setdefault(key, []).append(
+                    NON_FINITE.get(value, value) if isinstance(value, str) else value)
 
 
 class Run:

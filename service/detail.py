@@ -13,6 +13,7 @@ from service.db import session_scope
 from service.errors import NotFound
 from service.jobs import JobStore
 from service.models import Metric
+from service.views import served_checkpoint
 
 RECENT = 50  # batch rows the throughput is measured on
 
@@ -35,7 +36,7 @@ def job_detail(jobs: JobStore, job_id: str, project: str | None = None) -> dict:
         "progress": progress,
         "attempts": attempts,
         "resume_steps": [a["resumed_from_step"] for a in attempts if a["resumed_from_step"]],
-        "checkpoints": jobs.checkpoints(job_id),
+        "checkpoints": [served_checkpoint(c) for c in jobs.checkpoints(job_id)],
         "summary": jobs.summary(job_id),
     }
 

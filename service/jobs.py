@@ -83,7 +83,12 @@ class JobStore:
 
     def list(self, state: str | None, limit: int, cursor: str | None,
              project: str | None = None) -> tuple[list[dict], str | None]:
-        """Newest first; ``cursor`` is the id of the last job of the previous page."""
+        """Newest first; ``cursor`` is the id of the last job of the previous page.
+
+        A page takes the same number of queries whatever its size (views read in bulk).
+        """
+        from service.views import job_views
+
         with session_scope(self.url) as s:
             q = select(Job)
             if state:
@@ -103,7 +108,7 @@ class JobStore:
             rows = s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
             more = len(rows) > limit
             rows = rows[:limit]
-            return [job_view(s, j) for j in rows], (rows[-1].id if more else None)
+            return job_views(s, rows), (rows[-1].id if more else None)
 
     def request_cancel(self, job_id: str, project: str | None = None) -> dict:
         """Cancel a queued job at once; ask a running one's worker to stop."""

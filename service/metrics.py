@@ -7,7 +7,7 @@ import re
 
 from sqlalchemy import func, select
 
-from service import rollups
+from service import nonfinite, rollups
 from service.db import get_engine, session_scope
 from service.errors import BadRequest, NotFound
 from service.models import Job, Metric, MetricSeries, utcnow
@@ -26,14 +26,16 @@ class MetricStore:
         """Upsert rows ``{kind, step, epoch, batch, attempt, logs, wall_time}`` in one go.
 
         A replayed step (an attempt resumed from a checkpoint) overwrites its row, so each
-        step has exactly one row whatever happened to the workers.
+        step has exactly one row whatever happened to the workers. NaN and +/-inf are
+        stored as the strings of :mod:`service.nonfinite`, on every database.
         """
         if not rows:
             return 0
         insert = rollups.insert_for(get_engine(self.url).dialect.name)
         # Keep the last value of each key within one batch of rows.
         unique = {(r["kind"], r["step"]): r for r in rows}
-        values = [{"job_id": job_id, **r} for r in unique.values()]
+        values = [{"job_id": job_id, **r, "logs": nonfinite.encode_logs(r.get("logs"))}
+                  for r in unique.values()]
         with session_scope(self.url) as s:
             kinds = sorted({v["kind"] for v in values})
             for kind in kinds:  # the series row's lock orders concurrent writers of a job
@@ -49,6 +51,23 @@ class MetricStore:
                 steps = [v["step"] for v in values if v["kind"] == kind]
                 rollups.refresh(s, job_id, kind, min(steps), max(steps))
         return len(values)
+
+    def reject(self, job_id: str, rows: list[dict], reason: str) -> None:
+        """Count rows that could not be stored on their series, with a reason the job shows."""
+        insert = rollups.insert_for(get_engine(self.url).dialect.name)
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["kind"]] = counts.get(r["kind"], 0) + 1
+        with session_scope(self.url) as s:
+            for kind, n in sorted(counts.items()):
+                stmt = insert(MetricSeries).values(job_id=job_id, kind=kind, version=0,
+                                                   updated_at=utcnow(), rows_rejected=n,
+                                                   rejected_reason=reason[:500])
+                s.execute(stmt.on_conflict_do_update(
+                    index_elements=[MetricSeries.job_id, MetricSeries.kind],
+                    set_={"rows_rejected": MetricSeries.rows_rejected + n,
+                          "rejected_reason": stmt.excluded.rejected_reason,
+                          "updated_at": stmt.excluded.updated_at}))
 
     def version(self, job_id: str, kind: str, project: str | None = None) -> int:
         """How many writes the series has had (0 before the first), in one query.
@@ -69,9 +88,8 @@ class MetricStore:
 
     def rebuild(self, job_id: str, kind: str) -> None:
         """Recompute a series' rollups and bump its version (rows written by other means)."""
-        insert = rollups.insert_for(get_engine(self.url).dialect.name)
         with session_scope(self.url) as s:
-            _bump(s, insert, job_id, kind)
+            bump_version(s, job_id, kind)
             rollups.rebuild(s, job_id, kind)
 
     def read(self, job_id: str, kind: str, after: int | None = None,
@@ -118,6 +136,15 @@ class MetricStore:
             )
 
 
+def bump_version(s, job_id: str, kind: str) -> None:
+    """In session ``s``: bump a series' version (pollers' ETags change), taking its lock.
+
+    For rows changed by other means than :meth:`MetricStore.write` (compaction); call it
+    before changing them, so the series lock is taken in the order writers take it.
+    """
+    _bump(s, rollups.insert_for(s.get_bind().dialect.name), job_id, kind)
+
+
 def _bump(s, insert, job_id: str, kind: str) -> None:
     stmt = insert(MetricSeries).values(job_id=job_id, kind=kind, version=1, updated_at=utcnow())
     s.execute(stmt.on_conflict_do_update(
@@ -146,4 +173,4 @@ def _downsampled(s, job_id: str, kind: str, first: int, max_points: int,
 
 def _row(m: Metric) -> dict:
     return {"step": m.step, "epoch": m.epoch, "batch": m.batch, "attempt": m.attempt,
-            "logs": m.logs, "wall_time": m.wall_time}
+            "logs": nonfinite.encode_logs(m.logs), "wall_time": m.wall_time}

@@ -73,6 +73,26 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
+class LogsJSON(TypeDecorator):
+    """A JSON dict of Keras logs: NaN and +/-inf stored as strings (PostgreSQL's JSON type
+    refuses Python's ``NaN``), read back as floats."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        from service.nonfinite import encode_logs
+
+        return encode_logs(value) if isinstance(value, dict) else value
+
+    def process_result_value(self, value, dialect):
+        from service.nonfinite import NAMES
+
+        if not isinstance(value, dict):
+            return value
+        return {k: NAMES.get(v, v) if isinstance(v, str) else v for k, v in value.items()}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -158,7 +178,7 @@ class Checkpoint(Base):
     files: Mapped[dict] = mapped_column(JSON)
     bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    logs: Mapped[dict] = mapped_column(JSON)
+    logs: Mapped[dict] = mapped_column(LogsJSON)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -198,7 +218,8 @@ class Worker(Base):
 
 
 class MetricSeries(Base):
-    """One job's series of one kind: a version bumped by every write (the pollers' ETag)."""
+    """One job's series of one kind: a version bumped by every write (the pollers' ETag),
+    and the rows a writer had to set aside because the database refused them."""
 
     __tablename__ = "metric_series"
 
@@ -208,6 +229,8 @@ class MetricSeries(Base):
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    rejected_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class MetricRollup(Base):

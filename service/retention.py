@@ -3,8 +3,11 @@
 Two passes, each safe to repeat and to run beside live workers:
 
 - **Metric compaction.** A job's batch-level metric rows older than an age are thinned to
-  at most N rows (the first row of evenly spaced step buckets, and the last one), the
-  same points a dashboard asking for ``max_points=N`` would get. Epoch rows are kept.
+  at most N rows: the first row of each of N - 1 evenly spaced step buckets, and the last
+  old row (not the per-bucket extremes a ``max_points`` poll shows). Epoch rows and rows
+  newer than the age are kept. In the same transaction the series' rollups are rebuilt
+  and its version bumped, so every later poll (cursor, ``max_points``, ETag) answers what
+  a fresh computation over the remaining rows answers.
 - **Checkpoint pruning.** A job that has ended keeps its final model and its best
   checkpoint (by the spec's ``checkpoint.keep_best``); a job without a final model
   (failed, cancelled) keeps its latest checkpoint too. The rows go first, in one
@@ -24,9 +27,11 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import and_, case, delete, func, or_, select, update
 
+from service import rollups
 from service.config import Settings
 from service.db import session_scope
 from service.jobs import ENDED
+from service.metrics import bump_version
 from service.models import Checkpoint, Job, Metric
 
 log = logging.getLogger("fitfleet.retention")
@@ -65,7 +70,8 @@ def kept_steps(steps: list[int], max_points: int) -> set[int]:
 
 def compact_metrics(database_url: str, older_than_seconds: float, max_points: int,
                     dry_run: bool = False, now: float | None = None) -> tuple[int, int]:
-    """Thin each job's batch rows older than the age to ``max_points``; (jobs, rows deleted)."""
+    """Thin each job's batch rows older than the age to ``max_points`` and rebuild what
+    polls read from them (rollups, version); returns (jobs, rows deleted)."""
     if max_points < 1:
         raise ValueError("max_points must be at least 1")
     cutoff = (time.time() if now is None else now) - older_than_seconds
@@ -80,8 +86,10 @@ def compact_metrics(database_url: str, older_than_seconds: float, max_points: in
             keep = kept_steps(list(steps), max_points)
             drop = len(steps) - len(keep)
             if not dry_run and drop > 0:
+                bump_version(s, job_id, "batch")
                 s.execute(delete(Metric).where(Metric.job_id == job_id, *old,
                                                Metric.step.not_in(keep)))
+                rollups.rebuild(s, job_id, "batch")
             deleted += drop
         log.info("job %s: %s %d old batch metric rows, %d kept", job_id,
                  "would delete" if dry_run else "deleted", drop, len(keep))
@@ -92,8 +100,9 @@ def _best_step(rows: list[Checkpoint], keep_best: dict | None) -> int | None:
     if not keep_best or not keep_best.get("monitor"):
         return None
     monitor, mode = keep_best["monitor"], keep_best.get("mode", "min")
-    scored = [(r.logs[monitor], r.step) for r in rows
-              if isinstance(r.logs, dict) and isinstance(r.logs.get(monitor), (int, float))]
+    scored = [(r.logs[monitor], r.step) for r in rows  # a NaN or inf score is never the best
+              if isinstance(r.logs, dict) and isinstance(r.logs.get(monitor), (int, float))
+              and math.isfinite(r.logs[monitor])]
     if not scored:
         return None
     return (min(scored) if mode == "min" else max(scored, key=lambda p: (p[0], -p[1])))[1]

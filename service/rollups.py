@@ -4,7 +4,8 @@ Blocks are aligned runs of steps at three sizes (32, 1024 and 32768 steps). A wr
 refreshes the blocks it touched, level by level (level 0 from metric rows, each level
 above from the 32 blocks below it), so the work per write stays small. A downsampled read
 covers its step range with the largest blocks that fit its bucket width and reads metric
-rows only at the ragged edges.
+rows only at the ragged edges. Extremes follow :func:`service.nonfinite.order_key`
+(-inf < numbers < inf < NaN), so a bucket where training diverged keeps its NaN or inf.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import case, delete, func, select
 
+from service import nonfinite
 from service.models import Metric, MetricRollup
 
 SIZES = (32, 1024, 32768)  # steps per block at level 0, 1, 2
@@ -46,8 +48,9 @@ def block_stats(points: Iterable[tuple[int, dict]]) -> dict:
         first = step if first is None else min(first, step)
         last = step if last is None else max(last, step)
         for name, value in (logs or {}).items():
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if nonfinite.number(value) is None:
                 continue
+            value = nonfinite.encode(float(value) if isinstance(value, int) else value)
             _fold(stats, name, [value, step, value, step])
     return {"first_step": first, "last_step": last, "rows": rows, "stats": stats}
 
@@ -72,10 +75,17 @@ def _fold(stats: dict, name: str, item: list) -> None:
     if have is None:
         stats[name] = list(item)
         return
-    if lo < have[0] or (lo == have[0] and lo_step < have[1]):
+    if (_key(lo), lo_step) < (_key(have[0]), have[1]):
         have[0], have[1] = lo, lo_step
-    if hi > have[2] or (hi == have[2] and hi_step < have[3]):
+    if _key(hi) > _key(have[2]) or (_key(hi) == _key(have[2]) and hi_step < have[3]):
         have[2], have[3] = hi, hi_step
+
+
+def _key(value) -> tuple[int, float]:
+    """The order of a stored value (a number or one of the non-finite strings)."""
+    if value.__class__ is float and not math.isnan(value):  # the common case, quickly
+        return (0, value)
+    return nonfinite.order_key(nonfinite.number(value))
 
 
 def refresh(s, job_id: str, kind: str, lo: int, hi: int) -> None:
@@ -180,33 +190,42 @@ def extremes(s, job_id: str, kind: str, a: int, b: int, width: int,
 
 
 def _candidate(best: dict, bucket: int, lo, lo_step: int, hi, hi_step: int) -> None:
+    """Keep the bucket's extremes as sort keys (the smallest, and the largest with the
+    earliest step on ties); a missing value (None) yields to any value."""
+    klo = None if lo is None else (_key(lo), lo_step)
+    khi = None if hi is None else (_key(hi), -hi_step)
     have = best.get(bucket)
     if have is None:
-        best[bucket] = [lo, lo_step, hi, hi_step]
+        best[bucket] = [klo, lo_step, khi, hi_step]
         return
-    if have[0] is None or (lo is not None and lo < have[0]):
-        have[0], have[1] = lo, lo_step
-    if have[2] is None or (hi is not None and hi > have[2]):
-        have[2], have[3] = hi, hi_step
+    if have[0] is None or (klo is not None and klo < have[0]):
+        have[0], have[1] = klo, lo_step
+    if have[2] is None or (khi is not None and khi > have[2]):
+        have[2], have[3] = khi, hi_step
 
 
 def _row_extremes(s, job_id: str, kind: str, lo: int, hi: int, a: int, width: int,
                   metric: str) -> list[tuple[int, float | None]]:
     """Per bucket, the rows holding the min and max of ``metric``, chosen in SQL."""
-    value = Metric.logs[metric].as_float()
+    value, text = Metric.logs[metric].as_float(), Metric.logs[metric].as_string()
+    rank = case((text == "-Infinity", 0), (text == "Infinity", 2), (text == "NaN", 3), else_=1)
     bucket = (Metric.step - a) // width
     missing = value.is_(None)
     inner = (
         select(
-            Metric.step.label("step"), value.label("value"),
-            func.row_number().over(partition_by=bucket,
-                                   order_by=(missing, value.asc(), Metric.step)).label("rmin"),
-            func.row_number().over(partition_by=bucket,
-                                   order_by=(missing, value.desc(), Metric.step)).label("rmax"),
+            Metric.step.label("step"), value.label("value"), rank.label("rank"),
+            func.row_number().over(
+                partition_by=bucket,
+                order_by=(missing, rank.asc(), value.asc(), Metric.step)).label("rmin"),
+            func.row_number().over(
+                partition_by=bucket,
+                order_by=(missing, rank.desc(), value.desc(), Metric.step)).label("rmax"),
         )
         .where(Metric.job_id == job_id, Metric.kind == kind, Metric.step.between(lo, hi))
         .subquery()
     )
-    return [tuple(r) for r in s.execute(
-        select(inner.c.step, inner.c.value).where((inner.c.rmin == 1) | (inner.c.rmax == 1))
+    special = {0: -math.inf, 2: math.inf, 3: math.nan}
+    return [(step, special.get(r, v) if v is not None else None) for step, v, r in s.execute(
+        select(inner.c.step, inner.c.value, inner.c.rank)
+        .where((inner.c.rmin == 1) | (inner.c.rmax == 1))
     ).all()]

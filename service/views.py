@@ -4,12 +4,42 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from service.models import Attempt, Checkpoint, Job
+from sqlalchemy import select
+
+from service import nonfinite
+from service.models import Attempt, Checkpoint, Job, MetricSeries
+
+
+def job_views(s, jobs: list[Job]) -> list[dict]:
+    """Views of many jobs in two queries whatever their number (checkpoints, metric series)."""
+    ids = [j.latest_checkpoint_id for j in jobs if j.latest_checkpoint_id]
+    latest = {c.id: c for c in s.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))
+              } if ids else {}
+    rejected = _rejected(s, [j.id for j in jobs])
+    return [_view(j, latest.get(j.latest_checkpoint_id), rejected.get(j.id)) for j in jobs]
 
 
 def job_view(s, job: Job) -> dict:
     """The job as the API answers it (``s`` is the session, to read its latest checkpoint)."""
-    latest = s.get(Checkpoint, job.latest_checkpoint_id) if job.latest_checkpoint_id else None
+    return job_views(s, [job])[0]
+
+
+def _rejected(s, job_ids: list[str]) -> dict[str, dict]:
+    """Per job, the metric rows its writers set aside and the latest reason."""
+    rows = s.execute(
+        select(MetricSeries.job_id, MetricSeries.rows_rejected, MetricSeries.rejected_reason)
+        .where(MetricSeries.job_id.in_(job_ids), MetricSeries.rows_rejected > 0)
+        .order_by(MetricSeries.updated_at)
+    ).all() if job_ids else []
+    out: dict[str, dict] = {}
+    for job_id, n, reason in rows:
+        have = out.setdefault(job_id, {"rows_rejected": 0, "rejected_reason": None})
+        have["rows_rejected"] += n
+        have["rejected_reason"] = reason
+    return out
+
+
+def _view(job: Job, latest: Checkpoint | None, rejected: dict | None) -> dict:
     spe = job.steps_per_epoch
     total = spe * job.epochs if spe else None
     return {
@@ -31,13 +61,19 @@ def job_view(s, job: Job) -> dict:
             "steps_per_epoch": spe, "step": job.step, "total_steps": total,
             "percent": round(100.0 * job.step / total, 2) if total else 0.0,
         },
-        "latest_checkpoint": checkpoint_view(latest) if latest else None,
+        "latest_checkpoint": served_checkpoint(checkpoint_view(latest)) if latest else None,
         "model_available": job.model_uri is not None,
+        "metrics": rejected or {"rows_rejected": 0, "rejected_reason": None},
         "error": {"code": job.error_code, "message": job.error_message}
         if job.error_code else None,
         "stopped": (job.summary or {}).get("stopped"),
         "spec": job.spec,
     }
+
+
+def served_checkpoint(view: dict) -> dict:
+    """A checkpoint view as the API answers it: logs JSON-safe (NaN and inf as strings)."""
+    return {**view, "logs": nonfinite.encode_logs(view["logs"])}
 
 
 def iso(t: datetime | None) -> str | None:

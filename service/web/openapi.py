@@ -20,6 +20,8 @@ OPEN = {"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"}
 
 
 STR = {"type": "string"}
+NON_FINITE = ("NaN, inf and -inf, which JSON cannot hold, are the strings \"NaN\", "
+              "\"Infinity\" and \"-Infinity\"")
 
 
 def _ref(name: str) -> dict:
@@ -90,9 +92,10 @@ OPERATIONS = {
             _query("after", {"type": "integer", "minimum": -1}, "rows with a larger step"),
             _query("max_points", {"type": "integer", "minimum": 1, "maximum": 100000},
                    "downsample to at most this many rows: the last one and each bucket's "
-                   "minimum and maximum of `metric`"),
+                   "minimum and maximum of `metric` (ordered -inf < numbers < inf < NaN)"),
             _query("metric", {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,100}$"},
                    "the metric whose extremes downsampling keeps (default loss)")],
+        "description": f"Rows with step > `after`, ascending. {NON_FINITE}.",
         "responses": {"200": _json("rows, ascending", _ref("MetricsPage")),
             "304": {"description": "nothing written since the copy named by If-None-Match"},
             **_errors(400, 401, 404)},

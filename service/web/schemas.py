@@ -74,6 +74,12 @@ class Stopped(Answer):
     reason: str
 
 
+class RefusedRows(Answer):
+    rows_rejected: int = Field(description="metric rows the database refused, set aside so "
+                                           "the others were stored")
+    rejected_reason: str | None = Field(description="the latest reason")
+
+
 class Job(Answer):
     id: str
     name: str
@@ -90,6 +96,7 @@ class Job(Answer):
     cancel_requested: bool
     progress: Progress
     latest_checkpoint: Checkpoint | None
+    metrics: RefusedRows
     model_available: bool
     error: Failure | None
     stopped: Stopped | None = Field(None, description="set when a callback ended training "
@@ -130,11 +137,17 @@ class Summary(Answer):
     total_params: int
 
 
+NonFinite = Literal["NaN", "Infinity", "-Infinity"]
+
+
 class MetricRow(Answer):
     step: int
     epoch: int
     batch: int | None
-    logs: dict = Field(description="the Keras logs of that step: metric name to value")
+    logs: dict[str, float | NonFinite] = Field(
+        description="the Keras logs of that step: metric name to value; NaN, inf and -inf, "
+                    "which JSON cannot hold, are the strings \"NaN\", \"Infinity\" and "
+                    "\"-Infinity\"")
 
 
 class MetricsPage(Answer):

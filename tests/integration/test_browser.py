@@ -134,3 +134,34 @@ def _rows(steps, attempt: int) -> list[dict]:
     return [{"kind": "batch", "step": s, "epoch": (s - 1) // 100, "batch": (s - 1) % 100,
              "attempt": attempt, "logs": {"loss": 1.0 / s}, "wall_time": 1000.0 + s}
             for s in steps]
+
+
+def test_job_page_shows_nan_and_inf_and_marks_the_divergence(stack, pg_clean, browser_page):
+    import math
+
+    from service.jobs import JobStore
+    from service.metrics import MetricStore
+
+    job_id = JobStore(pg_clean).create({"name": "diverged", "model": {}}, epochs=1,
+                                       summary=None, max_attempts=1, project="test")["id"]
+    values = {1: 0.5, 2: 0.25, 3: math.inf, 4: math.nan, 5: -math.inf}
+    MetricStore(pg_clean).write(job_id, [
+        {"kind": "batch", "step": s, "epoch": 0, "batch": s - 1, "attempt": 1,
+         "logs": {"loss": v}, "wall_time": 1000.0 + s} for s, v in values.items()])
+    stack.start_api()
+    page = browser_page
+    page.goto(f"{stack.api_url}/jobs/{job_id}")
+    page.fill("#token-input", stack.token)
+    page.click("#token-save")
+    page.wait_for_function("+document.querySelector('#batch-chart-loss')?.dataset.points > 0")
+    traces = page.evaluate("""Array.from(document.querySelector('#batch-chart-loss').data,
+        (t) => ({x: Array.from(t.x), y: Array.from(t.y, String), text: t.text,
+                 hover: t.hovertext}))""")
+    line, marks = traces
+    assert line["x"] == [1, 2, 3, 4, 5]
+    assert line["y"] == ["0.5", "0.25", "Infinity", "NaN", "-Infinity"]  # numbers, not text
+    assert marks["x"] == [3, 4, 5] and marks["y"] == ["0.25"] * 3
+    assert marks["text"][0] == "diverged @3"
+    assert marks["hover"] == ["loss = Infinity at step 3", "loss = NaN at step 4",
+                              "loss = -Infinity at step 5"]
+    shot(page, "job-diverged")

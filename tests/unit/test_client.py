@@ -241,3 +241,26 @@ def test_progress_printer_shows_latest_batch_and_epoch_lines():
 def test_format_logs_uses_keras_number_format():
     assert format_logs({"accuracy": 0.88, "loss": 0.41}) == "accuracy: 0.8800 - loss: 0.4100"
     assert format_logs({"loss": 0.0001}) == "loss: 1.0000e-04"
+
+
+def test_history_turns_nan_and_inf_back_into_floats(api, spec):
+    import math
+
+    from service.jobs import JobStore
+    from service.metrics import MetricStore
+
+    client, settings = api
+    run = client.submit(spec)
+    JobStore(settings.database_url).claim(run.id, "w1", 30)
+    values = [0.5, math.inf, math.nan, -math.inf]
+    MetricStore(settings.database_url).write(run.id, [
+        {"kind": "epoch", "step": 4 * e + 3, "epoch": e, "batch": None, "attempt": 1,
+         "logs": {"loss": v, "accuracy": 0.5}, "wall_time": float(e)}
+        for e, v in enumerate(values)])
+    assert [r["logs"]["loss"] for r in run.metrics()["rows"]] == [0.5, "Infinity", "NaN",
+                                                                   "-Infinity"]
+    loss = run.history.history["loss"]
+    assert all(isinstance(v, float) for v in loss)
+    assert loss[0] == 0.5 and loss[1] == math.inf and math.isnan(loss[2])
+    assert loss[3] == -math.inf
+    assert run.history.history["accuracy"] == [0.5] * 4

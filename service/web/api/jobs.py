@@ -11,6 +11,7 @@ from service.detail import timeline
 from service.dispatch import enqueue
 from service.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from service.models import STATES
+from service.views import served_checkpoint
 from service.web.api import choice_arg, ctx, int_arg
 from service.web.auth import caller, scope
 
@@ -69,7 +70,8 @@ def list_attempts(job_id: str):
 
 @bp.get("/jobs/<job_id>/checkpoints")
 def list_checkpoints(job_id: str):
-    return jsonify({"checkpoints": ctx().jobs.checkpoints(job_id, project=scope())})
+    checkpoints = ctx().jobs.checkpoints(job_id, project=scope())
+    return jsonify({"checkpoints": [served_checkpoint(c) for c in checkpoints]})
 
 
 @bp.get("/jobs/<job_id>/summary")

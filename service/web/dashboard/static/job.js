@@ -87,6 +87,29 @@
     div.dataset.points = String(traces.reduce((n, t) => n + t.x.length, 0));
   }
 
+  // The API sends NaN and +/-inf as the strings "NaN", "Infinity" and "-Infinity".
+  const num = (v) => (typeof v === "string" ? Number(v) : v);
+
+  function divergence(pts, key) {
+    // Plotly leaves a gap at a non-finite value: mark each one with a red x at the last
+    // finite value before it, and label the first, where the run diverged.
+    const bad = [];
+    let last = 0;
+    for (const r of pts) {
+      const v = num(r.logs[key]);
+      if (Number.isFinite(v)) last = v; else bad.push([r, last]);
+    }
+    if (!bad.length) return [];
+    return [{
+      x: bad.map(([r]) => r.step), y: bad.map(([, y]) => y), name: `${key} not finite`,
+      type: "scatter", mode: "markers+text", showlegend: false, hoverinfo: "text",
+      marker: { symbol: "x", color: "#d62728", size: 9 },
+      text: bad.map(([r], i) => (i ? "" : `diverged @${r.step}`)), textposition: "top right",
+      textfont: { size: 10, color: "#d62728" },
+      hovertext: bad.map(([r]) => `${key} = ${r.logs[key]} at step ${r.step}`),
+    }];
+  }
+
   function names(rows) {
     const seen = new Set();
     for (const r of rows) for (const k of Object.keys(r.logs || {})) seen.add(k);
@@ -102,10 +125,10 @@
     names(rows).forEach((name, i) => {
       const pts = rows.filter((r) => r.logs[name] !== undefined);
       draw(chartDiv(box, `batch-chart-${name}`), name, [{
-        x: pts.map((r) => r.step), y: pts.map((r) => r.logs[name]), name,
+        x: pts.map((r) => r.step), y: pts.map((r) => num(r.logs[name])), name,
         type: "scattergl", mode: "lines", line: { color: COLORS[i % COLORS.length], width: 1 },
         text: pts.map((r) => `epoch ${r.epoch + 1}, batch ${r.batch + 1}`),
-      }]);
+      }, ...divergence(pts, name)]);
     });
   }
 
@@ -122,10 +145,10 @@
           const pts = rows.filter((r) => r.logs[key] !== undefined);
           if (!pts.length) return;
           traces.push({
-            x: pts.map((r) => r.step), y: pts.map((r) => r.logs[key]), name: `${label} ${base}`,
+            x: pts.map((r) => r.step), y: pts.map((r) => num(r.logs[key])), name: `${label} ${base}`,
             type: "scatter", mode: "lines+markers", line: { color },
             text: pts.map((r) => `epoch ${r.epoch + 1}`),
-          });
+          }, ...divergence(pts, key));
         });
       draw(chartDiv(box, `epoch-chart-${base}`), base, traces);
     });
