@@ -260,8 +260,10 @@ class Attempt:
                          handover, fit_spec, validated=validated)
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
-            recorder.close(timeout=0 if outcome == "lost" else 120)
-            saver.close(timeout=0 if outcome == "lost" else 60)
+            try:
+                recorder.close(timeout=0 if outcome == "lost" else 120)
+            finally:  # a final metric flush that failed still lets the saver finish
+                saver.close(timeout=0 if outcome == "lost" else 60)
         if outcome == "succeeded" and (message := stops.nan_message(pos, user_callbacks)):
             self.nan_message = message
             outcome = "failed"
