@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.auth import TokenStore
-from service.config import Settings
-from service.jobs import JobStore
-from service.migrate import upgrade
+from service.core.config import Settings
+from service.store.jobs import JobStore
+from service.store.migrate import upgrade
+from service.store.tokens import TokenStore
 from service.web.app import create_app
 
 

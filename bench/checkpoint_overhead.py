@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from service.config import Settings  # noqa: E402
-from service.jobs import JobStore  # noqa: E402
-from service.metrics import MetricStore  # noqa: E402
-from service.migrate import upgrade  # noqa: E402
-from service.spec import normalize  # noqa: E402
+from service.admission.spec import normalize  # noqa: E402
+from service.core.config import Settings  # noqa: E402
+from service.store.jobs import JobStore  # noqa: E402
+from service.store.metrics import MetricStore  # noqa: E402
+from service.store.migrate import upgrade  # noqa: E402
 from workers.training.runner import Attempt  # noqa: E402
 
 FEATURES, SAMPLES, BATCH, EPOCHS = 256, 6_000, 64, 4

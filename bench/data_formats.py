@@ -5,7 +5,7 @@ format, rounds interleaved (median of each):
 
 - ``load``: ``formats.load`` of one file — ``.npz`` (the reference), Parquet, TFRecord;
 - ``iterate``: one shuffled epoch of batches of 32 through the tf.data dataset the
-  worker feeds to ``fit`` — arrays in memory (the reference, ``data.make_dataset``) against
+  worker feeds to ``fit`` — arrays in memory (the reference, ``memory.make_dataset``) against
   a prefix of 8 shards streamed one at a time (``.npz`` shards, Parquet shards).
 
 Prints ratios to the reference. Usage: ``python bench/data_formats.py [--rounds 3]``
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from workers.training import data, formats
+from workers.training.data import formats, memory
 
 SAMPLES, FEATURES, BATCH, SHARDS = 64_000, 32, 32, 8
 
@@ -64,7 +64,7 @@ def timed(fn) -> float:
 
 
 def epoch(source) -> int:
-    plan = data.BatchPlan(len(source), BATCH, 0, True)
+    plan = memory.BatchPlan(len(source), BATCH, 0, True)
     n = 0
     for _ in formats.dataset(source, plan, 0, plan.steps_per_epoch):
         n += 1

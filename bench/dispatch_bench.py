@@ -48,10 +48,10 @@ def serve(hostname: str) -> None:
     """A Celery worker whose train task claims, reports a first batch and finishes."""
     from celery import Celery
 
-    from service.celery_config import celery_config
-    from service.config import get_settings
-    from service.dispatch import TRAIN_TASK
-    from service.jobs import JobStore
+    from service.core.celery_config import celery_config
+    from service.core.config import get_settings
+    from service.core.dispatch import TRAIN_TASK
+    from service.store.jobs import JobStore
 
     settings = get_settings()
     app = Celery("fitfleet-bench", broker=settings.broker_url)
@@ -76,7 +76,7 @@ def serve(hostname: str) -> None:
 
 
 def make_database(kind: str, folder: Path) -> tuple[str, callable]:
-    from service.migrate import upgrade
+    from service.store.migrate import upgrade
 
     if kind == "sqlite":
         url = f"sqlite:///{folder / 'bench.db'}"
@@ -91,7 +91,7 @@ def make_database(kind: str, folder: Path) -> tuple[str, callable]:
     upgrade(url)
 
     def drop():
-        from service.db import _engines
+        from service.store.db import _engines
 
         engine = _engines.pop(url, None)
         if engine is not None:
@@ -115,7 +115,7 @@ def start_workers(n: int, env: dict, logs: Path) -> list[subprocess.Popen]:
 def wait_ready(n: int, env: dict):
     from celery import Celery
 
-    from service.celery_config import celery_config
+    from service.core.celery_config import celery_config
 
     app = Celery("fitfleet-bench-ping", broker=env["CELERY_BROKER_URL"])
     app.conf.update(celery_config(env["CELERY_BROKER_URL"], env["FITFLEET_HOME"]))
@@ -139,8 +139,8 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 
 def submit(url: str, home: str, count: int, gap: float) -> list[str]:
-    from service.dispatch import enqueue
-    from service.jobs import JobStore
+    from service.core.dispatch import enqueue
+    from service.store.jobs import JobStore
 
     store, ids = JobStore(url), []
     for _ in range(count):
@@ -158,8 +158,8 @@ def measure(url: str, ids: list[str], since=None, timeout: float = 300) -> dict:
     ``since`` (default: the first submit), from the database."""
     from sqlalchemy import func, select
 
-    from service.db import session_scope
-    from service.models import Attempt, Job
+    from service.store.db import session_scope
+    from service.store.tables import Attempt, Job
 
     deadline = time.monotonic() + timeout
     while True:
@@ -185,7 +185,7 @@ def measure(url: str, ids: list[str], since=None, timeout: float = 300) -> dict:
 def run_backend(kind: str, args) -> dict:
     import redis
 
-    from service.models import utcnow
+    from service.store.tables import utcnow
 
     redis.Redis.from_url(REDIS).flushdb()
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:

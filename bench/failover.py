@@ -28,12 +28,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
 import numpy as np
 from stack import Stack, base_env, wait_for
 
-from service.dispatch import enqueue
-from service.fleet import FleetStore
-from service.jobs import JobStore
-from service.metrics import MetricStore
-from service.migrate import upgrade
-from service.spec import normalize
+from service.admission.spec import normalize
+from service.core.dispatch import enqueue
+from service.store.fleet import FleetStore
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.store.migrate import upgrade
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.specs import blobs, mlp_spec
 

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from service.jobs import JobStore  # noqa: E402
-from service.metrics import MetricStore  # noqa: E402
-from service.migrate import upgrade  # noqa: E402
-from workers.training import data  # noqa: E402
+from service.store.jobs import JobStore  # noqa: E402
+from service.store.metrics import MetricStore  # noqa: E402
+from service.store.migrate import upgrade  # noqa: E402
 from workers.training.callbacks import MetricsRecorder, Position, Tracker  # noqa: E402
+from workers.training.data import memory as data  # noqa: E402
 from workers.training.lease import Heartbeat, LeaseGuard  # noqa: E402
 
 SAMPLES, FEATURES, BATCH, EPOCHS = 32_000, 32, 32, 2

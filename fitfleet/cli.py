@@ -140,8 +140,8 @@ def _client_commands(sub) -> None:
 
 
 def _settings():
-    from service.config import get_settings
-    from service.logs import configure_from
+    from service.core.config import get_settings
+    from service.core.logs import configure_from
 
     settings = get_settings()
     configure_from(settings)  # FITFLEET_LOG_FORMAT: text or JSON lines
@@ -173,7 +173,7 @@ def cmd_worker(args) -> int:
 
 @server_command
 def cmd_reaper(args) -> int:
-    from service.reaper import run
+    from service.ops.reaper import run
 
     settings = _settings()
     warn_if_database_down(settings)
@@ -186,7 +186,7 @@ def cmd_reaper(args) -> int:
 
 @server_command
 def cmd_retention(args) -> int:
-    from service import retention
+    from service.store import retention
 
     if args.points is not None and args.points < 1:
         raise UsageError("--points must be at least 1")
@@ -198,7 +198,7 @@ def cmd_retention(args) -> int:
 
 @server_command
 def cmd_db(args) -> int:
-    from service import migrate
+    from service.store import migrate
 
     settings = _settings()
     if args.action == "upgrade":

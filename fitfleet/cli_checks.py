@@ -24,8 +24,8 @@ def silence_stdout() -> None:
 def server_command(fn):
     """A database that does not answer, or has no tables yet, is one line saying what to do."""
     def run(args) -> int:
-        from service.config import database_problem, get_settings
-        from service.errors import Unavailable
+        from service.core.config import database_problem, get_settings
+        from service.core.errors import Unavailable
 
         try:
             return fn(args)
@@ -49,9 +49,9 @@ def server_command(fn):
 
 def warn_if_database_down(settings) -> None:
     """Say once, naming the URL, setting and fix, when the database does not answer."""
-    from service import migrate
-    from service.config import database_problem
-    from service.errors import Unavailable
+    from service.core.config import database_problem
+    from service.core.errors import Unavailable
+    from service.store import migrate
 
     try:
         migrate.check(settings.database_url)
@@ -69,7 +69,7 @@ def warn_if_broker_down(settings) -> None:
         return
     from kombu import Connection
 
-    from service.config import broker_problem
+    from service.core.config import broker_problem
 
     try:
         with Connection(settings.broker_url, connect_timeout=3) as conn:

@@ -34,8 +34,8 @@ def add_token_commands(sub) -> None:
 
 
 def _store():
-    from service.auth import TokenStore
-    from service.config import get_settings
+    from service.core.config import get_settings
+    from service.store.tokens import TokenStore
 
     return TokenStore(get_settings().database_url)
 
@@ -43,8 +43,8 @@ def _store():
 def _guarded(fn):
     """Turn the project's errors into a message and an exit status."""
     def run(args) -> int:
-        from service.config import database_problem, get_settings
-        from service.errors import FitfleetError, Unavailable
+        from service.core.config import database_problem, get_settings
+        from service.core.errors import FitfleetError, Unavailable
 
         try:
             return fn(args)

@@ -17,7 +17,7 @@ from pathlib import Path
 from fitfleet.progress import ProgressPrinter
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-ENDED = ("succeeded", "failed", "cancelled")  # the server's service.models.ENDED (tested equal)
+ENDED = ("succeeded", "failed", "cancelled")  # the server's service.store.tables.ENDED (tested equal)
 
 
 class FitfleetAPIError(Exception):

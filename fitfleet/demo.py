@@ -47,7 +47,7 @@ def prepare_env(home: Path, port: int) -> dict[str, str]:
     os.environ.setdefault("CELERY_BROKER_URL", "filesystem://")
     os.environ.setdefault("FITFLEET_STORAGE_URL", (home / "store").as_uri())
     os.environ["FITFLEET_API_URL"] = f"http://127.0.0.1:{port}"
-    from service.config import reset_settings
+    from service.core.config import reset_settings
 
     reset_settings()
     env = dict(os.environ)
@@ -115,7 +115,7 @@ class Children:
 
 def demo_token(database_url: str) -> str:
     """A new API token for project ``demo`` (its secret exists only in this process)."""
-    from service.auth import TokenStore
+    from service.store.tokens import TokenStore
 
     return TokenStore(database_url).create("demo", name="demo")[1]
 
@@ -192,7 +192,7 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
               "stop it, or pick another port with --port", file=sys.stderr)
         return 2
     env = prepare_env(home_path, port)
-    from service.migrate import upgrade
+    from service.store.migrate import upgrade
 
     upgrade(env["DATABASE_URL"])
     token = demo_token(env["DATABASE_URL"])

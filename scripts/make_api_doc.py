@@ -123,7 +123,7 @@ def render(doc: dict) -> str:
 def served_document() -> dict:
     """``GET /api/v1/openapi.json`` of an app on a throwaway home folder."""
     sys.path.insert(0, str(ROOT))
-    from service.config import Settings
+    from service.core.config import Settings
     from service.web.app import create_app
 
     with tempfile.TemporaryDirectory() as home:

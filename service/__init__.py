@@ -1,9 +1,11 @@
-"""The control plane of fitfleet.
+"""The control plane of fitfleet: everything that decides what runs and keeps the record.
 
-A Flask-free core that workers may import (``config``, ``db``, ``models``, ``errors``,
-``storage``, ``jobs`` state transitions, ``metrics``, ``dispatch`` by task name, the lease
-``reaper``, ``retention``; admission of specs: ``spec``, ``modelspec``, ``policy``,
-``limits``, ``shapes``; ``auth`` tokens; ``fleet`` and ``observability`` figures) and a web
-layer (``service.web``: app factory, ``api`` blueprints, the dashboard). Nothing here imports
-TensorFlow, Keras or the ``workers`` package at import time.
+``core`` holds what every process shares (settings, errors, logging, the Celery client that
+sends tasks by name, the one room of private Keras calls); ``store`` is the SQL database
+(tables, job state transitions, metrics and rollups, tokens, the fleet's rows, retention);
+``storage`` is the object store (local directory or S3); ``admission`` is everything a
+submission passes before a job row exists; ``ops`` runs beside the API (the lease reaper,
+broker inspection, Prometheus figures); ``web`` is the Flask app, its ``api`` blueprints and
+the dashboard. Only ``web`` imports Flask; nothing imports the ``workers`` package, and
+Keras is loaded lazily, only where a spec is validated.
 """

@@ -48,7 +48,7 @@ def drop_pg_database(url: str) -> None:
     """Drop a database made by ``create_pg_database``, ending its connections first."""
     import psycopg
 
-    from service import db
+    from service.store import db
 
     engine = db._engines.pop(url, None)
     if engine is not None:
@@ -63,7 +63,7 @@ def drop_pg_database(url: str) -> None:
 
 def migrated_sqlite(directory) -> str:
     """A SQLite file in ``directory`` migrated to the head revision; returns its URL."""
-    from service.migrate import upgrade
+    from service.store.migrate import upgrade
 
     url = f"sqlite:///{directory / 'fitfleet.db'}"
     upgrade(url)
@@ -73,7 +73,7 @@ def migrated_sqlite(directory) -> str:
 def embedded_settings(directory, **overrides):
     """Settings of the embedded default in ``directory``: a migrated SQLite file, a local
     store and the file broker, with a quick heartbeat and a long lease for in-process runs."""
-    from service.config import Settings
+    from service.core.config import Settings
 
     values = {"database_url": migrated_sqlite(directory), "home": str(directory),
               "storage_url": (directory / "store").as_uri(), "broker_url": "filesystem://",
@@ -84,7 +84,7 @@ def embedded_settings(directory, **overrides):
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database at the head revision, dropped after the session."""
-    from service.migrate import upgrade
+    from service.store.migrate import upgrade
 
     url = create_pg_database()
     try:
@@ -109,7 +109,7 @@ def pg_clean(pg_url):
     """Empty every fitfleet table of the session database before the test."""
     from sqlalchemy import text
 
-    from service.db import get_engine
+    from service.store.db import get_engine
 
     with get_engine(pg_url).begin() as conn:
         conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))

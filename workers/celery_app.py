@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
-from service.celery_config import celery_config
-from service.config import get_settings
+from service.core.celery_config import celery_config
+from service.core.config import get_settings
 
 
 def make_app(settings=None) -> Celery:
@@ -22,7 +22,7 @@ app = make_app()
 @worker_process_init.connect
 def _after_fork(**_kwargs) -> None:
     """A forked pool child must not share its parent's database connections."""
-    from service.db import dispose_all
+    from service.store.db import dispose_all
 
     dispose_all()
 

@@ -14,9 +14,9 @@ import threading
 
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
-from service.config import get_settings
-from service.dispatch import TRAIN_TASK
-from service.fleet import FleetStore
+from service.core.config import get_settings
+from service.core.dispatch import TRAIN_TASK
+from service.store.fleet import FleetStore
 
 log = logging.getLogger("fitfleet.worker")
 

@@ -21,10 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from service.db import get_engine
-from service.dispatch import enqueue, warm
-from service.fleet import FleetStore
-from service.jobs import JobStore
+from service.core.dispatch import enqueue, warm
+from service.store.db import get_engine
+from service.store.fleet import FleetStore
+from service.store.jobs import JobStore
 from workers import oom
 
 log = logging.getLogger("fitfleet.worker")

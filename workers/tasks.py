@@ -13,10 +13,10 @@ import signal
 import socket
 import threading
 
-from service import logs
-from service.config import get_settings
-from service.dispatch import TRAIN_TASK
-from service.jobs import JobStore
+from service.core import logs
+from service.core.config import get_settings
+from service.core.dispatch import TRAIN_TASK
+from service.store.jobs import JobStore
 from workers import telemetry
 from workers.celery_app import app
 from workers.training import devices

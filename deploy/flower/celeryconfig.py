@@ -2,7 +2,7 @@
 
 Mounted as ``celeryconfig.py`` in the working directory of the ``flower`` service, where
 Celery's default loader reads it; the broker URL comes from ``CELERY_BROKER_URL``. The
-transport options must be the workers' own (service/celery_config.py; a test compares
+transport options must be the workers' own (service/core/celery_config.py; a test compares
 them), or replies to remote-control commands land on keys nobody reads.
 """
 

@@ -5,9 +5,8 @@ Revises: 0002
 Create Date: 2026-11-29
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'
@@ -47,7 +46,7 @@ def _backfill_rollups() -> None:
         return
     from sqlalchemy.orm import Session
 
-    from service import rollups
+    from service.store import rollups
 
     session = Session(bind=bind)  # joins the migration's transaction
     for job_id, kind in series:

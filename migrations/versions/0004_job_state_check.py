@@ -1,4 +1,4 @@
-"""a CHECK constraint on jobs.state: one of the states of service.models.JobState
+"""a CHECK constraint on jobs.state: one of the states of service.store.tables.JobState
 
 Revision ID: 0004
 Revises: 0003
@@ -6,7 +6,6 @@ Create Date: 2026-12-01
 """
 
 from alembic import op
-
 
 revision = '0004'
 down_revision = '0003'

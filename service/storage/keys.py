@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 from service.storage.base import ObjectStore
 
 

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from service.errors import BadRequest, NotFound
+from service.core.errors import BadRequest, NotFound
 from service.storage.base import ObjectStore
 
 

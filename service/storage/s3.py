@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
-from service.errors import NotFound, StorageError
+from service.core.errors import NotFound, StorageError
 from service.storage.base import ObjectStore
 
 _S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",

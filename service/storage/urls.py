@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from service.errors import BadRequest
+from service.core.errors import BadRequest
 from service.storage.base import ObjectStore
 from service.storage.local import LocalStore
 from service.storage.s3 import S3Store

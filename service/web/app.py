@@ -6,9 +6,9 @@ import logging
 
 from flask import Flask
 
-from service.config import Settings, get_settings
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.config import Settings, get_settings
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from service.web.api import ApiContext
 from service.web.errors import register_error_handlers
 

@@ -12,9 +12,9 @@ import logging
 
 from flask import Flask, g, request
 
-from service.auth import Identity, TokenStore
-from service.config import Settings
-from service.errors import Unauthorized
+from service.core.config import Settings
+from service.core.errors import Unauthorized
+from service.store.tokens import Identity, TokenStore
 
 log = logging.getLogger(__name__)
 

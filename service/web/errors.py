@@ -7,7 +7,7 @@ import logging
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from service.errors import FitfleetError
+from service.core.errors import FitfleetError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import re
 
 from flask import Blueprint, current_app, jsonify
 
-from service.models import STATES
+from service.store.tables import STATES
 from service.web.schemas import components
 
 bp = Blueprint("openapi", __name__)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.models import JobState
+from service.store.tables import JobState
 
 Step = Field(ge=0, description="a 0-based global step")
 

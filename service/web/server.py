@@ -7,7 +7,7 @@ import sys
 from gunicorn.app.base import BaseApplication
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.config import Settings
+from service.core.config import Settings
 
 
 class _ApiServer(BaseApplication):
@@ -29,13 +29,13 @@ class _ApiServer(BaseApplication):
 
 
 def _after_fork(_server, _worker) -> None:
-    from service.db import dispose_all
+    from service.store.db import dispose_all
 
     dispose_all()
 
 
 def _child_exit(_server, worker) -> None:
-    from service.observability import server_process_exited
+    from service.ops.prometheus import server_process_exited
 
     server_process_exited(worker.pid)
 
@@ -63,16 +63,16 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int,
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
           threads: int = 4) -> None:
     """Check the schema, then serve the API until stopped (SIGTERM/SIGINT)."""
-    from service import migrate
-    from service.errors import FitfleetError
-    from service.observability import prepare_multiprocess
+    from service.core.errors import FitfleetError
+    from service.ops.prometheus import prepare_multiprocess
+    from service.store import migrate
 
     try:
         migrate.check(settings.database_url)
     except FitfleetError as exc:
         sys.exit(f"fitfleet api: {exc.message}")
     except SQLAlchemyError as exc:  # the driver's own connection errors
-        from service.config import database_problem
+        from service.core.config import database_problem
 
         sys.exit(f"fitfleet api: {database_problem(settings, exc)}")
     _after_fork(None, None)

@@ -103,8 +103,8 @@ def _has_input_layer(spec: dict) -> bool:
 
 
 def test_job_page_marks_resume_points_and_steps_redone(stack, pg_clean, browser_page):
-    from service.jobs import JobStore
-    from service.metrics import MetricStore
+    from service.store.jobs import JobStore
+    from service.store.metrics import MetricStore
 
     jobs, metrics = JobStore(pg_clean), MetricStore(pg_clean)
     job_id = jobs.create({"name": "resumed", "model": {}}, epochs=4, summary=None,
@@ -139,8 +139,8 @@ def _rows(steps, attempt: int) -> list[dict]:
 def test_job_page_shows_nan_and_inf_and_marks_the_divergence(stack, pg_clean, browser_page):
     import math
 
-    from service.jobs import JobStore
-    from service.metrics import MetricStore
+    from service.store.jobs import JobStore
+    from service.store.metrics import MetricStore
 
     job_id = JobStore(pg_clean).create({"name": "diverged", "model": {}}, epochs=1,
                                        summary=None, max_attempts=1, project="test")["id"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fitfleet import Client
-from service.metrics import MetricStore
+from service.store.metrics import MetricStore
 from tests.integration.jobs_helpers import model_weights
 from tests.specs import blobs
 

@@ -23,9 +23,9 @@ def job_page(tmp_path, sqlite_url):
     from werkzeug.serving import make_server
 
     from fitfleet import Client
-    from service.auth import TokenStore
-    from service.config import Settings
-    from service.metrics import MetricStore
+    from service.core.config import Settings
+    from service.store.metrics import MetricStore
+    from service.store.tokens import TokenStore
     from service.web.app import create_app
 
     settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",

@@ -18,7 +18,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.jobs import JobStore
+from service.store.jobs import JobStore
 from tests.unit.apihelpers import api_client, make_settings
 
 SCHEDULES = {

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fitfleet import Client, FitfleetAPIError
-from service import modelspec
+from service.admission import modelspec
 from tests.integration.jobs_helpers import model_weights
 from tests.specs import blobs, npz_bytes
 

@@ -13,10 +13,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from stack import Stack, wait_for
 
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.jobs_helpers import metric_rows, model_weights, s3_keys, upload_blobs
-from stack import Stack, wait_for
 from tests.specs import mlp_spec
 
 pytestmark = pytest.mark.slow

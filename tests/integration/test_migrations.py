@@ -7,10 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from service import migrate
-from service.db import get_engine
-from service.errors import Unavailable
-from service.models import Base
+from service.core.errors import Unavailable
+from service.store import migrate
+from service.store.db import get_engine
+from service.store.tables import Base
 
 TABLES = {"jobs", "attempts", "metrics", "checkpoints"}
 

@@ -14,9 +14,9 @@ keras = pytest.importorskip("keras")
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from service.auth import TokenStore
-from service.config import Settings
-from service.jobs import JobStore
+from service.core.config import Settings
+from service.store.jobs import JobStore
+from service.store.tokens import TokenStore
 from service.web.app import create_app
 from service.web.openapi import openapi_path
 

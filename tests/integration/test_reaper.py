@@ -10,9 +10,9 @@ import time
 import pytest
 import redis
 
-from service import reaper
-from service.config import Settings
-from service.jobs import JobStore
+from service.core.config import Settings
+from service.ops import reaper
+from service.store.jobs import JobStore
 
 SPEC = {"name": "reaped", "model": {"class_name": "Sequential", "config": {}},
         "compile": {"loss": "mse"}, "data": {"train": "file:///tmp/x.npz"}}

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from service.auth import TokenStore
-from service.config import Settings
+from service.core.config import Settings
+from service.store.tokens import TokenStore
 from service.web.app import create_app
 
 keras = pytest.importorskip("keras")

@@ -9,9 +9,9 @@ import threading
 import keras
 import numpy as np
 
-from service.jobs import JobStore
-from service.spec import normalize
+from service.admission.spec import normalize
 from service.storage import final_model_key, open_store
+from service.store.jobs import JobStore
 
 
 class PreemptAt(keras.callbacks.Callback):

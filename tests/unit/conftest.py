@@ -24,8 +24,8 @@ def served_api(tmp_path, sqlite_url):
     web_app = pytest.importorskip("service.web.app")
     from werkzeug.serving import make_server
 
-    from service.auth import TokenStore
-    from service.config import Settings
+    from service.core.config import Settings
+    from service.store.tokens import TokenStore
 
     settings = Settings.from_env(
         {}, database_url=sqlite_url, broker_url="filesystem://",

@@ -17,9 +17,9 @@ import pytest
 jsonschema = pytest.importorskip("jsonschema")
 pytest.importorskip("flask")
 
-from service.fleet import FleetStore  # noqa: E402
-from service.jobs import JobStore  # noqa: E402
-from service.metrics import MetricStore  # noqa: E402
+from service.store.fleet import FleetStore  # noqa: E402
+from service.store.jobs import JobStore  # noqa: E402
+from service.store.metrics import MetricStore  # noqa: E402
 from service.web.openapi import openapi_path  # noqa: E402
 from tests.unit.apihelpers import api_client, make_settings  # noqa: E402
 

@@ -12,9 +12,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.jobs import JobStore
-from service.metrics import MetricStore
 from service.storage import final_model_key, open_store
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from service.web.app import create_app
 from tests.conftest import free_port
 from tests.unit.apihelpers import (

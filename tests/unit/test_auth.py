@@ -13,13 +13,13 @@ keras = pytest.importorskip("keras")
 
 from sqlalchemy import text
 
-from service.auth import TokenStore, hash_secret
-from service.config import Settings
-from service.db import get_engine
-from service.errors import BadRequest, NotFound
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.config import Settings
+from service.core.errors import BadRequest, NotFound
 from service.storage import final_model_key, open_store
+from service.store.db import get_engine
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.store.tokens import TokenStore, hash_secret
 from service.web.app import create_app
 
 CALLERS = ("none", "bad", "revoked", "other", "own", "admin")
@@ -213,7 +213,7 @@ def test_malformed_authorization_headers(world):
 
 def test_token_commands(sqlite_url, monkeypatch, capsys):
     from fitfleet.cli import main
-    from service import config
+    from service.core import config
 
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     config.reset_settings()
@@ -304,7 +304,7 @@ def test_every_route_pages_included_fails_closed_without_a_token(world):
 def test_caller_never_falls_back_to_an_admin(world):
     from flask import g
 
-    from service.errors import Unauthorized
+    from service.core.errors import Unauthorized
     from service.web.auth import caller, scope
 
     client, _, _, _ = world

@@ -85,7 +85,7 @@ def test_summary(api, spec_file, capsys):
 
 
 def test_logs_prints_metric_rows(api, spec_file, capsys):
-    from service.metrics import MetricStore
+    from service.store.metrics import MetricStore
 
     url, settings = api
     job = _json(capsys, ["submit", str(spec_file), "--api", url, "--output", "json"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fitfleet.cli import main
-from service.config import mask_url, reset_settings
+from service.core.config import mask_url, reset_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +64,7 @@ def test_unreachable_postgres_masks_the_password_and_says_what_to_start(settings
 
 def test_long_running_commands_warn_once_then_retry(settings_env, fresh_pg, capsys):
     from fitfleet.cli_checks import warn_if_broker_down, warn_if_database_down
-    from service.config import Settings
+    from service.core.config import Settings
 
     warn_if_database_down(Settings.from_env(
         {}, database_url="postgresql+psycopg://fit:pw@127.0.0.1:1/x"))
@@ -133,7 +133,7 @@ def test_a_closed_pipe_ends_quietly(served_api, settings_env, model_json, tmp_pa
     np.savez(tmp_path / "data.npz", x=np.zeros((8, 4), "float32"), y=np.zeros(8, "int64"))
     assert main(["submit", str(spec), "--api", url]) == 0
     job_id = capsys.readouterr().out.strip()
-    from service.metrics import MetricStore
+    from service.store.metrics import MetricStore
 
     MetricStore(settings.database_url).write(job_id, [
         {"kind": "batch", "step": s, "epoch": 0, "batch": s, "attempt": 1,
@@ -145,7 +145,7 @@ def test_a_closed_pipe_ends_quietly(served_api, settings_env, model_json, tmp_pa
 
 def test_logs_piped_to_head_prints_no_traceback(served_api, model_json, tmp_path):
     url, settings, token = served_api
-    from service.metrics import MetricStore
+    from service.store.metrics import MetricStore
 
     env = {**os.environ, "FITFLEET_TOKEN": token,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

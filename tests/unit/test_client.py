@@ -42,9 +42,9 @@ def spec(model_json, tmp_path):
 
 def _finish(settings, job_id: str, epochs: int = 3, model: bytes | None = None) -> None:
     """Play a worker: claim, write epoch rows and a checkpoint, then succeed."""
-    from service.jobs import JobStore
-    from service.metrics import MetricStore
     from service.storage import final_model_key, open_store
+    from service.store.jobs import JobStore
+    from service.store.metrics import MetricStore
 
     jobs = JobStore(settings.database_url)
     claim = jobs.claim(job_id, "w1", 30)
@@ -99,7 +99,7 @@ def test_cancel_queued_then_conflict(api, spec):
 
 
 def test_metrics_cursor_returns_only_new_rows(api, spec):
-    from service.metrics import MetricStore
+    from service.store.metrics import MetricStore
 
     client, settings = api
     run = client.submit(spec)
@@ -181,7 +181,7 @@ def test_summary_lists_layers(api, spec):
 
 
 def test_invalid_spec_raises_with_the_api_code(api, spec):
-    from service.errors import InvalidSpec
+    from service.core.errors import InvalidSpec
 
     client, _ = api
     with pytest.raises(FitfleetAPIError) as err:
@@ -246,8 +246,8 @@ def test_format_logs_uses_keras_number_format():
 def test_history_turns_nan_and_inf_back_into_floats(api, spec):
     import math
 
-    from service.jobs import JobStore
-    from service.metrics import MetricStore
+    from service.store.jobs import JobStore
+    from service.store.metrics import MetricStore
 
     client, settings = api
     run = client.submit(spec)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service import config
-from service.config import Settings
+from service.core import config
+from service.core.config import Settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / ".env.example"
 

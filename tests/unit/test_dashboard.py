@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from service.config import Settings
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.config import Settings
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from service.web.app import create_app
 
 SUMMARY = {"name": "tiny", "class_name": "Sequential",

@@ -10,9 +10,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.errors import InvalidSpec
+from service.core.errors import InvalidSpec
 from tests.unit.test_resume import final_weights, run_job
-from workers.training import data, formats
+from workers.training.data import formats, memory
 
 
 def two_outputs_json() -> dict:
@@ -87,16 +87,16 @@ def write_csv(tmp_path, text: str):
 def test_the_csv_reader_names_what_is_wrong(tmp_path, text, expected):
     path = write_csv(tmp_path, text)
     with pytest.raises(InvalidSpec) as info:
-        data.load_csv(path, "x", "label", "file:///d.csv")
+        memory.load_csv(path, "x", "label", "file:///d.csv")
     assert expected in info.value.message and info.value.message.startswith("file:///d.csv: ")
 
 
 def test_the_csv_reader_gives_features_and_one_or_more_labels(tmp_path):
     path = write_csv(tmp_path, "a,b,label,score\n1,2,0,0.5\n3,4,2,1.5\n")
-    got = data.load_csv(path, "x", "label", "u")
+    got = memory.load_csv(path, "x", "label", "u")
     np.testing.assert_array_equal(got.x, np.array([[1, 2, 0.5], [3, 4, 1.5]], "float32"))
     assert got.y.dtype == np.int64 and list(got.y) == [0, 2]
-    both = data.load_csv(path, ["a", "b"], ["label", "score"], "u")
+    both = memory.load_csv(path, ["a", "b"], ["label", "score"], "u")
     assert both.x.shape == (2, 2) and list(both.y[0]) == [0, 2] and list(both.y[1]) == [0.5, 1.5]
 
 
@@ -106,8 +106,8 @@ def test_less_than_one_batch_is_one_partial_batch_as_in_keras():
 
     x, y = np.arange(20, dtype="float32").reshape(5, 4), np.arange(5) % 3
     adapter = ArrayDataAdapter(x, y, batch_size=32)
-    plan = data.BatchPlan(5, 32, seed=1, shuffle=True)
+    plan = memory.BatchPlan(5, 32, seed=1, shuffle=True)
     assert plan.steps_per_epoch == adapter.num_batches == 1
-    batches = list(data.make_dataset(data.Arrays(x, y), plan, 0, 2).as_numpy_iterator())
+    batches = list(memory.make_dataset(memory.Arrays(x, y), plan, 0, 2).as_numpy_iterator())
     assert [len(b[0]) for b in batches] == [adapter.partial_batch_size] * 2 == [5, 5]
     assert sorted(batches[0][1].tolist()) == sorted(y.tolist())

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from fitfleet.cli import build_parser
-from service.config import Settings
+from service.core.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ROOT = DEPLOY.parent
@@ -224,7 +224,7 @@ def test_api_probes_and_secrets():
 def test_flower_uses_the_workers_broker_transport_options():
     import runpy
 
-    from service.celery_config import celery_config
+    from service.core.celery_config import celery_config
 
     flower = compose()["services"]["flower"]
     mounted = {v.split(":")[0]: v.split(":")[1] for v in flower["volumes"]}

@@ -10,8 +10,8 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("pyarrow")
 
 from fitfleet.demo import EXAMPLES, load_example
-from service.config import Settings
-from service.spec import normalize
+from service.admission.spec import normalize
+from service.core.config import Settings
 
 NAMES = sorted(p.stem for p in EXAMPLES.glob("*.json"))
 
@@ -23,7 +23,7 @@ def test_the_classic_cases_are_there():
 @pytest.mark.parametrize("name", NAMES)
 def test_example_loads_and_evaluates(name, tmp_path):
     from workers.training import runner
-    from workers.training.shards import ShardSet
+    from workers.training.data.shards import ShardSet
 
     spec = normalize(load_example(name), Settings.from_env({}))
     train, val = runner.load_data(spec, tmp_path)

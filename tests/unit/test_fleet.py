@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from service.celery_config import celery_config
-from service.config import Settings, reset_settings
-from service.dispatch import TRAIN_TASK, enqueue
-from service.broker import queue_keys
-from service.fleet import FleetStore, fleet_view, queue_depths
-from service.jobs import JobStore
+from service.core.celery_config import celery_config
+from service.core.config import Settings, reset_settings
+from service.core.dispatch import TRAIN_TASK, enqueue
+from service.ops.broker import queue_keys
+from service.store.fleet import FleetStore, fleet_view, queue_depths
+from service.store.jobs import JobStore
 from service.web.app import create_app
 
 

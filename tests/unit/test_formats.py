@@ -14,13 +14,13 @@ pa = pytest.importorskip("pyarrow")
 
 import pyarrow.parquet as pq
 
-from service.jobs import JobStore
-from service.metrics import MetricStore
 from service.storage import open_store
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.test_resume import run_job
-from workers.training import data, formats
-from workers.training.shards import ShardSet
+from workers.training.data import formats, memory
+from workers.training.data.shards import ShardSet
 
 
 def write_parquet(path, x, y):
@@ -137,7 +137,7 @@ def test_shard_order_is_a_pure_function_of_seed_and_epoch(env):
     shards = ShardSet.open(make_shards(folder, x, y), "x", "y", None, folder / "cache")
     assert len(shards) == 96 and [s.fmt for s in shards.shards][:3] == [
         "npz", "parquet", "tfrecord"]
-    plan = data.BatchPlan(len(shards), 16, 7, True)
+    plan = memory.BatchPlan(len(shards), 16, 7, True)
     spe = plan.steps_per_epoch
     whole = [b for b in shards.batches(plan, 0, 3 * spe)]
     for epoch in range(3):  # every sample once per epoch, in an order of its own

@@ -15,9 +15,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.auth import TokenStore
-from service.config import Settings
-from service.jobs import JobStore
+from service.core.config import Settings
+from service.store.jobs import JobStore
+from service.store.tokens import TokenStore
 from service.web.app import create_app
 
 L = keras.layers
@@ -226,7 +226,7 @@ def test_the_clean_spec_is_accepted(env):
 
 
 def test_an_operator_allowlisted_class_passes_the_module_rule(env, monkeypatch):
-    from service import config
+    from service.core import config
 
     client, _, spec, _, _ = env
     layer(spec).update(module="my_company.layers", class_name="Dense")
@@ -234,7 +234,7 @@ def test_an_operator_allowlisted_class_passes_the_module_rule(env, monkeypatch):
     monkeypatch.setenv("FITFLEET_KERAS_ALLOW", "my_company.layers.Dense")
     config.reset_settings()
     try:
-        from service.spec_safety import check_keras_json
+        from service.admission.spec_safety import check_keras_json
 
         check_keras_json(spec["model"], "model")  # allowed now: no error
     finally:

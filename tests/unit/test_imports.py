@@ -23,7 +23,7 @@ def loaded_after(code: str, env: dict | None = None) -> set[str]:
 
 
 def test_create_app_imports_no_tensorflow_keras_or_workers(tmp_path):
-    code = ("from service.config import Settings\n"
+    code = ("from service.core.config import Settings\n"
             "from service.web.app import create_app\n"
             f"app = create_app(Settings.from_env({{}}, home={str(tmp_path)!r}, "
             f"database_url='sqlite:///{tmp_path / 'db.sqlite'}'))\n"
@@ -78,7 +78,7 @@ def test_wsgi_module_creates_its_app_lazily(tmp_path):
 def test_validating_a_spec_loads_keras_only_when_asked():
     pytest.importorskip("keras")
     code = ("import sys\n"
-            "from service import modelspec\n"
+            "from service.admission import modelspec\n"
             "assert 'keras' not in sys.modules\n"
             "modelspec.keras_message(ValueError('x'))\n"
             "assert 'keras' not in sys.modules\n"

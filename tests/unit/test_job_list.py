@@ -7,8 +7,8 @@ import contextlib
 import pytest
 from sqlalchemy import event
 
-from service.db import get_engine
-from service.jobs import JobStore
+from service.store.db import get_engine
+from service.store.jobs import JobStore
 
 pytest.importorskip("flask")
 
@@ -36,7 +36,7 @@ def counted(url: str):
 
 def jobs_with_checkpoints(url: str, n: int) -> list[str]:
     """``n`` running jobs, each with a committed checkpoint and a metric series."""
-    from service.metrics import MetricStore
+    from service.store.metrics import MetricStore
 
     store, ids = JobStore(url), []
     for i in range(n):

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from service.errors import Conflict, LeaseLost
-from service.jobs import JobStore
+from service.core.errors import Conflict, LeaseLost
+from service.store.jobs import JobStore
 
 SPEC = {"name": "tiny", "model": {"class_name": "Sequential", "config": {}},
         "compile": {"loss": "mse"}, "data": {"train": "file:///tmp/x.npz"}}
@@ -212,7 +212,7 @@ def test_a_state_outside_the_job_states_is_refused_by_the_database(db_url):
     import sqlalchemy
     from sqlalchemy import text
 
-    from service.db import get_engine
+    from service.store.db import get_engine
 
     job = new_job(JobStore(db_url))
     with pytest.raises(sqlalchemy.exc.IntegrityError, match="ck_jobs_state|CHECK"):
@@ -224,7 +224,7 @@ def test_a_state_outside_the_job_states_is_refused_by_the_database(db_url):
 
 def test_one_list_of_job_states_shared_by_the_client():
     from fitfleet import client
-    from service.models import ENDED, STATES, JobState
+    from service.store.tables import ENDED, STATES, JobState
 
     assert STATES == tuple(s.value for s in JobState) == (
         "queued", "running", "succeeded", "failed", "cancelled")
@@ -234,7 +234,7 @@ def test_one_list_of_job_states_shared_by_the_client():
 def lost_count(url: str, job_id: str) -> int:
     from sqlalchemy import text
 
-    from service.db import get_engine
+    from service.store.db import get_engine
 
     with get_engine(url).connect() as conn:
         return conn.execute(text("SELECT lost_attempts FROM jobs WHERE id = :i"),

@@ -1,10 +1,10 @@
-"""The private Keras calls of service.keras_internals exist in the installed Keras."""
+"""The private Keras calls of service.core.keras_internals exist in the installed Keras."""
 
 from __future__ import annotations
 
 import pytest
 
-from service import keras_internals
+from service.core import keras_internals
 
 
 def test_every_private_keras_call_exists_in_this_keras():

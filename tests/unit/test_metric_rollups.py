@@ -9,12 +9,12 @@ import time
 import pytest
 from sqlalchemy import select, text
 
-from service import rollups
-from service.db import get_engine, session_scope
-from service.errors import NotFound
-from service.jobs import JobStore
-from service.metrics import MetricStore
-from service.models import MetricRollup
+from service.core.errors import NotFound
+from service.store import rollups
+from service.store.db import get_engine, session_scope
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.store.tables import MetricRollup
 
 
 def make_rows(steps, attempt: int = 1, loss=lambda s: 1.0 / (s + 1)) -> list[dict]:
@@ -150,7 +150,7 @@ def test_a_large_max_points_fetches_its_rows_in_several_statements(db_url):
 
 
 def test_upgrading_to_0003_builds_rollups_for_rows_written_before(tmp_path):
-    from service.migrate import upgrade
+    from service.store.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     upgrade(url, "0002")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import BadRequest
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.errors import BadRequest
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 
 
 def rows(steps, kind: str = "batch", attempt: int = 1, loss: float = 1.0) -> list[dict]:

@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service import modelspec
-from service.errors import InvalidSpec
+from service.admission import modelspec
+from service.core.errors import InvalidSpec
 
 
 def cnn():

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from service.errors import FitfleetError
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.errors import FitfleetError
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from tests.conftest import free_port
 
 keras = pytest.importorskip("keras")
@@ -147,7 +147,7 @@ def test_a_lost_attempt_or_a_failing_fit_is_not_masked_by_the_final_flush(sqlite
 
 def expected_extremes(values: dict[int, float], buckets: int, width: int) -> set[int]:
     """Each bucket's min and max step by -inf < numbers < inf < NaN (earliest on ties)."""
-    from service.nonfinite import order_key
+    from service.store.nonfinite import order_key
 
     steps = {max(values)}
     for b in range(buckets):
@@ -180,7 +180,7 @@ def test_downsampling_keeps_nan_and_inf_as_a_bucket_extreme(db_url, n, max_point
 
 
 def test_block_stats_order_nan_and_inf():
-    from service import rollups
+    from service.store import rollups
 
     stats = rollups.block_stats([(1, {"loss": 2.0}), (2, {"loss": "NaN"}), (3, {"loss": 5}),
                                  (4, {"loss": "-Infinity"}), (5, {"loss": "NaN"})])["stats"]
@@ -215,7 +215,7 @@ def test_a_checkpoint_with_nan_logs_commits_and_reads_back_floats(db_url, tmp_pa
 def test_retention_never_keeps_a_nan_checkpoint_as_the_best():
     from types import SimpleNamespace
 
-    from service.retention import _best_step
+    from service.store.retention import _best_step
 
     rows = [SimpleNamespace(step=s, logs={"val_loss": v})
             for s, v in ((1, math.nan), (2, 0.5), (3, 0.3), (4, math.inf), (5, -math.inf))]
@@ -227,7 +227,7 @@ def test_a_job_that_diverges_keeps_its_rows_and_checkpoints(db_url, tmp_path):
     """The issue's case, through the worker: SGD with a learning rate of 1e12."""
     import threading
 
-    from service.spec import normalize
+    from service.admission.spec import normalize
     from tests.conftest import embedded_settings
     from tests.specs import blobs, mlp_spec
     from workers.training.runner import Attempt
@@ -260,8 +260,8 @@ def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
     through (an outage of the metrics path); the job must not end ``succeeded``."""
     import threading
 
-    from service.errors import Unavailable
-    from service.spec import normalize
+    from service.admission.spec import normalize
+    from service.core.errors import Unavailable
     from tests.conftest import embedded_settings
     from tests.specs import blobs, mlp_spec
     from workers.training import runner

@@ -6,15 +6,15 @@ import os
 
 import pytest
 
-from service.config import Settings
-from service.errors import InvalidSpec
-from service.policy import (
+from service.admission.policy import (
     check_data_sizes,
     check_data_url,
     check_size,
     check_spec_locations,
     items,
 )
+from service.core.config import Settings
+from service.core.errors import InvalidSpec
 
 
 def settings(tmp_path, **overrides) -> Settings:

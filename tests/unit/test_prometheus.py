@@ -7,10 +7,10 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.config import Settings
-from service.dispatch import broker_priority, enqueue
-from service.jobs import JobStore
-from service.broker import queue_keys, transport_options
+from service.core.config import Settings
+from service.core.dispatch import broker_priority, enqueue
+from service.ops.broker import queue_keys, transport_options
+from service.store.jobs import JobStore
 from service.web.app import create_app
 from tests.conftest import free_port
 
@@ -169,7 +169,7 @@ def test_worker_figures_are_served_on_their_own_port(sqlite_url):
 
 def test_heartbeat_and_metric_writer_count_what_they_did(sqlite_url):
     """The training side's one-line hooks: a real renewal and a real bulk write."""
-    from service.metrics import MetricStore
+    from service.store.metrics import MetricStore
     from workers import telemetry
     from workers.training.callbacks import MetricsRecorder, Position
     from workers.training.lease import Heartbeat
@@ -199,8 +199,8 @@ def test_latency_is_summed_over_server_processes_in_multiprocess_mode(tmp_path, 
     root = Path(__file__).resolve().parents[2]
     code = (
         "import json, os, sys\n"
-        "from service.config import Settings\n"
-        "from service.observability import prepare_multiprocess\n"
+        "from service.core.config import Settings\n"
+        "from service.ops.prometheus import prepare_multiprocess\n"
         "from service.web.app import create_app\n"
         "prepare_multiprocess() if sys.argv[1] == 'first' else None\n"
         f"s = Settings.from_env({{}}, database_url={sqlite_url!r}, home={str(tmp_path)!r},"

@@ -11,9 +11,9 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("flask")
 
 from fitfleet import Client, FitfleetAPIError, remote
-from service import modelspec
-from service.config import Settings
-from service.spec import normalize
+from service.admission import modelspec
+from service.admission.spec import normalize
+from service.core.config import Settings
 from service.storage import key_of, open_store
 
 

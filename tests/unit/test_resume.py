@@ -13,10 +13,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.jobs import JobStore
-from service.metrics import MetricStore
-from service.spec import normalize
+from service.admission.spec import normalize
 from service.storage import open_store
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.attempts import PreemptAt, assert_same_weights, final_weights, run_job
 

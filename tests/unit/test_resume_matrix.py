@@ -13,7 +13,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.metrics import MetricStore
+from service.store.metrics import MetricStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.attempts import assert_same_weights, final_weights, run_job
 

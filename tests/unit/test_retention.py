@@ -8,11 +8,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from service import retention
-from service.config import Settings
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.config import Settings
 from service.storage import LocalStore
+from service.store import retention
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 
 DAY = 86400.0
 
@@ -108,7 +108,7 @@ def test_ended_jobs_keep_the_final_model_and_the_best_checkpoint(db_url, tmp_pat
 
 def test_command_line_runs_a_pass_and_prints_its_report(monkeypatch, tmp_path, sqlite_url, capsys):
     from fitfleet.cli import main
-    from service import config
+    from service.core import config
 
     job_id, _ = new_job(sqlite_url)
     MetricStore(sqlite_url).write(job_id, batch_rows(1, 50, time.time() - 3 * DAY))
@@ -152,7 +152,7 @@ def test_points_must_be_positive(sqlite_url, points):
 def test_the_reaper_runs_retention_passes(tmp_path, sqlite_url):
     import threading
 
-    from service import reaper
+    from service.ops import reaper
 
     store = LocalStore(tmp_path / "store")
     job_id, attempt_id = new_job(sqlite_url)
@@ -190,8 +190,8 @@ def spiky_rows(first: int, last: int, wall_time: float) -> list[dict]:
 
 def test_polls_after_compaction_answer_what_a_fresh_computation_answers(db_url, tmp_path):
     pytest.importorskip("flask")
-    from service.db import session_scope
-    from service.models import MetricRollup
+    from service.store.db import session_scope
+    from service.store.tables import MetricRollup
     from tests.unit.apihelpers import api_client, make_settings
 
     client = api_client(make_settings(tmp_path, db_url))

@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.jobs import JobStore
+from service.store.jobs import JobStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.test_resume import run_job
 from workers.training.reasons import scrub
@@ -78,7 +78,7 @@ def test_an_own_error_raised_while_tf_data_reads_keeps_its_code_and_sentence():
     """fitfleet's own data errors raised inside tf.data come back once, with their code."""
     import tensorflow as tf
 
-    from service.errors import InvalidSpec
+    from service.core.errors import InvalidSpec
 
     def gen():
         yield np.zeros((2, 4), "float32"), np.zeros((2, 3), "float32")

@@ -10,11 +10,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service import sampleweights
-from service.errors import InvalidSpec
-from service.jobs import JobStore
-from service.metrics import MetricStore
-from service.spec import normalize
+from service.admission import sampleweights
+from service.admission.spec import normalize
+from service.core.errors import InvalidSpec
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.test_resume import final_weights, run_job
 
@@ -40,7 +40,7 @@ def weighted_spec(url: str, **fit) -> dict:
 
 def plain_fit(spec: dict, x, y, w):
     """What ``model.fit(sample_weight=w)`` gives for the spec, in this process."""
-    from service import modelspec
+    from service.admission import modelspec
 
     keras.utils.set_random_seed(spec["seed"])
     model = modelspec.build_model(spec["model"])
@@ -117,7 +117,7 @@ def test_weights_by_output_name_train_as_a_list_in_output_order(tmp_path, db_url
             "fit": {"epochs": 2, "batch_size": 16, "shuffle": False}}
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["succeeded"], job["error"]
-    from service import modelspec
+    from service.admission import modelspec
 
     keras.utils.set_random_seed(3)
     model = modelspec.build_model(spec["model"])
@@ -200,7 +200,7 @@ def test_shards_and_an_unweighted_validation_file_train_as_model_fit(tmp_path, d
     spec["fit"].update(validation_split=0.0, shuffle=False)
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["succeeded"], job["error"]
-    from service import modelspec
+    from service.admission import modelspec
 
     keras.utils.set_random_seed(spec["seed"])
     model = modelspec.build_model(spec["model"])
@@ -218,9 +218,9 @@ def test_csv_and_parquet_weight_columns_are_weights_not_features(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from service import shapes
-    from service.config import Settings
-    from workers.training import formats
+    from service.admission import shapes
+    from service.core.config import Settings
+    from workers.training.data import formats
 
     x, y = blobs(n=10, features=3)
     w = np.arange(1, 11, dtype="float64")
@@ -248,7 +248,7 @@ def test_csv_and_parquet_weight_columns_are_weights_not_features(tmp_path):
 def test_tfrecord_weight_feature_is_read_as_weights(tmp_path):
     import tensorflow as tf
 
-    from workers.training import formats
+    from workers.training.data import formats
 
     x, y = blobs(n=6, features=3)
     w = np.linspace(0.5, 3.0, 6)

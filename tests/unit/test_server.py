@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import Settings
+from service.core.config import Settings
 from tests.conftest import free_port
 from tests.unit.apihelpers import admin_token, base_job_spec, make_settings, sequential_json
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _serve_command(settings: Settings, port: int) -> list[str]:
     values = {k: getattr(settings, k) for k in ("database_url", "broker_url", "storage_url",
                                                 "home", "max_spec_bytes", "data_file_roots")}
-    code = ("from service.config import Settings\n"
+    code = ("from service.core.config import Settings\n"
             "from service.web.server import serve\n"
             f"serve(Settings.from_env({{}}, **{values!r}), port={port}, workers=1, threads=2)\n")
     return [sys.executable, "-c", code]

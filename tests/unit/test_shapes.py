@@ -8,9 +8,9 @@ import uuid
 import numpy as np
 import pytest
 
-from service import datahead, shapes
-from service.config import Settings
-from service.errors import InvalidSpec
+from service.admission import datahead, shapes
+from service.core.config import Settings
+from service.core.errors import InvalidSpec
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_an_api_without_tensorflow_skips_the_tfrecord_check(monkeypatch):
     import struct
     import sys
 
-    from service import datahead, tablehead
+    from service.admission import datahead, tablehead
 
     monkeypatch.setitem(sys.modules, "tensorflow.core.example", None)
     record = struct.pack("<Q", 3) + b"\0" * 4 + b"abc"

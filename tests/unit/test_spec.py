@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from service.config import Settings
-from service.errors import BadRequest, InvalidSpec
-from service.spec import normalize
+from service.admission.spec import normalize
+from service.core.config import Settings
+from service.core.errors import BadRequest, InvalidSpec
 
 SETTINGS = Settings.from_env({}, max_epochs=1000, max_attempts=4)
 

@@ -15,10 +15,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from service.jobs import JobStore
-from service.metrics import MetricStore
-from service.spec import normalize
+from service.admission.spec import normalize
 from service.storage import key_of, open_store
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.attempts import PreemptAt, assert_same_weights, final_weights, run_job
 
@@ -173,7 +173,7 @@ import numpy as np
 from workers.training import devices
 devices.configure(2)
 import tensorflow as tf
-from workers.training.data import Arrays
+from workers.training.data.memory import Arrays
 from workers.training.runner import build_shadow
 from tests.specs import blobs, mlp_spec
 x, y = blobs()

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from service.errors import BadRequest, NotFound
+from service.core.errors import BadRequest, NotFound
 from service.storage import LocalStore, S3Store, open_store, split_object_url
 
 
@@ -124,7 +124,7 @@ def test_s3_stores_of_one_process_share_one_client(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_version_tag_changes_with_the_object_and_names_a_missing_one(kind, tmp_path, request):
-    from service.errors import NotFound
+    from service.core.errors import NotFound
 
     if kind == "s3":
         s3 = request.getfixturevalue("s3")

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from service.config import Settings
-from service.jobs import JobStore
+from service.core.config import Settings
+from service.store.jobs import JobStore
 from workers import oom
 from workers.supervisor import Supervisor
 
@@ -95,7 +95,7 @@ def test_a_dead_childs_job_is_released_at_once_and_the_child_replaced(parent, tm
 
 def test_the_replacement_waits_while_an_idle_worker_takes_the_job(parent):
     """Its start-up would take the CPU from the restore: it starts once the job trains again."""
-    from service.fleet import FleetStore
+    from service.store.fleet import FleetStore
 
     store = JobStore(parent.settings.database_url)
     FleetStore(store.url).report("pool@test-1:77", hostname="h", pid=77, queues=["default"],

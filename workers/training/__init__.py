@@ -1,7 +1,9 @@
 """Training with Keras: the only package of fitfleet that imports TensorFlow at import time.
 
 ``runner`` drives one attempt of a job; ``data`` turns a data location into batches whose
-order is a pure function of (seed, epoch); ``callbacks`` record metrics, renew the lease
-and take checkpoints; ``checkpoint`` writes and restores them; ``state`` captures what a
-``.keras`` file does not hold (seed generators, metric variables, callback and RNG state).
+order is a pure function of (seed, epoch) (arrays, file formats and the download cache,
+streamed shards); ``callbacks`` record metrics and take checkpoints, ``lease`` renews the
+lease and acts on cancel and loss; ``resume`` holds what exact resume needs (``state``: what
+a ``.keras`` file does not hold; ``checkpoint``: snapshot, write, load; ``saver``: the
+background saver that uploads and commits).
 """

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import keras
 
-from service.errors import FitfleetError, Unavailable
+from service.core.errors import FitfleetError, Unavailable
 from workers import telemetry
-from workers.training import checkpoint, state
+from workers.training.resume import checkpoint, state
 
 log = logging.getLogger("fitfleet.worker")
 

@@ -16,7 +16,7 @@ import threading
 
 import keras
 
-from service.errors import LeaseLost
+from service.core.errors import LeaseLost
 from workers import telemetry
 
 log = logging.getLogger("fitfleet.worker")

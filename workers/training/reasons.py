@@ -22,7 +22,7 @@ _BOLD = re.compile(r"\x1b\[1m(.*?)\x1b\[0m", re.DOTALL)
 _KERAS_WRAPPER = "Exception encountered when calling"
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[|\{\{|"
                        r"Traceback \(most recent call last\):|<stack traces unavailable>)")
-RAISED = re.compile(r"^(?:\w+\.)*(\w+): (.*)$")  # "service.errors.InvalidSpec: ..."
+RAISED = re.compile(r"^(?:\w+\.)*(\w+): (.*)$")  # "service.core.errors.InvalidSpec: ..."
 _TF_TAIL = re.compile(r"\s*(\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\])")
 
 

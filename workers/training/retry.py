@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from service.errors import LeaseLost
+from service.core.errors import LeaseLost
 
 log = logging.getLogger("fitfleet.worker")
 

@@ -20,14 +20,15 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from service import keras_internals, modelspec, policy
-from service.config import Settings
-from service.dispatch import enqueue
-from service.errors import FitfleetError, InvalidSpec, LeaseLost
-from service.jobs import Claim, JobStore
-from service.metrics import MetricStore
+from service.admission import modelspec, policy
+from service.core import keras_internals
+from service.core.config import Settings
+from service.core.dispatch import enqueue
+from service.core.errors import FitfleetError, InvalidSpec, LeaseLost
 from service.storage import final_model_key, open_store
-from workers.training import checkpoint, data, devices, formats, stops
+from service.store.jobs import Claim, JobStore
+from service.store.metrics import MetricStore
+from workers.training import devices, stops
 from workers.training.callbacks import (
     Checkpointer,
     Handover,
@@ -36,15 +37,17 @@ from workers.training.callbacks import (
     Resume,
     Tracker,
 )
+from workers.training.data import formats, memory
 from workers.training.lease import Heartbeat, LeaseGuard
 from workers.training.reasons import RAISED, reason, scrub
+from workers.training.resume import checkpoint
+from workers.training.resume.saver import Saver
 from workers.training.retry import retry
-from workers.training.saver import Saver
 
 log = logging.getLogger("fitfleet.worker")
 
 
-def build(spec: dict, sample: data.Arrays, strategy=None):
+def build(spec: dict, sample: memory.Arrays, strategy=None):
     """The job's model, seeded, compiled, with metrics and optimizer built."""
     keras.utils.set_random_seed(int(spec.get("seed", 0)))
     with devices.scope(strategy):
@@ -55,7 +58,7 @@ def build(spec: dict, sample: data.Arrays, strategy=None):
     return model
 
 
-def build_shadow(spec: dict, sample: data.Arrays):
+def build_shadow(spec: dict, sample: memory.Arrays):
     """The model the background saver writes checkpoints from, in host memory.
 
     Built under a CPU device scope, so the accelerator holds one copy of the weights (the
@@ -123,7 +126,7 @@ class _Rebuild(Exception):
         self.step = step
 
 
-def fit_from(model, train, val, plan: data.BatchPlan, start: int, epochs: int, callbacks,
+def fit_from(model, train, val, plan: memory.BatchPlan, start: int, epochs: int, callbacks,
              pos: Position, resume_cb: Resume, handover: Handover, fit_spec: dict,
              validated: bool = True) -> None:
     """Train from global step ``start`` to the end (``validated=False``: the epoch that
@@ -182,7 +185,7 @@ class Attempt:
         self.store = open_store(settings.storage_url)
         self.spec = claim.spec
         self.strategy = None
-        self.scratch = data.scratch_dir(settings.home)
+        self.scratch = memory.scratch_dir(settings.home)
         self.heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, None,
                                    settings.lease_seconds, settings.heartbeat_seconds)
         self.nan_message: str | None = None  # set when the loss diverged
@@ -216,7 +219,7 @@ class Attempt:
         self.strategy = devices.strategy_for(spec)
         train, val = load_data(spec, formats.cache_dir(settings.home, settings.data_cache_bytes))
         fit_spec = spec["fit"]
-        plan = data.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
+        plan = memory.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
                               int(spec.get("seed", 0)), bool(fit_spec.get("shuffle", True)))
         epochs = int(fit_spec.get("epochs", 1))
         shadow = build_shadow(spec, train)  # before the restore: building reseeds the RNGs

@@ -13,8 +13,8 @@ import math
 
 import keras
 
-from workers.training import state
 from workers.training.callbacks import Position
+from workers.training.resume import state
 
 
 def nan_message(pos: Position, user_callbacks) -> str | None:

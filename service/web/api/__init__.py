@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from flask import current_app, request
 
-from service.config import Settings
-from service.errors import BadRequest
-from service.jobs import JobStore
-from service.metrics import MetricStore
+from service.core.config import Settings
+from service.core.errors import BadRequest
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
 
 
 @dataclass(frozen=True)

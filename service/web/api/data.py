@@ -9,7 +9,7 @@ import zipfile
 
 from flask import Blueprint, jsonify, request
 
-from service.errors import BadRequest, PayloadTooLarge
+from service.core.errors import BadRequest, PayloadTooLarge
 from service.storage import open_store
 from service.web.api import ctx
 

@@ -7,9 +7,9 @@ import tempfile
 
 from flask import Blueprint, jsonify, send_file
 
-from service.detail import job_detail
-from service.errors import NotFound
+from service.core.errors import NotFound
 from service.storage import LocalStore, open_store
+from service.store.detail import job_detail
 from service.web.api import ctx
 from service.web.auth import scope
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from service.fleet import fleet_view
+from service.store.fleet import fleet_view
 from service.web.api import ctx
 from service.web.auth import scope
 

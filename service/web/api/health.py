@@ -7,10 +7,10 @@ import logging
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from service import migrate
-from service.config import Settings
-from service.db import get_engine
-from service.errors import FitfleetError
+from service.core.config import Settings
+from service.core.errors import FitfleetError
+from service.store import migrate
+from service.store.db import get_engine
 from service.web.api import ctx
 from service.web.errors import envelope
 
@@ -53,7 +53,7 @@ def _database(settings: Settings) -> None:
 def _broker(settings: Settings) -> None:
     from kombu import Connection
 
-    from service.celery_config import celery_config
+    from service.core.celery_config import celery_config
 
     options = celery_config(settings.broker_url, settings.home).get("broker_transport_options")
     with Connection(settings.broker_url, connect_timeout=2,

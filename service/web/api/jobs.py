@@ -6,12 +6,12 @@ import json
 
 from flask import Blueprint, jsonify, request, url_for
 
-from service.admission import admit
-from service.detail import timeline
-from service.dispatch import enqueue
-from service.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
-from service.models import STATES
-from service.views import served_checkpoint
+from service.admission.submit import admit
+from service.core.dispatch import enqueue
+from service.core.errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
+from service.store.detail import timeline
+from service.store.tables import STATES
+from service.store.views import served_checkpoint
 from service.web.api import choice_arg, ctx, int_arg
 from service.web.auth import caller, scope
 

@@ -7,7 +7,7 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.observability import REQUEST_SECONDS, make_registry
+from service.ops.prometheus import REQUEST_SECONDS, make_registry
 from service.web.api import ctx
 
 bp = Blueprint("prometheus", __name__)

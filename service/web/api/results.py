@@ -9,9 +9,9 @@ import tempfile
 
 from flask import Blueprint, current_app, redirect, request, send_file
 
-from service.errors import NotFound
-from service.metrics import KINDS
+from service.core.errors import NotFound
 from service.storage import LocalStore, S3Store, final_model_key, open_store
+from service.store.metrics import KINDS
 from service.web.api import choice_arg, ctx, int_arg
 from service.web.auth import scope
 from service.web.pollcache import PollCache

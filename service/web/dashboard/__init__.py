@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, render_template, send_file
 
-from service.errors import NotFound
+from service.core.errors import NotFound
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/dashboard/static")

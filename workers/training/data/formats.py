@@ -1,0 +1,335 @@
+"""Data files by format (.npz, .csv, Parquet, TFRecord) and a local download cache keyed by ETag.
+
+A data URL names one object (``s3://bucket/train.parquet``, ``file:///data/train.tfrecord``)
+or, ending in ``/``, a prefix of shards streamed by :mod:`workers.training.data.shards`. Objects
+from S3 are downloaded once per machine: the cache file's name holds the object's ETag, so
+a resumed attempt on the same machine reads it from disk, and a changed object is fetched again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+from service.admission import datahead
+from service.core.errors import InvalidSpec, NotFound
+from service.storage import S3Store, split_object_url
+from workers.training.data import memory
+
+SUFFIXES = datahead.SUFFIXES  # one table for the submit-time checks and the workers
+FORMATS = ("npz", "csv", "parquet", "tfrecord")
+log = logging.getLogger("fitfleet.worker")
+
+
+def cache_dir(home: str | os.PathLike, max_bytes: int = 0) -> Path:
+    """The machine's data cache, kept across attempts: ``<home>/cache/data``.
+
+    Past ``max_bytes`` (0: no limit), the least recently used downloads are deleted first.
+    """
+    path = Path(home) / "cache" / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    if max_bytes:
+        trim(path, max_bytes)
+    return path
+
+
+def trim(cache: Path, max_bytes: int) -> int:
+    """Delete the least recently used cached objects until ``cache`` holds ``max_bytes``."""
+    entries = []
+    for p in cache.iterdir():
+        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".rows.json"):
+            try:
+                stat = p.stat()
+            except FileNotFoundError:  # another worker trimmed it meanwhile
+                continue
+            entries.append((stat.st_mtime, stat.st_size, p))
+    total, removed = sum(e[1] for e in entries), 0
+    for _, size, p in sorted(entries):
+        if total <= max_bytes:
+            break
+        for victim in (p, p.with_name(p.name + ".rows.json")):
+            victim.unlink(missing_ok=True)
+        total, removed = total - size, removed + 1
+    return removed
+
+
+def format_of(url: str, fmt: str | None) -> str:
+    """The format named in the spec, or the one the object's suffix says."""
+    if fmt:
+        return fmt
+    suffix = Path(urlparse(url).path).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InvalidSpec(f"cannot tell the format of {url} from its suffix; set data.format "
+                          f"to one of {', '.join(FORMATS)}", details={"field": "data.format"})
+    return SUFFIXES[suffix]
+
+
+def etag(store, key: str) -> str:
+    """The object's ETag (S3) or a stand-in from its size and modification time (a file)."""
+    if isinstance(store, S3Store):
+        from botocore.exceptions import ClientError
+
+        try:
+            return store.client.head_object(Bucket=store.bucket, Key=store._key(key))["ETag"]
+        except ClientError as exc:
+            raise NotFound(f"data object {store.uri(key)} does not exist") from exc
+    stat = store._path(key).stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def fetch(url: str, cache: str | os.PathLike, tag: str | None = None) -> Path:
+    """A local path holding the object at ``url``: in place for ``file://``, else cached.
+
+    Args:
+        url: ``s3://`` or ``file://`` URL of one object.
+        cache: the cache folder (see :func:`cache_dir`).
+        tag: the object's ETag when already known (from a listing); asked for otherwise.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        if not path.is_file():
+            raise InvalidSpec(f"data file {url} does not exist")
+        return path
+    store, key = split_object_url(url)
+    tag = tag or etag(store, key)
+    target = _cache_path(url, tag, cache)
+    if target.is_file():
+        log.info("data %s: read from the local cache (ETag %s)", url, tag)
+        os.utime(target)  # recently used: the last to be trimmed
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    os.close(fd)
+    try:
+        store.get_file(key, part)
+        os.replace(part, target)  # atomic: a concurrent reader sees all or nothing
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+    log.info("data %s: downloaded %d bytes into the local cache", url, target.stat().st_size)
+    return target
+
+
+def _cache_path(url: str, tag: str, cache) -> Path:
+    name = hashlib.sha256(url.encode()).hexdigest()[:24]
+    version = hashlib.sha256(tag.encode()).hexdigest()[:16]
+    return Path(cache) / f"{name}-{version}{Path(urlparse(url).path).suffix.lower()}"
+
+
+def read(path: Path, fmt: str, x_names, y_names, url: str, sw_names=None) -> memory.Arrays:
+    """One local file in ``fmt`` as arrays, with the sample weights ``sw_names`` names;
+    targets named by output come as a dict."""
+    if isinstance(y_names, dict):
+        arrays = read(path, fmt, x_names, list(y_names.values()), url, sw_names)
+        ys = arrays.y if isinstance(arrays.y, tuple) else (arrays.y,)
+        return memory.Arrays(arrays.x, dict(zip(y_names, ys, strict=True)), arrays.sw)
+    if fmt == "npz":
+        return memory.load_npz(path, x_names, y_names, url, sw_names)
+    if fmt == "csv":
+        return memory.load_csv(path, x_names, y_names, url, sw_names)
+    if fmt == "parquet":
+        return read_parquet(path, x_names, y_names, url, sw_names)
+    if fmt == "tfrecord":
+        return read_tfrecord(path, x_names, y_names, url, sw_names)
+    raise InvalidSpec(f"unsupported data format {fmt!r} for {url}; use one of {', '.join(FORMATS)}")
+
+
+def count_rows(path: Path, fmt: str, y_names, url: str) -> int:
+    """The number of samples in a file, reading as little of it as the format allows."""
+    if isinstance(y_names, dict):
+        y_names = list(y_names.values())
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "npz":
+        name = (y_names if isinstance(y_names, str) else y_names[0]) + ".npy"
+        with zipfile.ZipFile(path) as z:
+            if name not in z.namelist():
+                raise InvalidSpec(f"{url} has no array named {name[:-4]!r}")
+            with z.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)
+                return int(reader(f)[0][0])
+    if fmt == "tfrecord":
+        import tensorflow as tf
+
+        return int(tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1))
+    with open(path, newline="") as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)
+
+
+def _names(names) -> list[str]:
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _pack(arrays: list[np.ndarray]):
+    return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+
+def read_parquet(path: Path, x_names, y_names, url: str, sw_names=None) -> memory.Arrays:
+    """Columns by name; a column of fixed-length lists becomes a 2-D (or deeper) array.
+
+    As for CSV, ``x`` left at its default ``"x"`` with no such column means "every column
+    but the label", stacked as float32 features.
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    columns = table.column_names
+    ys = _names(y_names)
+    missing = [n for n in ys if n not in columns]
+    if missing:
+        raise InvalidSpec(f"{url} has no column {missing[0]!r} (columns: {', '.join(columns)})")
+    y = _pack([_column(table, n) for n in ys])
+
+    def weight(name):
+        if name not in columns:
+            raise InvalidSpec(f"{url} has no sample weight column {name!r} "
+                              f"(columns: {', '.join(columns)})",
+                              details={"field": "data.sample_weight"})
+        return _column(table, name)
+
+    sw = memory.weights(sw_names, weight, url)
+    if x_names == "x" and "x" not in columns:
+        skip = {*ys, *memory.weight_names(sw_names)}
+        features = [c for c in columns if c not in skip]
+        x = np.stack([_column(table, c) for c in features], axis=1).astype(np.float32)
+        return memory.Arrays(x, y, sw)
+    xs = _names(x_names)
+    missing = [n for n in xs if n not in columns]
+    if missing:
+        raise InvalidSpec(f"{url} has no column {missing[0]!r} (columns: {', '.join(columns)})")
+    return memory.Arrays(_pack([_column(table, n) for n in xs]), y, sw)
+
+
+def _column(table, name: str) -> np.ndarray:
+    import pyarrow as pa
+
+    col = table.column(name).combine_chunks()
+    shape = [len(col)]
+    while pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type) \
+            or pa.types.is_large_list(col.type):
+        inner = col.flatten()
+        width = len(inner) // max(1, len(col))
+        if pa.types.is_fixed_size_list(col.type):
+            width = col.type.list_size
+        elif len(col) and np.any(np.diff(col.offsets.to_numpy()) != width):
+            raise InvalidSpec(f"column {name!r} holds lists of different lengths")
+        shape.append(width)
+        col = inner
+    return col.to_numpy(zero_copy_only=False).reshape(shape)
+
+
+def read_tfrecord(path: Path, x_names, y_names, url: str, sw_names=None) -> memory.Arrays:
+    """``tf.train.Example`` records with one feature per name (float or int64 lists).
+
+    A feature of length 1 gives a 1-D array, a longer one a 2-D array; an int64 feature
+    ``<name>/shape`` (as in the first record) reshapes each sample, e.g. to ``[8, 8, 1]``.
+    """
+    import tensorflow as tf
+
+    first = next(iter(tf.data.TFRecordDataset(str(path)).take(1)), None)
+    if first is None:
+        raise InvalidSpec(f"{url} holds no record")
+    example = tf.train.Example.FromString(first.numpy()).features.feature
+    names = list(dict.fromkeys(_names(x_names) + _names(y_names)
+                               + memory.weight_names(sw_names)))
+    spec, shapes = {}, {}
+    for name in names:
+        if name not in example:
+            raise InvalidSpec(f"{url} has no feature {name!r} "
+                              f"(features: {', '.join(sorted(example))})")
+        spec[name] = _feature_spec(example[name], name, url)
+        shape_feature = example.get(f"{name}/shape")
+        if shape_feature is not None:
+            shapes[name] = list(shape_feature.int64_list.value)
+    ds = tf.data.TFRecordDataset(str(path)).batch(4096).map(
+        lambda s: tf.io.parse_example(s, spec))
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for batch in ds.as_numpy_iterator():
+        for name in names:
+            parts[name].append(batch[name])
+    out = {}
+    for name in names:
+        a = np.concatenate(parts[name])
+        out[name] = a.reshape(len(a), *shapes[name]) if name in shapes else (
+            a[:, 0] if a.shape[1] == 1 else a)
+    return memory.Arrays(_pack([out[n] for n in _names(x_names)]),
+                       _pack([out[n] for n in _names(y_names)]),
+                       memory.weights(sw_names, out.__getitem__, url))
+
+
+def _feature_spec(feature, name: str, url: str):
+    import tensorflow as tf
+
+    kind = feature.WhichOneof("kind")
+    if kind == "float_list":
+        return tf.io.FixedLenFeature([len(feature.float_list.value)], tf.float32)
+    if kind == "int64_list":
+        return tf.io.FixedLenFeature([len(feature.int64_list.value)], tf.int64)
+    raise InvalidSpec(f"feature {name!r} of {url} is a {kind}; use float or int64 lists")
+
+
+def load(url: str, x_names, y_names, fmt: str | None, cache, sw_names=None):
+    """Arrays for one object, or a :class:`~workers.training.shards.ShardSet` for a prefix."""
+    if url.endswith("/"):
+        from workers.training.data.shards import ShardSet
+
+        return ShardSet.open(url, x_names, y_names, fmt, cache, sw_names)
+    fmt = format_of(url, fmt)
+    return read(fetch(url, cache), fmt, x_names, y_names, url, sw_names)
+
+
+def rows_cached(path: Path, fmt: str, y_names, url: str, tag: str | None) -> int:
+    """:func:`count_rows`, remembered beside a cached download (keyed by its ETag)."""
+    if tag is None:
+        return count_rows(path, fmt, y_names, url)
+    sidecar = path.with_name(path.name + ".rows.json")
+    try:
+        return int(json.loads(sidecar.read_text())["rows"])
+    except (OSError, ValueError, KeyError):
+        rows = count_rows(path, fmt, y_names, url)
+        sidecar.write_text(json.dumps({"rows": rows}))
+        return rows
+
+
+def split_validation(train, fraction: float):
+    """``memory.split_validation`` for arrays; a streamed prefix needs ``data.validation``."""
+    if not isinstance(train, memory.Arrays) and fraction:
+        raise InvalidSpec("fit.validation_split needs the data in memory; for a prefix of "
+                          "shards, give data.validation instead",
+                          details={"field": "fit.validation_split"})
+    if not isinstance(train, memory.Arrays):
+        return train, None
+    return memory.split_validation(train, fraction)
+
+
+def dataset(source, plan: memory.BatchPlan, start: int, stop: int, outputs=None):
+    """Global batches ``start`` .. ``stop - 1`` of arrays or of a streamed prefix.
+
+    ``outputs``: the model's output names, which order sample weights given by name.
+    """
+    if isinstance(source, memory.Arrays):
+        return memory.make_dataset(source.for_outputs(outputs), plan, start, stop)
+    return source.dataset(plan, start, stop, outputs)
+
+
+def validation_data(val, batch_size: int, outputs=None):
+    """What ``fit`` takes as ``validation_data``: arrays, or a streamed prefix in order."""
+    if val is None:
+        return None
+    if isinstance(val, memory.Arrays):
+        return val.for_outputs(outputs).batch()
+    plan = memory.BatchPlan(len(val), batch_size, 0, False)
+    return val.dataset(plan, 0, plan.steps_per_epoch, outputs)

@@ -1,0 +1,170 @@
+"""The background checkpoint saver: write files, upload, commit, prune; one save in flight.
+
+Commit protocol: upload every object, then insert the checkpoint row and move the job's
+pointer in one fenced transaction (a checkpoint not in the table does not exist), then
+apply retention: mark pruned rows deleted, then delete their objects. A failed upload
+is retried with backoff and never kills training. At most one save is in flight and one
+waits; training blocks only when it asks for checkpoints faster than the store takes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from service.core.errors import LeaseLost
+from service.storage import checkpoint_prefix, key_of
+from workers import telemetry
+from workers.training.resume import checkpoint
+from workers.training.retry import retry
+
+log = logging.getLogger("fitfleet.worker")
+
+
+class Saver:
+    """Saves snapshots of one attempt in a background thread."""
+
+    def __init__(self, *, jobs, store, job_id: str, attempt_id: int, attempt: int, shadow_factory,
+                 keep_last: int = 3, keep_best: dict | None = None, retry_seconds: float = 120.0,
+                 scratch: Path | None = None, before_commit=None, project: str = "default"):
+        """``before_commit()`` must return True once the metric rows up to now are stored."""
+        self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
+        self.project = project
+        self.attempt = attempt
+        self.shadow_factory = shadow_factory
+        self.before_commit = before_commit
+        self._shadow = None
+        self.keep_last, self.keep_best = keep_last, keep_best
+        self.retry_seconds = retry_seconds
+        self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fitfleet-ckpt-"))
+        self._slot = None
+        self._cond = threading.Condition()
+        self._busy = False
+        self._closed = False
+        self.lost = threading.Event()
+        self.committed: list[int] = []
+        self.seconds: list[float] = []
+        self._thread = threading.Thread(target=self._loop, name="checkpoint-saver", daemon=True)
+        self._thread.start()
+
+    def submit(self, snapshot: checkpoint.Snapshot) -> None:
+        """Queue a snapshot; waits only while another one is still waiting to start."""
+        with self._cond:
+            while self._slot is not None and not self._closed:
+                self._cond.wait()
+            self._slot = snapshot
+            self._cond.notify_all()
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is queued or in flight."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._slot is not None or self._busy:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        done = self.drain(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return done
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._closed:
+                    self._cond.wait()
+                if self._slot is None:
+                    return
+                snap, self._slot, self._busy = self._slot, None, True
+                self._cond.notify_all()
+            try:
+                if not self.lost.is_set():
+                    self._save(snap)
+            except Exception:
+                log.exception("job %s: checkpoint at step %d failed", self.job_id, snap.step)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _save(self, snap: checkpoint.Snapshot) -> None:
+        started = time.monotonic()
+        if self._shadow is None:
+            self._shadow = self.shadow_factory()
+        folder = self.scratch / f"{snap.step:012d}"
+        files = checkpoint.write(snap, self._shadow, folder)
+        prefix = checkpoint_prefix(self.project, self.job_id, snap.step, self.attempt)
+        upload_started = time.monotonic()
+        for name in checkpoint.FILES:
+            self._with_retries(lambda n=name: self.store.put_file(f"{prefix}/{n}", folder / n),
+                               f"upload {name}")
+        telemetry.checkpoint_uploaded(time.monotonic() - upload_started)
+        record = {
+            "step": snap.step, "epoch": snap.epoch, "batch": snap.batch,
+            "uri": self.store.uri(prefix), "files": files,
+            "bytes": sum(f["bytes"] for f in files.values()),
+            "sha256": files["model.keras"]["sha256"], "logs": snap.meta.get("logs", {}),
+        }
+        if self.before_commit is not None:
+            self._with_retries(self._metrics_stored, "metric flush")
+        try:
+            self._with_retries(
+                lambda: self.jobs.commit_checkpoint(self.job_id, self.attempt_id, record),
+                "commit")
+        except LeaseLost:
+            log.warning("job %s: not committing step %d: lease lost", self.job_id, snap.step)
+            self.lost.set()
+            self.store.delete_prefix(prefix)
+            return
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.committed.append(snap.step)
+        self.seconds.append(time.monotonic() - started)
+        telemetry.checkpoint_saved(self.seconds[-1], record["bytes"])
+        log.info("job %s: checkpoint at step %d committed (%d bytes, %.2fs)",
+                 self.job_id, snap.step, record["bytes"], self.seconds[-1])
+        self._prune()
+
+    def _metrics_stored(self) -> None:
+        if not self.before_commit():
+            raise RuntimeError("metric rows are not stored yet")
+
+    def _with_retries(self, fn, what: str):
+        return retry(fn, f"job {self.job_id}: checkpoint {what}", budget=self.retry_seconds)
+
+    def _prune(self) -> None:
+        """Keep the last K and the best by the monitored metric; delete the rest."""
+        try:
+            rows = self.jobs.checkpoints(self.job_id)
+            keep = {r["step"] for r in rows[-self.keep_last:]}
+            best = self._best(rows)
+            if best is not None:
+                keep.add(best)
+            drop = [r for r in rows if r["step"] not in keep]
+            if not drop:
+                return
+            self.jobs.mark_checkpoints_deleted(self.job_id, [r["step"] for r in drop])
+            for r in drop:
+                self.store.delete_prefix(key_of(self.store, r["uri"]))
+        except Exception as exc:
+            log.warning("job %s: checkpoint retention failed (%s)", self.job_id, exc)
+
+    def _best(self, rows) -> int | None:
+        if not self.keep_best:
+            return None
+        monitor, mode = self.keep_best["monitor"], self.keep_best.get("mode", "min")
+        scored = [(r["logs"][monitor], r["step"]) for r in rows if monitor in r.get("logs", {})]
+        if not scored:
+            return None
+        return (min(scored) if mode == "min" else max(scored))[1]
