@@ -17,6 +17,10 @@ _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker] = {}
 
 
+PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                   "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30000}
+
+
 def make_engine(url: str) -> Engine:
     """An engine with the settings fitfleet wants on each backend."""
     if url.startswith("sqlite"):
@@ -31,7 +35,10 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # A connection that a network cut left half-open must fail, not hang a writer forever:
+    # libpq's connect timeout and TCP keepalives bound both a connect and a silent peer.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args=PG_CONNECT_ARGS)
 
 
 def get_engine(url: str) -> Engine:

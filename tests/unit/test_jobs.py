@@ -336,3 +336,13 @@ def test_racing_takeovers_of_an_expired_lease_count_it_once(pg_clean):
     assert len([r for r in results if r is not None]) == 1
     assert lost_count(pg_clean, job["id"]) == 1
     assert [a["state"] for a in store.attempts(job["id"])] == ["lost", "running"]
+
+
+def test_postgresql_connections_time_out_instead_of_hanging(pg_url):
+    """A network cut must not leave a writer waiting forever on a half-open connection."""
+    from service.store.db import get_engine
+
+    with get_engine(pg_url).connect() as conn:
+        params = conn.connection.dbapi_connection.info.get_parameters()
+    assert params["connect_timeout"] == "10" and params["keepalives"] == "1"
+    assert params["keepalives_idle"] == "10" and params["tcp_user_timeout"] == "30000"
