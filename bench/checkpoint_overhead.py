@@ -1,7 +1,7 @@
 """What checkpointing costs training: every epoch against never, on a model of a few
 million parameters, through fitfleet's real training path, side by side in one run.
 
-Both variants run ``workers.training.runner.Attempt`` on SQLite and a local store, the
+Both variants run ``workers.training.attempt.Attempt`` on SQLite and a local store, the
 same spec and data; only ``checkpoint.every_epoch`` differs. The saver works in a
 background thread (snapshot in the training thread; write, upload and commit beside it).
 Prints per-run seconds of the training loop (from the first to the last batch row) and
@@ -31,7 +31,7 @@ from service.core.config import Settings  # noqa: E402
 from service.store.jobs import JobStore  # noqa: E402
 from service.store.metrics import MetricStore  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
-from workers.training.runner import Attempt  # noqa: E402
+from workers.training.attempt import Attempt  # noqa: E402
 
 FEATURES, SAMPLES, BATCH, EPOCHS = 256, 6_000, 64, 4
 

@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 from service.store.jobs import JobStore  # noqa: E402
 from service.store.metrics import MetricStore  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
-from workers.training.callbacks import MetricsRecorder, Position, Tracker  # noqa: E402
+from workers.training.callbacks.position import Position, Tracker  # noqa: E402
+from workers.training.callbacks.recorder import MetricsRecorder  # noqa: E402
 from workers.training.data import memory as data  # noqa: E402
 from workers.training.lease import Heartbeat, LeaseGuard  # noqa: E402
 

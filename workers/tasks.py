@@ -20,7 +20,7 @@ from service.store.jobs import JobStore
 from workers import telemetry
 from workers.celery_app import app
 from workers.training import devices
-from workers.training.runner import Attempt  # TensorFlow loads at worker start, not per job
+from workers.training.attempt import Attempt  # TensorFlow loads at worker start, not per job
 
 devices.configure(get_settings().cpu_devices)
 

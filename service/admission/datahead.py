@@ -186,7 +186,7 @@ def npz_arrays(source: Source) -> dict[str, ArrayInfo]:
                 if not info.filename.endswith(".npy"):
                     continue
                 with zf.open(info) as member:
-                    shape, dtype = _npy_header(member)
+                    shape, dtype = npy_header(member)
                 out[info.filename[:-4]] = ArrayInfo(shape, dtype,
                                                     int(np.prod(shape)) * dtype.itemsize)
             return out
@@ -200,7 +200,8 @@ def npz_array(source: Source, name: str) -> np.ndarray:
         return np.lib.format.read_array(member, allow_pickle=False)
 
 
-def _npy_header(member) -> tuple[tuple[int, ...], np.dtype]:
+def npy_header(member) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an open ``.npy`` member states, read from its header only."""
     version = np.lib.format.read_magic(member)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(member)

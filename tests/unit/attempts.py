@@ -42,7 +42,7 @@ def run_job(settings, spec, preempt_at=None, validating=False, spe=6, extra=()):
 
     Returns (the job, the outcomes of its attempts).
     """
-    from workers.training.runner import Attempt
+    from workers.training.attempt import Attempt
 
     jobs = JobStore(settings.database_url)
     job = jobs.create(normalize(spec, settings), epochs=spec["fit"]["epochs"], summary=None,

@@ -1,6 +1,6 @@
 """Data formats: Parquet, TFRecord and streamed shards train to the same weights as ``.npz``.
 
-Each job runs in process (``workers.training.runner.Attempt``) on SQLite and a local store,
+Each job runs in process (``workers.training.attempt.Attempt``) on SQLite and a local store,
 as in test_resume.py; the S3 download cache is checked against moto's server.
 """
 
@@ -19,7 +19,7 @@ from service.store.jobs import JobStore
 from service.store.metrics import MetricStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.test_resume import run_job
-from workers.training.data import formats, memory
+from workers.training.data import cache, formats, memory
 from workers.training.data.shards import ShardSet
 
 
@@ -187,31 +187,58 @@ def test_s3_objects_are_cached_by_etag(s3, tmp_path, monkeypatch):
     np.savez(tmp_path / "a.npz", x=x, y=y)
     s3.client().upload_file(str(tmp_path / "a.npz"), s3.bucket, key)
     url = f"s3://{s3.bucket}/{key}"
-    first = formats.fetch(url, tmp_path / "cache")
-    second = formats.fetch(url, tmp_path / "cache")
+    first = cache.fetch(url, tmp_path / "cache")
+    second = cache.fetch(url, tmp_path / "cache")
     assert first == second and calls == [key]
     np.savez(tmp_path / "a.npz", x=x[:5], y=y[:5])  # a new version: a new ETag
     s3.client().upload_file(str(tmp_path / "a.npz"), s3.bucket, key)
-    third = formats.fetch(url, tmp_path / "cache")
+    third = cache.fetch(url, tmp_path / "cache")
     assert third != first and calls == [key, key]
     assert len(formats.load(url, "x", "y", None, tmp_path / "cache")) == 5
     shards = ShardSet.open(f"s3://{s3.bucket}/cache-test/", "x", "y", None, tmp_path / "cache")
     assert len(shards) == 5 and calls == [key, key]  # the listing's ETag hits the cache
 
 
+def test_a_missing_s3_object_is_named_and_nothing_is_cached(s3, tmp_path):
+    from service.core.errors import NotFound
+
+    url = f"s3://{s3.bucket}/cache-test/missing.npz"
+    with pytest.raises(NotFound, match=f"data object {url} does not exist"):
+        cache.fetch(url, tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*"))
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_npz_rows_are_read_from_the_header_the_submit_checks_read(tmp_path, version):
+    import zipfile
+
+    from service.admission import datahead
+
+    path = tmp_path / "v.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, a in (("x", np.zeros((7, 3), np.float32)), ("y", np.arange(7))):
+            with z.open(f"{name}.npy", "w") as f:
+                np.lib.format.write_array(f, a, version=version)
+    assert formats.count_rows(path, "npz", "y", "v") == 7
+    heads = datahead.npz_arrays(datahead.open_source(path.as_uri()))
+    assert heads["x"].shape == (7, 3) and heads["y"].shape == (7,)
+    with pytest.raises(Exception, match="no array named 'label'"):
+        formats.count_rows(path, "npz", "label", "v")
+
+
 def test_cache_is_trimmed_least_recently_used_first(tmp_path):
     import os
     import time
 
-    cache = formats.cache_dir(tmp_path)
+    folder = cache.cache_dir(tmp_path)
     now = time.time()
     for i, name in enumerate(("old.npz", "mid.npz", "new.npz")):
-        (cache / name).write_bytes(b"x" * 1000)
-        os.utime(cache / name, (now - 100 + i * 10, now - 100 + i * 10))
-    (cache / "old.npz.rows.json").write_text('{"rows": 3}')
-    assert formats.cache_dir(tmp_path, max_bytes=2500) == cache
-    assert sorted(p.name for p in cache.iterdir()) == ["mid.npz", "new.npz"]
-    assert formats.trim(cache, 0) == 2 and not list(cache.iterdir())
+        (folder / name).write_bytes(b"x" * 1000)
+        os.utime(folder / name, (now - 100 + i * 10, now - 100 + i * 10))
+    (folder / "old.npz.rows.json").write_text('{"rows": 3}')
+    assert cache.cache_dir(tmp_path, max_bytes=2500) == folder
+    assert sorted(p.name for p in folder.iterdir()) == ["mid.npz", "new.npz"]
+    assert cache.trim(folder, 0) == 2 and not list(folder.iterdir())
 
 
 def test_tfrecord_shape_feature_and_parquet_feature_columns(tmp_path):

@@ -15,7 +15,8 @@ from tests.conftest import free_port
 
 keras = pytest.importorskip("keras")
 
-from workers.training.callbacks import MetricsRecorder, Position, Tracker
+from workers.training.callbacks.position import Position, Tracker
+from workers.training.callbacks.recorder import MetricsRecorder
 
 STRICT = {"parse_constant": lambda name: pytest.fail(f"{name} is not JSON")}
 
@@ -126,7 +127,7 @@ def test_a_failed_final_flush_fails_the_job_with_metrics_lost(sqlite_url):
     with pytest.raises(FitfleetError) as raised:
         recorder.close(timeout=0.5)
     assert raised.value.code == "metrics_lost" and "1 metric row" in raised.value.message
-    from workers.training.runner import classify
+    from workers.training.reasons import classify
 
     assert classify(raised.value) == ("metrics_lost", raised.value.message)
 
@@ -230,7 +231,7 @@ def test_a_job_that_diverges_keeps_its_rows_and_checkpoints(db_url, tmp_path):
     from service.admission.spec import normalize
     from tests.conftest import embedded_settings
     from tests.specs import blobs, mlp_spec
-    from workers.training.runner import Attempt
+    from workers.training.attempt import Attempt
 
     x, y = blobs()
     np.savez(tmp_path / "train.npz", x=x, y=y)
@@ -264,7 +265,7 @@ def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
     from service.core.errors import Unavailable
     from tests.conftest import embedded_settings
     from tests.specs import blobs, mlp_spec
-    from workers.training import runner
+    from workers.training import attempt
 
     class Unreachable(MetricStore):
         def write(self, job_id, rows):
@@ -274,8 +275,8 @@ def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
         def close(self, timeout: float = 120.0) -> bool:
             return super().close(timeout=min(timeout, 0.5))
 
-    monkeypatch.setattr(runner, "MetricStore", Unreachable)
-    monkeypatch.setattr(runner, "MetricsRecorder", QuickClose)
+    monkeypatch.setattr(attempt, "MetricStore", Unreachable)
+    monkeypatch.setattr(attempt, "MetricsRecorder", QuickClose)
     x, y = blobs()
     np.savez(tmp_path / "train.npz", x=x, y=y)
     settings = embedded_settings(tmp_path, database_url=db_url)
@@ -284,7 +285,7 @@ def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
     jobs = JobStore(db_url)
     job = jobs.create(normalize(spec, settings), epochs=1, summary=None, max_attempts=1)
     claim = jobs.claim(job["id"], "test-worker", settings.lease_seconds)
-    assert runner.Attempt(claim, settings, threading.Event(), []).run() == "failed"
+    assert attempt.Attempt(claim, settings, threading.Event(), []).run() == "failed"
     ended = jobs.get(job["id"])
     assert ended["state"] == "failed" and ended["error"]["code"] == "metrics_lost"
     assert "metric row(s) could not be written" in ended["error"]["message"]

@@ -171,7 +171,8 @@ def test_heartbeat_and_metric_writer_count_what_they_did(sqlite_url):
     """The training side's one-line hooks: a real renewal and a real bulk write."""
     from service.store.metrics import MetricStore
     from workers import telemetry
-    from workers.training.callbacks import MetricsRecorder, Position
+    from workers.training.callbacks.position import Position
+    from workers.training.callbacks.recorder import MetricsRecorder
     from workers.training.lease import Heartbeat
 
     jobs = JobStore(sqlite_url)

@@ -64,7 +64,7 @@ def test_damaged_checkpoint_is_skipped_for_the_one_before(env, damage):
     job = jobs.create(normalize(spec, settings), epochs=3, summary=None, max_attempts=3)
     claim = jobs.claim(job["id"], "w1", settings.lease_seconds)
     flag = threading.Event()
-    from workers.training.runner import Attempt
+    from workers.training.attempt import Attempt
 
     assert Attempt(claim, settings, flag, [PreemptAt(9, 6, flag)]).run() == "preempted"
     cps = jobs.checkpoints(job["id"])

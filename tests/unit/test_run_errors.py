@@ -10,8 +10,7 @@ keras = pytest.importorskip("keras")
 from service.store.jobs import JobStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.test_resume import run_job
-from workers.training.reasons import scrub
-from workers.training.runner import classify
+from workers.training.reasons import classify, scrub
 
 WIDTH = "expected axis -1 of input shape to have value 6, but received input with shape"
 

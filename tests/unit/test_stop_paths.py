@@ -141,7 +141,7 @@ class RecordRng(keras.callbacks.Callback):
 
 
 def test_a_restore_leaves_the_saved_rng_state(tmp_path):
-    from workers.training.runner import Attempt
+    from workers.training.attempt import Attempt
 
     settings, url = settings_with_data(tmp_path)
     spec = mlp_spec(url, checkpoint={"keep_last": 10})
@@ -217,7 +217,7 @@ def test_preemption_during_validation_saves_the_epochs_last_batch(tmp_path):
 
 
 def test_the_unvalidated_checkpoint_holds_training_logs_only(tmp_path):
-    from workers.training.runner import Attempt
+    from workers.training.attempt import Attempt
 
     settings, url = settings_with_data(tmp_path)
     spec = mlp_spec(url, checkpoint={"every_epoch": True, "keep_last": 10})
@@ -252,7 +252,7 @@ class SlowValidation(keras.callbacks.Callback):
 
 
 def test_cancel_during_validation_stops_within_seconds(tmp_path, db_url):
-    from workers.training.runner import Attempt
+    from workers.training.attempt import Attempt
 
     # 1,080 validation samples: 68 batches, about 7 s at 0.1 s each
     settings, url = settings_with_data(tmp_path, db_url, n=1200)

@@ -3,7 +3,8 @@
 Keras wraps a layer's error in "Exception encountered when calling X.call()." and prints
 the real message in bold; TensorFlow's graph errors start with the stack of the node that
 failed. :func:`reason` finds the sentence that says what is wrong, :func:`scrub` removes
-server paths and secrets from it.
+server paths and secrets from it; :func:`classify` gives a failed job its error code and
+message.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 
 import tensorflow as tf
+
+from service.core.errors import FitfleetError
 
 _PATH = re.compile(r"(?<![:/\w])(/[\w.\-]+){2,}")
 _SECRET = re.compile(r"(?i)\b(\w*(?:secret|password|passwd|token|api_key|access_key)\w*)"
@@ -59,3 +62,26 @@ def reason(exc: BaseException) -> str:
         if line and not line.startswith(_KERAS_WRAPPER) and short not in out:
             out.append(short)
     return " ".join(out) or type(exc).__name__
+
+
+_OWN_ERRORS = {"InvalidSpec": "invalid_spec", "NotFound": "data_not_found",
+               "StorageError": "storage_error"}
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """An error code and a message safe to show the job's owner (no server paths, no secrets)."""
+    if isinstance(exc, FitfleetError):
+        code = {"invalid_spec": "invalid_spec", "not_found": "data_not_found"}.get(
+            exc.code, exc.code)
+        return code, exc.message
+    if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
+        return "resource_exhausted", "the worker ran out of memory training this job"
+    text = scrub(reason(exc))
+    inner = RAISED.match(text)
+    if isinstance(exc, tf.errors.OpError) and inner and inner.group(1) in _OWN_ERRORS:
+        # one of fitfleet's own errors, raised while tf.data read the data
+        return _OWN_ERRORS[inner.group(1)], inner.group(2)[:1000]
+    message = f"{type(exc).__name__}: {text}"[:1000]
+    if isinstance(exc, (ValueError, TypeError, tf.errors.InvalidArgumentError)):
+        return "training_error", message
+    return "internal_error", message

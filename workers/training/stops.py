@@ -13,7 +13,7 @@ import math
 
 import keras
 
-from workers.training.callbacks import Position
+from workers.training.callbacks.position import Position
 from workers.training.resume import state
 
 

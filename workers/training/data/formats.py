@@ -1,64 +1,26 @@
-"""Data files by format (.npz, .csv, Parquet, TFRecord) and a local download cache keyed by ETag.
+"""Data files by format (.npz, .csv, Parquet, TFRecord), read into arrays or counted.
 
 A data URL names one object (``s3://bucket/train.parquet``, ``file:///data/train.tfrecord``)
-or, ending in ``/``, a prefix of shards streamed by :mod:`workers.training.data.shards`. Objects
-from S3 are downloaded once per machine: the cache file's name holds the object's ETag, so
-a resumed attempt on the same machine reads it from disk, and a changed object is fetched again.
+or, ending in ``/``, a prefix of shards streamed by :mod:`workers.training.data.shards`.
+Objects are fetched through the local download cache (:mod:`workers.training.data.cache`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import numpy as np
 
 from service.admission import datahead
-from service.core.errors import InvalidSpec, NotFound
-from service.storage import S3Store, split_object_url
+from service.core.errors import InvalidSpec
+from workers.training.data import cache as download_cache
 from workers.training.data import memory
 
 SUFFIXES = datahead.SUFFIXES  # one table for the submit-time checks and the workers
 FORMATS = ("npz", "csv", "parquet", "tfrecord")
-log = logging.getLogger("fitfleet.worker")
-
-
-def cache_dir(home: str | os.PathLike, max_bytes: int = 0) -> Path:
-    """The machine's data cache, kept across attempts: ``<home>/cache/data``.
-
-    Past ``max_bytes`` (0: no limit), the least recently used downloads are deleted first.
-    """
-    path = Path(home) / "cache" / "data"
-    path.mkdir(parents=True, exist_ok=True)
-    if max_bytes:
-        trim(path, max_bytes)
-    return path
-
-
-def trim(cache: Path, max_bytes: int) -> int:
-    """Delete the least recently used cached objects until ``cache`` holds ``max_bytes``."""
-    entries = []
-    for p in cache.iterdir():
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".rows.json"):
-            try:
-                stat = p.stat()
-            except FileNotFoundError:  # another worker trimmed it meanwhile
-                continue
-            entries.append((stat.st_mtime, stat.st_size, p))
-    total, removed = sum(e[1] for e in entries), 0
-    for _, size, p in sorted(entries):
-        if total <= max_bytes:
-            break
-        for victim in (p, p.with_name(p.name + ".rows.json")):
-            victim.unlink(missing_ok=True)
-        total, removed = total - size, removed + 1
-    return removed
 
 
 def format_of(url: str, fmt: str | None) -> str:
@@ -70,59 +32,6 @@ def format_of(url: str, fmt: str | None) -> str:
         raise InvalidSpec(f"cannot tell the format of {url} from its suffix; set data.format "
                           f"to one of {', '.join(FORMATS)}", details={"field": "data.format"})
     return SUFFIXES[suffix]
-
-
-def etag(store, key: str) -> str:
-    """The object's ETag (S3) or a stand-in from its size and modification time (a file)."""
-    if isinstance(store, S3Store):
-        from botocore.exceptions import ClientError
-
-        try:
-            return store.client.head_object(Bucket=store.bucket, Key=store._key(key))["ETag"]
-        except ClientError as exc:
-            raise NotFound(f"data object {store.uri(key)} does not exist") from exc
-    stat = store._path(key).stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
-
-
-def fetch(url: str, cache: str | os.PathLike, tag: str | None = None) -> Path:
-    """A local path holding the object at ``url``: in place for ``file://``, else cached.
-
-    Args:
-        url: ``s3://`` or ``file://`` URL of one object.
-        cache: the cache folder (see :func:`cache_dir`).
-        tag: the object's ETag when already known (from a listing); asked for otherwise.
-    """
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        path = Path(unquote(parsed.path))
-        if not path.is_file():
-            raise InvalidSpec(f"data file {url} does not exist")
-        return path
-    store, key = split_object_url(url)
-    tag = tag or etag(store, key)
-    target = _cache_path(url, tag, cache)
-    if target.is_file():
-        log.info("data %s: read from the local cache (ETag %s)", url, tag)
-        os.utime(target)  # recently used: the last to be trimmed
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-    os.close(fd)
-    try:
-        store.get_file(key, part)
-        os.replace(part, target)  # atomic: a concurrent reader sees all or nothing
-    finally:
-        if os.path.exists(part):
-            os.unlink(part)
-    log.info("data %s: downloaded %d bytes into the local cache", url, target.stat().st_size)
-    return target
-
-
-def _cache_path(url: str, tag: str, cache) -> Path:
-    name = hashlib.sha256(url.encode()).hexdigest()[:24]
-    version = hashlib.sha256(tag.encode()).hexdigest()[:16]
-    return Path(cache) / f"{name}-{version}{Path(urlparse(url).path).suffix.lower()}"
 
 
 def read(path: Path, fmt: str, x_names, y_names, url: str, sw_names=None) -> memory.Arrays:
@@ -157,10 +66,7 @@ def count_rows(path: Path, fmt: str, y_names, url: str) -> int:
             if name not in z.namelist():
                 raise InvalidSpec(f"{url} has no array named {name[:-4]!r}")
             with z.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
-                return int(reader(f)[0][0])
+                return datahead.npy_header(f)[0][0]
     if fmt == "tfrecord":
         import tensorflow as tf
 
@@ -288,7 +194,7 @@ def load(url: str, x_names, y_names, fmt: str | None, cache, sw_names=None):
 
         return ShardSet.open(url, x_names, y_names, fmt, cache, sw_names)
     fmt = format_of(url, fmt)
-    return read(fetch(url, cache), fmt, x_names, y_names, url, sw_names)
+    return read(download_cache.fetch(url, cache), fmt, x_names, y_names, url, sw_names)
 
 
 def rows_cached(path: Path, fmt: str, y_names, url: str, tag: str | None) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from service.core.errors import InvalidSpec
 from service.storage import S3Store
+from workers.training.data import cache as download_cache
 from workers.training.data import formats, memory
 
 
@@ -95,7 +96,7 @@ class ShardSet:
         """List the prefix, download each shard into the cache once, and count its rows."""
         shards = []
         for item_url, kind, tag in list_prefix(url, fmt):
-            path = formats.fetch(item_url, cache, tag)
+            path = download_cache.fetch(item_url, cache, tag)
             rows = formats.rows_cached(path, kind, y_names, item_url, tag)
             if rows:
                 shards.append(Shard(item_url, kind, tag, rows))
@@ -110,7 +111,7 @@ class ShardSet:
         """Shard ``i`` (in listing order) as arrays; the last one read is kept."""
         if self._memo is None or self._memo[0] != i:
             s = self.shards[i]
-            path = formats.fetch(s.url, self.cache, s.tag)
+            path = download_cache.fetch(s.url, self.cache, s.tag)
             arrays = formats.read(path, s.fmt, self.x_names, self.y_names, s.url,
                                   self.sw_names)
             if len(arrays) != s.rows:

@@ -1,0 +1,9 @@
+"""The fitfleet Keras callbacks, one small class per concern, as Keras's own are.
+
+``position`` keeps where training is (:class:`~position.Position`, updated by the
+:class:`~position.Tracker`); ``recorder`` writes every batch's and epoch's logs to the
+database; ``handover`` carries the user callbacks' state across the ``fit`` calls of an
+attempt and puts back what ``fit`` resets; ``checkpointer`` takes snapshots at the job's
+cadence. Failures of side channels (the database, the object store) are logged and
+retried; they never kill training.
+"""
