@@ -19,13 +19,13 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from service.admission import datahead
+from service.admission import allowed
 from service.core.errors import InvalidSpec, NotFound
 from service.storage import S3Store, split_object_url
 from workers.training.data import memory
 
-SUFFIXES = datahead.SUFFIXES  # one table for the submit-time checks and the workers
-FORMATS = ("npz", "csv", "parquet", "tfrecord")
+SUFFIXES = allowed.SUFFIXES  # one table for the submit-time checks and the workers
+FORMATS = allowed.DATA_FORMATS
 log = logging.getLogger("fitfleet.worker")
 
 
@@ -63,13 +63,11 @@ def trim(cache: Path, max_bytes: int) -> int:
 
 def format_of(url: str, fmt: str | None) -> str:
     """The format named in the spec, or the one the object's suffix says."""
-    if fmt:
-        return fmt
-    suffix = Path(urlparse(url).path).suffix.lower()
-    if suffix not in SUFFIXES:
+    kind = allowed.format_of(url, fmt)
+    if kind is None:
         raise InvalidSpec(f"cannot tell the format of {url} from its suffix; set data.format "
                           f"to one of {', '.join(FORMATS)}", details={"field": "data.format"})
-    return SUFFIXES[suffix]
+    return kind
 
 
 def etag(store, key: str) -> str:
