@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 QUEUE = "bench"
 REDIS = "redis://127.0.0.1:6379/13"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 # -- the worker side ---------------------------------------------------------------------
@@ -82,24 +79,11 @@ def make_database(kind: str, folder: Path) -> tuple[str, callable]:
         url = f"sqlite:///{folder / 'bench.db'}"
         upgrade(url)
         return url, lambda: None
-    import psycopg
+    from testbed.services import create_pg_database, drop_pg_database
 
-    name = f"fitfleet_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_BASE}/{name}"
+    url = create_pg_database("fitfleet_bench")
     upgrade(url)
-
-    def drop():
-        from service.store.db import _engines
-
-        engine = _engines.pop(url, None)
-        if engine is not None:
-            engine.dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url, drop
+    return url, lambda: drop_pg_database(url)
 
 
 def start_workers(n: int, env: dict, logs: Path) -> list[subprocess.Popen]:

@@ -23,10 +23,9 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "integration")]
+sys.path.insert(0, str(ROOT))
 
 import numpy as np
-from stack import Stack, base_env, wait_for
 
 from service.admission.spec import normalize
 from service.core.dispatch import enqueue
@@ -34,8 +33,9 @@ from service.store.fleet import FleetStore
 from service.store.jobs import JobStore
 from service.store.metrics import MetricStore
 from service.store.migrate import upgrade
-from tests.conftest import create_pg_database, drop_pg_database
-from tests.specs import blobs, mlp_spec
+from testbed.services import create_pg_database, drop_pg_database
+from testbed.specs import blobs, mlp_spec
+from testbed.stack import Stack, base_env, wait_for
 
 CELERY_VISIBILITY_TIMEOUT = 3600.0
 BROKER = "redis://127.0.0.1:6379/14"

@@ -41,7 +41,7 @@ from service.store.jobs import JobStore  # noqa: E402
 from service.store.metrics import MetricStore  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
 from service.store.tokens import TokenStore  # noqa: E402
-from tests.conftest import create_pg_database, drop_pg_database, free_port  # noqa: E402
+from testbed.services import create_pg_database, drop_pg_database, free_port  # noqa: E402
 
 WARMUP = 2.0  # seconds of each phase left out of the figures
 

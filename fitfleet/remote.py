@@ -10,6 +10,8 @@ from __future__ import annotations
 import inspect
 import json
 
+# A copy of service.admission.allowed.CALLBACKS (the client may not import the server);
+# tests/unit/test_allowed.py keeps the two equal.
 CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
 
 

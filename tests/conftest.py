@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass
 
 import pytest
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
+from testbed.services import create_pg_database, drop_pg_database, free_port
+
 # A Redis database of this test session's own (1..10), so that two sessions on one machine
 # do not consume each other's messages; CI runs one session at a time.
 REDIS_URL = f"redis://127.0.0.1:6379/{1 + os.getpid() % 10}"
@@ -25,40 +23,6 @@ S3_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def create_pg_database() -> str:
-    """Create an empty database ``fitfleet_test_<hex>``; returns its SQLAlchemy URL."""
-    import psycopg
-
-    name = f"fitfleet_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{PG_BASE}/{name}"
-
-
-def drop_pg_database(url: str) -> None:
-    """Drop a database made by ``create_pg_database``, ending its connections first."""
-    import psycopg
-
-    from service.store import db
-
-    engine = db._engines.pop(url, None)
-    if engine is not None:
-        engine.dispose()
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def migrated_sqlite(directory) -> str:

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Mapping
 
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
@@ -21,9 +22,18 @@ from service.store.fleet import FleetStore
 log = logging.getLogger("fitfleet.worker")
 
 
-def process_name() -> str:
-    """The name the worker's attempts carry (``<celery hostname>:<pid>``)."""
-    return f"{os.environ.get('FITFLEET_WORKER_NAME') or socket.gethostname()}:{os.getpid()}"
+def process_name(pid: int | None = None, env: Mapping[str, str] | None = None,
+                 default: str | None = None) -> str:
+    """The name a worker process's attempts and presence row carry: ``<worker name>:<pid>``.
+
+    The worker name is ``FITFLEET_WORKER_NAME`` (``fitfleet worker`` sets it to its Celery
+    hostname), else ``default``, else the machine's host name. Without arguments it names
+    this process; the parent of ``--concurrency N`` names a child by its pid, environment
+    and hostname.
+    """
+    env = os.environ if env is None else env
+    name = env.get("FITFLEET_WORKER_NAME") or default or socket.gethostname()
+    return f"{name}:{os.getpid() if pid is None else pid}"
 
 
 def visible_gpus() -> int:

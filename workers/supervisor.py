@@ -26,6 +26,7 @@ from service.store.db import get_engine
 from service.store.fleet import FleetStore
 from service.store.jobs import JobStore
 from workers import oom
+from workers.presence import process_name
 
 log = logging.getLogger("fitfleet.worker")
 POLL_SECONDS = 0.2
@@ -117,8 +118,7 @@ class Supervisor:
         pid, slot.proc = slot.proc.pid, None
         if self.stopping.is_set():
             self.codes.append(code)
-        released = self._release(f"{slot.env.get('FITFLEET_WORKER_NAME') or slot.name}:{pid}",
-                                 code)
+        released = self._release(process_name(pid, slot.env, slot.name), code)
         if self.stopping.is_set():
             return
         slot.handing_off = released if released and self._idle_worker() else []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
 
 from service.core import logs
@@ -19,6 +18,7 @@ from service.core.dispatch import TRAIN_TASK
 from service.store.jobs import JobStore
 from workers import telemetry
 from workers.celery_app import app
+from workers.presence import process_name
 from workers.training import devices
 from workers.training.attempt import Attempt  # TensorFlow loads at worker start, not per job
 
@@ -27,15 +27,11 @@ devices.configure(get_settings().cpu_devices)
 log = logging.getLogger("fitfleet.worker")
 
 
-def worker_name() -> str:
-    return f"{os.environ.get('FITFLEET_WORKER_NAME') or socket.gethostname()}:{os.getpid()}"
-
-
 @app.task(name=TRAIN_TASK, acks_late=True, ignore_result=True)
 def train(job_id: str) -> str:
     """Claim ``job_id`` and train one attempt; returns the outcome."""
     settings = get_settings()
-    claim = JobStore(settings.database_url).claim(job_id, worker_name(), settings.lease_seconds)
+    claim = JobStore(settings.database_url).claim(job_id, process_name(), settings.lease_seconds)
     if claim is None:
         log.info("job %s: not claimable (running elsewhere, ended or cancelled); skipping", job_id)
         return "skipped"

@@ -15,9 +15,9 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from service.admission.allowed import SUFFIXES
+
 MAX_RANGE_REQUESTS = 64
-SUFFIXES = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-            ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}
 LABEL_BYTES = 64 << 20  # label arrays up to this size may be read to count classes
 
 

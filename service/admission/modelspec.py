@@ -13,12 +13,11 @@ import math
 import re
 import threading
 
+from service.admission.allowed import CALLBACKS, MODEL_CLASSES
 from service.admission.spec_safety import check_keras_json
 from service.core import keras_internals
 from service.core.errors import InvalidSpec
 
-MODEL_CLASSES = ("Sequential", "Functional", "Model")
-CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
 SPECIAL_METRICS = ("accuracy", "acc", "crossentropy", "ce")
 _validate_lock = threading.Lock()
 

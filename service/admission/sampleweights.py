@@ -9,10 +9,9 @@ named arrays exist, hold one weight per sample, and a dict names the model's out
 from __future__ import annotations
 
 import logging
-from pathlib import PurePosixPath
-from urllib.parse import urlparse
 
 from service.admission import datahead
+from service.admission.allowed import format_of
 from service.core.errors import InvalidSpec
 
 log = logging.getLogger(__name__)
@@ -66,8 +65,7 @@ def check(spec: dict, summary: dict | None) -> None:
 
 
 def _check_source(source, data: dict, names: list[str]) -> None:
-    fmt = (data.get("format") or PurePosixPath(urlparse(source.url).path).suffix.lstrip("."))
-    fmt = fmt.lower()
+    fmt = format_of(source.url, data.get("format"))
     if fmt == "npz":
         _check_npz(source, data, names)
     elif fmt == "csv":
@@ -76,7 +74,7 @@ def _check_source(source, data: dict, names: list[str]) -> None:
         with source.open() as f:
             header = csv_table(f, whole=False).column_names
         _present(names, header, "the CSV file has no column", "columns")
-    elif fmt in ("parquet", "pq"):
+    elif fmt == "parquet":
         import pyarrow.parquet as pq
 
         with source.open() as f:

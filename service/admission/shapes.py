@@ -13,12 +13,11 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from urllib.parse import urlparse
 
 import numpy as np
 
 from service.admission import datahead, policy, tablehead, targets
+from service.admission.allowed import format_of
 from service.admission.targets import show
 from service.core.config import Settings
 from service.core.errors import InvalidSpec
@@ -93,8 +92,7 @@ def _check_location(url: str, field: str, job: tuple, settings: Settings) -> Non
 
 def _check_source(source, field: str, spec: dict, summary: dict, matched: list) -> None:
     data = spec["data"]
-    fmt = (data.get("format") or PurePosixPath(urlparse(source.url).path).suffix.lstrip("."))
-    reader = READERS.get(fmt.lower())
+    reader = READERS.get(format_of(source.url, data.get("format")))
     if reader is None:
         return
     labels = [t.array for t in matched]
@@ -248,5 +246,4 @@ def _tfrecord(source, data: dict, labels: list[str]) -> View:
                 "feature", "TFRecord file")
 
 
-READERS = {"npz": _npz, "csv": _csv, "parquet": _parquet, "pq": _parquet,
-           "tfrecord": _tfrecord, "tfrecords": _tfrecord}
+READERS = {"npz": _npz, "csv": _csv, "parquet": _parquet, "tfrecord": _tfrecord}

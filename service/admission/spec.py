@@ -10,6 +10,7 @@ import json
 import re
 from urllib.parse import urlparse
 
+from service.admission.allowed import CALLBACKS, DATA_FORMATS, MODEL_CLASSES, quoted_formats
 from service.admission.spec_fields import (
     keras_object,
     names_by_output,
@@ -29,9 +30,6 @@ from service.core.errors import BadRequest, InvalidSpec
 TOP_KEYS = ("name", "model", "compile", "data", "fit", "checkpoint", "seed", "deterministic",
             "queue", "priority", "max_attempts", "distribute")
 STRATEGIES = (None, "mirrored")
-MODEL_CLASSES = ("Sequential", "Functional", "Model")
-CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
-DATA_FORMATS = (None, "npz", "csv", "parquet", "tfrecord")
 QUEUE_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -156,9 +154,8 @@ def _data(value: object) -> dict:
         raise InvalidSpec("data.train is required (an s3:// or file:// URL)",
                           details={"field": "data.train"})
     fmt = sec.get("format")
-    if fmt not in DATA_FORMATS:
-        raise InvalidSpec("data.format must be null, \"npz\", \"csv\", \"parquet\" or "
-                          f"\"tfrecord\", got {show(fmt)}",
+    if fmt is not None and fmt not in DATA_FORMATS:
+        raise InvalidSpec(f"data.format must be null, {quoted_formats()}, got {show(fmt)}",
                           details={"field": "data.format"})
     out = {
         "train": data_url(sec["train"], "data.train"),

@@ -1,6 +1,7 @@
 """The SQL database, the job's truth: engine and sessions (``db``), the tables (``tables``)
-and their Alembic migrations (``migrate``), job state transitions with claims, leases and
-fencing (``jobs``, ``lost``), metric rows and their rollups (``metrics``, ``rollups``,
-``nonfinite``), API tokens (``tokens``), the workers' presence rows (``fleet``), the views
-the API answers with (``views``, ``detail``) and ``retention``. ORM rows never leave this
-package; callers get plain dicts."""
+and their Alembic migrations (``migrate``), job creation, reads, cancel and the reaper's
+sweeps (``jobs``), the worker's claim, lease and fenced writes (``leases``), lost attempts
+(``lost``), metric rows and their rollups (``metrics``, ``rollups``, ``nonfinite``), API
+tokens (``tokens``), the workers' presence rows (``fleet``), the views the API answers with
+(``views``, ``detail``) and ``retention``. ORM rows never leave this package; callers get
+plain dicts."""

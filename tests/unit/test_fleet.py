@@ -147,3 +147,22 @@ def test_fleet_endpoint_joins_workers_queues_and_job_counts(pg_clean, redis_url,
     assert [w["name"] for w in body["workers"]] == ["w1@h:1"]
     assert body["stale_after_seconds"] == pytest.approx(1.0)
     assert fleet_view(settings)["queues"] == body["queues"]
+
+
+def test_one_process_name_for_the_claim_the_presence_row_and_the_parent(monkeypatch):
+    """The task claims, the presence row reports and the parent releases under one name."""
+    import socket
+
+    from workers import presence, supervisor
+
+    monkeypatch.setenv("FITFLEET_WORKER_NAME", "w@h")
+    assert presence.process_name() == f"w@h:{os.getpid()}"
+    assert presence.process_name(77, {}, "pool@h-0") == "pool@h-0:77"  # a child, by its slot
+    assert presence.process_name(77, {"FITFLEET_WORKER_NAME": "set"}, "pool@h-0") == "set:77"
+    monkeypatch.delenv("FITFLEET_WORKER_NAME")
+    assert presence.process_name() == f"{socket.gethostname()}:{os.getpid()}"
+    assert supervisor.process_name is presence.process_name
+    pytest.importorskip("keras")  # the task module loads TensorFlow
+    from workers import tasks
+
+    assert tasks.process_name is presence.process_name and not hasattr(tasks, "worker_name")

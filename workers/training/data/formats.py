@@ -10,28 +10,25 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
-from service.admission import datahead
+from service.admission import allowed, datahead
 from service.core.errors import InvalidSpec
 from workers.training.data import cache as download_cache
 from workers.training.data import memory
 
-SUFFIXES = datahead.SUFFIXES  # one table for the submit-time checks and the workers
-FORMATS = ("npz", "csv", "parquet", "tfrecord")
+SUFFIXES = allowed.SUFFIXES  # one table for the submit-time checks and the workers
+FORMATS = allowed.DATA_FORMATS
 
 
 def format_of(url: str, fmt: str | None) -> str:
     """The format named in the spec, or the one the object's suffix says."""
-    if fmt:
-        return fmt
-    suffix = Path(urlparse(url).path).suffix.lower()
-    if suffix not in SUFFIXES:
+    kind = allowed.format_of(url, fmt)
+    if kind is None:
         raise InvalidSpec(f"cannot tell the format of {url} from its suffix; set data.format "
                           f"to one of {', '.join(FORMATS)}", details={"field": "data.format"})
-    return SUFFIXES[suffix]
+    return kind
 
 
 def read(path: Path, fmt: str, x_names, y_names, url: str, sw_names=None) -> memory.Arrays:
