@@ -19,7 +19,7 @@ from fitfleet.cli_checks import (
 )
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import ENDED, Client, FitfleetAPIError
-from fitfleet.progress import format_logs, format_progress, format_summary, format_table, position
+from fitfleet.formatting import format_logs, format_progress, format_summary, format_table, position
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_JOB, EXIT_PIPE = 0, 1, 2, 3, 141
 

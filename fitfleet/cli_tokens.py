@@ -87,7 +87,7 @@ def cmd_token_list(args) -> int:
     if args.output == "json":
         print(json.dumps({"tokens": tokens}, indent=2))
         return EXIT_OK
-    from fitfleet.progress import format_table
+    from fitfleet.formatting import format_table
 
     rows = [("ID", "PROJECT", "NAME", "PREFIX", "ADMIN", "CREATED", "LAST USED", "REVOKED")]
     rows += [(str(t["id"]), t["project"], t["name"], t["prefix"] + "...",
