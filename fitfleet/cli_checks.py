@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_FAIL = 1
+from fitfleet.cli_common import EXIT_FAIL
+
 TOKEN_FILE = "token"  # in FITFLEET_HOME: the demo's token and the API it works for
 
 
@@ -24,27 +25,32 @@ def silence_stdout() -> None:
 def server_command(fn):
     """A database that does not answer, or has no tables yet, is one line saying what to do."""
     def run(args) -> int:
-        from service.core.config import database_problem, get_settings
-        from service.core.errors import Unavailable
-
         try:
             return fn(args)
-        except Unavailable as exc:
-            if exc.__cause__ is None:  # e.g. the schema check: its message names the fix
-                print(f"error: {exc.message}", file=sys.stderr)
-            else:
-                print(f"error: {database_problem(get_settings(), exc.__cause__)}",
-                      file=sys.stderr)
-            return EXIT_FAIL
         except Exception as exc:
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if not isinstance(exc, SQLAlchemyError):
+            text = database_failure(exc)
+            if text is None:
                 raise
-            print(f"error: {database_problem(get_settings(), exc)}", file=sys.stderr)
+            print(f"error: {text}", file=sys.stderr)
             return EXIT_FAIL
     run.__doc__ = fn.__doc__
     return run
+
+
+def database_failure(exc: Exception) -> str | None:
+    """The one line for a database that failed a command (URL, setting, fix), else None."""
+    from service.core.config import database_problem, get_settings
+    from service.core.errors import Unavailable
+
+    if isinstance(exc, Unavailable):
+        if exc.__cause__ is None:  # e.g. the schema check: its message names the fix
+            return exc.message
+        return database_problem(get_settings(), exc.__cause__)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):  # a driver error outside a unit of work
+        return database_problem(get_settings(), exc)
+    return None
 
 
 def warn_if_database_down(settings) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+from fitfleet.cli_checks import database_failure
+from fitfleet.cli_common import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 
 
 def add_token_commands(sub) -> None:
@@ -43,24 +44,19 @@ def _store():
 def _guarded(fn):
     """Turn the project's errors into a message and an exit status."""
     def run(args) -> int:
-        from service.core.config import database_problem, get_settings
-        from service.core.errors import FitfleetError, Unavailable
+        from service.core.errors import FitfleetError
 
         try:
             return fn(args)
-        except Unavailable as exc:  # the database did not answer, or has no tables yet
-            print(f"error: {database_problem(get_settings(), exc.__cause__)}", file=sys.stderr)
-            return EXIT_FAIL
-        except FitfleetError as exc:
+        except Exception as exc:
+            text = database_failure(exc)  # the database did not answer, or has no tables yet
+            if text is not None:
+                print(f"error: {text}", file=sys.stderr)
+                return EXIT_FAIL
+            if not isinstance(exc, FitfleetError):
+                raise
             print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
             return EXIT_USAGE if exc.status == 400 else EXIT_FAIL
-        except Exception as exc:  # a driver error outside a unit of work
-            from sqlalchemy.exc import SQLAlchemyError
-
-            if not isinstance(exc, SQLAlchemyError):
-                raise
-            print(f"error: {database_problem(get_settings(), exc)}", file=sys.stderr)
-            return EXIT_FAIL
     run.__doc__ = fn.__doc__
     return run
 
@@ -87,7 +83,7 @@ def cmd_token_list(args) -> int:
     if args.output == "json":
         print(json.dumps({"tokens": tokens}, indent=2))
         return EXIT_OK
-    from fitfleet.progress import format_table
+    from fitfleet.formatting import format_table
 
     rows = [("ID", "PROJECT", "NAME", "PREFIX", "ADMIN", "CREATED", "LAST USED", "REVOKED")]
     rows += [(str(t["id"]), t["project"], t["name"], t["prefix"] + "...",

@@ -2,43 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import tempfile
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from fitfleet.progress import ProgressPrinter
+from fitfleet.run import ENDED, NON_FINITE, History, Run
+from fitfleet.transport import (
+    FitfleetAPIError,
+    FitfleetConnectionError,
+    decode,
+    open_url,
+    quote_id,
+    read_json,
+)
+
+__all__ = ["DEFAULT_URL", "ENDED", "NON_FINITE", "Client", "FitfleetAPIError",
+           "FitfleetConnectionError", "History", "Run"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-ENDED = ("succeeded", "failed", "cancelled")  # the server's service.store.tables.ENDED (tested equal)
-
-
-class FitfleetAPIError(Exception):
-    """An error answer of the API, with the fields of its error envelope."""
-
-    def __init__(self, status: int | None, code: str, message: str, details: object = None):
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-class FitfleetConnectionError(FitfleetAPIError):
-    """The API could not be reached (refused, timed out, name not resolved)."""
-
-    def __init__(self, url: str, reason: object):
-        super().__init__(None, "connection_error",
-                         f"cannot reach the fitfleet API at {url} ({reason}); "
-                         "is `fitfleet api` running and FITFLEET_API_URL right?")
-        self.url = url
 
 
 class Client:
@@ -191,21 +174,21 @@ class Client:
 
     def job(self, job_id: str) -> Run:
         """The Run of an existing job (fetched once, so an unknown id raises here)."""
-        return Run(self, job_id, self._json("GET", f"/jobs/{_q(job_id)}"))
+        return Run(self, job_id, self._json("GET", f"/jobs/{quote_id(job_id)}"))
 
     def get(self, job_id: str) -> dict:
         """The job as a dict (API.md's job fields)."""
-        return self._json("GET", f"/jobs/{_q(job_id)}")
+        return self._json("GET", f"/jobs/{quote_id(job_id)}")
 
     def cancel(self, job_id: str) -> dict:
         """Ask for the job to stop; returns the job. A job that already ended raises 409."""
-        return self._json("POST", f"/jobs/{_q(job_id)}/cancel")
+        return self._json("POST", f"/jobs/{quote_id(job_id)}/cancel")
 
     def metrics(self, job_id: str, kind: str = "epoch", after: int | None = None,
                 max_points: int | None = None) -> dict:
         """Metric rows with step > ``after``: ``{"kind", "rows", "next"}``."""
         query = {"kind": kind, "after": after, "max_points": max_points}
-        return self._json("GET", f"/jobs/{_q(job_id)}/metrics", query=query)
+        return self._json("GET", f"/jobs/{quote_id(job_id)}/metrics", query=query)
 
     def all_metrics(self, job_id: str, kind: str = "epoch") -> list[dict]:
         """Every metric row of one kind, following the ``after`` cursor."""
@@ -219,22 +202,22 @@ class Client:
 
     def attempts(self, job_id: str) -> list[dict]:
         """The job's attempts, oldest first."""
-        return self._json("GET", f"/jobs/{_q(job_id)}/attempts")["attempts"]
+        return self._json("GET", f"/jobs/{quote_id(job_id)}/attempts")["attempts"]
 
     def checkpoints(self, job_id: str) -> list[dict]:
         """The job's committed checkpoints, oldest first."""
-        return self._json("GET", f"/jobs/{_q(job_id)}/checkpoints")["checkpoints"]
+        return self._json("GET", f"/jobs/{quote_id(job_id)}/checkpoints")["checkpoints"]
 
     def summary(self, job_id: str) -> dict:
         """The Keras model summary of the job's model (layers and parameter totals)."""
-        return self._json("GET", f"/jobs/{_q(job_id)}/summary")
+        return self._json("GET", f"/jobs/{quote_id(job_id)}/summary")
 
     def download(self, job_id: str, path: str | os.PathLike) -> Path:
         """Save the job's final ``.keras`` file to ``path``; returns the path."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
-        with self._open("GET", f"/api/v1/jobs/{_q(job_id)}/model") as resp, \
+        with self._open("GET", f"/api/v1/jobs/{quote_id(job_id)}/model") as resp, \
                 open(partial, "wb") as out:
             shutil.copyfileobj(resp, out, 1 << 20)
         partial.replace(target)
@@ -243,185 +226,17 @@ class Client:
     def health(self) -> dict:
         """The API's liveness answer (``GET /healthz``)."""
         with self._open("GET", "/healthz") as resp:
-            return _decode(resp.read())
+            return decode(resp.read())
 
     # -- transport ------------------------------------------------------------------
 
     def _json(self, method: str, path: str, body: object = None,
               query: dict | None = None, raw: tuple | None = None) -> dict:
         with self._open(method, "/api/v1" + path, body=body, query=query, raw=raw) as resp:
-            try:
-                raw = resp.read()
-            except OSError as exc:
-                raise FitfleetConnectionError(self.url, exc) from None
-        return _decode(raw)
+            return read_json(resp, self.url)
 
     def _open(self, method: str, path: str, body: object = None, query: dict | None = None,
               raw: tuple | None = None):
         """An HTTP answer; ``raw`` is ``(binary file, length)`` sent as the body as it is."""
-        url = self.url + path
-        if query:
-            params = {k: v for k, v in query.items() if v is not None}
-            if params:
-                url += "?" + urllib.parse.urlencode(params)
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data if raw is None else raw[0], method=method)
-        req.add_header("Accept", "application/json")
-        if raw is not None:
-            req.add_header("Content-Type", "application/octet-stream")
-            req.add_header("Content-Length", str(raw[1]))
-        elif data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token:  # not carried to a redirect target such as a presigned URL
-            req.add_unredirected_header("Authorization", f"Bearer {self.token}")
-        try:
-            return urllib.request.urlopen(req, timeout=self.timeout)
-        except urllib.error.HTTPError as exc:
-            raise _api_error(exc) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise FitfleetConnectionError(self.url, getattr(exc, "reason", exc)) from None
-
-
-# How the API writes non-finite metric values (JSON has no NaN or infinity).
-NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-class History:
-    """Per-epoch logs of a job, shaped like ``keras.callbacks.History``.
-
-    Values are floats as Keras logs them, NaN and +/-inf included (the API sends those as
-    the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"``).
-    """
-
-    def __init__(self, rows: list[dict]):
-        self.epoch: list[int] = []
-        self.history: dict[str, list] = {}
-        for row in sorted(rows, key=lambda r: (r.get("epoch") or 0, r["step"])):
-            self.epoch.append(row.get("epoch"))
-            for key, value in (row.get("logs") or {}).items():
-                self.history.setdefault(key, []).append(
-                    NON_FINITE.get(value, value) if isinstance(value, str) else value)
-
-
-class Run:
-    """One submitted job, seen from the client."""
-
-    def __init__(self, client: Client, job_id: str, job: dict | None = None):
-        self.client = client
-        self.id = job_id
-        self.job = job
-        self.verbose = 1  # wait()'s default; Client.fit(verbose=...) sets it
-
-    def __repr__(self) -> str:
-        state = self.job["state"] if self.job else "?"
-        return f"Run(id={self.id!r}, state={state!r})"
-
-    def refresh(self) -> dict:
-        """Fetch the job again; returns it and keeps it in ``.job``."""
-        self.job = self.client.get(self.id)
-        return self.job
-
-    @property
-    def state(self) -> str:
-        """The job's current state (fetched from the API on each access)."""
-        return self.refresh()["state"]
-
-    @property
-    def history(self) -> History:
-        """The epoch logs so far, as a ``keras.callbacks.History``-like object."""
-        return History(self.client.all_metrics(self.id, kind="epoch"))
-
-    def cancel(self) -> dict:
-        self.job = self.client.cancel(self.id)
-        return self.job
-
-    def metrics(self, kind: str = "epoch", after: int | None = None, **kw) -> dict:
-        return self.client.metrics(self.id, kind=kind, after=after, **kw)
-
-    def attempts(self) -> list[dict]:
-        return self.client.attempts(self.id)
-
-    def checkpoints(self) -> list[dict]:
-        return self.client.checkpoints(self.id)
-
-    def summary(self) -> dict:
-        return self.client.summary(self.id)
-
-    def download(self, path: str | os.PathLike) -> Path:
-        return self.client.download(self.id, path)
-
-    def wait(self, timeout: float | None = None, poll: float = 1.0, verbose: int | None = None,
-             stream=None, on_poll: Callable[[dict], None] | None = None,
-             bar: bool = True) -> dict:
-        """Poll until the job ends, printing Keras-like progress; returns the final job.
-
-        Args:
-            timeout: seconds to wait at most (None: no limit); past it, TimeoutError.
-            poll: seconds between two polls.
-            verbose: 0 silent, 1 batch progress and epoch lines, 2 epoch lines only
-                (None: the ``verbose`` given to ``Client.fit``, else 1).
-            stream: where progress goes (default ``sys.stdout``).
-            on_poll: called with the job after each poll; may raise to stop waiting.
-            bar: draw Keras's progress bar after the step count (False: the count only).
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        verbose = self.verbose if verbose is None else verbose
-        printer = ProgressPrinter(verbose=verbose, stream=stream, bar=bar) if verbose else None
-        cursors: dict[str, int | None] = {"batch": None, "epoch": None}
-        while True:
-            job = self.refresh()
-            if printer is not None:
-                printer.job(job)
-                self._print_new_rows(printer, cursors)
-            if on_poll is not None:
-                on_poll(job)
-            if job["state"] in ENDED:
-                if printer is not None:
-                    printer.end(job)
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {self.id} still {job['state']} after {timeout}s")
-            time.sleep(poll)
-
-    def _print_new_rows(self, printer: ProgressPrinter, cursors: dict) -> None:
-        kinds = ("batch", "epoch") if printer.verbose == 1 else ("epoch",)
-        events = []
-        for kind in kinds:
-            while True:
-                page = self.metrics(kind=kind, after=cursors[kind])
-                events.extend((kind, row) for row in page["rows"])
-                if not page["rows"]:
-                    break
-                cursors[kind] = page["next"]
-        printer.rows(events)
-
-    def load_model(self, compile: bool = True):
-        """Download the final ``.keras`` file and load it with ``keras.models.load_model``."""
-        import keras  # lazy: the client does not need Keras otherwise
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = self.download(Path(folder) / f"{self.id}.keras")
-            return keras.models.load_model(path, compile=compile)
-
-
-def _q(job_id: str) -> str:
-    return urllib.parse.quote(str(job_id), safe="")
-
-
-def _decode(raw: bytes) -> dict:
-    return json.loads(raw.decode("utf-8")) if raw else {}
-
-
-def _api_error(exc: urllib.error.HTTPError) -> FitfleetAPIError:
-    try:
-        raw = exc.read()
-    except Exception:  # noqa: BLE001 - the body is only a better message
-        raw = b""
-    try:
-        err = json.loads(raw.decode("utf-8"))["error"]
-        return FitfleetAPIError(exc.code, err.get("code") or "error",
-                                err.get("message") or str(exc.reason), err.get("details"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        text = raw.decode("utf-8", "replace").strip()[:200] or str(exc.reason)
-        return FitfleetAPIError(exc.code, f"http_{exc.code}", text)
-
+        return open_url(self.url, method, path, self.token, self.timeout, body=body,
+                        query=query, raw=raw)

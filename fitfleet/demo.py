@@ -241,7 +241,7 @@ def _train(client: Client, spec: dict, children: Children, home: Path) -> dict:
 
 
 def _report(client: Client, run, job: dict, home: Path) -> None:
-    from fitfleet.progress import format_logs, position
+    from fitfleet.formatting import format_logs, position
 
     epochs = client.all_metrics(run.id, kind="epoch")
     if epochs:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from fitfleet.progress import format_logs
+from fitfleet.formatting import format_logs
 from service.store.metrics import MetricStore
 from tests.integration.jobs_helpers import upload_blobs
 from tests.integration.stack import PYTHON, wait_for

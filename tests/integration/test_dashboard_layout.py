@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from fitfleet.progress import position
+from fitfleet.formatting import position
 from tests.integration.test_browser import ARGS, CHROMIUM, shot
 from tests.specs import blobs, mlp_spec, npz_bytes
 

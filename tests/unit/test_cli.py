@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fitfleet.cli import main
-from fitfleet.progress import format_summary
+from fitfleet.formatting import format_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 

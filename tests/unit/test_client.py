@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from fitfleet import Client, FitfleetAPIError, FitfleetConnectionError
-from fitfleet.progress import ProgressPrinter, format_logs, format_summary
+from fitfleet.formatting import format_logs, format_summary
+from fitfleet.progress import ProgressPrinter
 
 
 def free_port() -> int:

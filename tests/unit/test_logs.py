@@ -107,8 +107,9 @@ def test_configure_replaces_its_own_handler_and_refuses_unknown_formats():
 def test_command_line_logs_json_when_asked(tmp_path):
     env = {**os.environ, "FITFLEET_LOG_FORMAT": "json", "FITFLEET_HOME": str(tmp_path),
            "FITFLEET_LOG_LEVEL": "INFO"}
-    code = ("import logging\nfrom fitfleet.cli import _settings\nfrom service.core import logs\n"
-            "_settings()\nwith logs.bound('j1', 4):\n"
+    code = ("import logging\nfrom fitfleet.cli_server import load_settings\n"
+            "from service.core import logs\n"
+            "load_settings()\nwith logs.bound('j1', 4):\n"
             "    logging.getLogger('fitfleet.worker').info('hello')\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=False)

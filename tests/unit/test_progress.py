@@ -9,7 +9,8 @@ from unittest import mock
 
 import pytest
 
-from fitfleet.progress import ProgressPrinter, format_logs, format_progress, position
+from fitfleet.formatting import format_logs, format_progress, position
+from fitfleet.progress import ProgressPrinter
 
 EPOCHS, SPE, STEP_S, VAL_S = 3, 4, 0.066, 0.5
 T0 = 1000.0
