@@ -36,7 +36,7 @@ def normalize(raw: object, settings: Settings | None = None) -> dict:
 
 def refusal(exc: ValidationError) -> InvalidSpec:
     """The 422 for a spec's validation errors: the first one's message, each one's path."""
-    problems = [_problem(err) for err in exc.errors()]
+    problems = sorted((_problem(err) for err in exc.errors()), key=_model_first)
     first = problems[0]
     message = first["message"]
     details = {k: v for k, v in first.items() if k != "message"}
@@ -44,6 +44,11 @@ def refusal(exc: ValidationError) -> InvalidSpec:
         message += f" (and {len(problems) - 1} more, listed in details.problems)"
         details["problems"] = [{"field": p["field"], "message": p["message"]} for p in problems]
     return InvalidSpec(message, details=details)
+
+
+def _model_first(problem: dict) -> bool:
+    """Problems of the model come first: the other fields are read in its light."""
+    return not (problem["field"] == "model" or problem["field"].startswith("model."))
 
 
 def _problem(err: dict) -> dict:

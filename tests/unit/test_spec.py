@@ -376,3 +376,34 @@ def test_the_schema_is_that_of_the_validating_models():
                                                                  "restore_best_weights"}
     assert schemas["Data"]["properties"]["format"]["enum"] == [
         None, "npz", "csv", "parquet", "tfrecord"]
+
+
+def test_a_model_problem_comes_first():
+    with pytest.raises(InvalidSpec) as info:
+        normalize(minimal(name="", model=[1]), SETTINGS)
+    assert info.value.details["field"] == "model"
+    assert [p["field"] for p in info.value.details["problems"]] == ["model", "name"]
+
+
+def test_the_specs_admission_takes_validate_against_the_document():
+    jsonschema = pytest.importorskip("jsonschema")
+    from fitfleet.demo import EXAMPLES, load_example
+    from service.web.schemas import components
+
+    schema = {"$ref": "#/components/schemas/JobSpec", "components": {"schemas": components()}}
+    full = minimal(name="digits", seed=7, queue="gpu.a100", priority=9, max_attempts=5,
+                   distribute="mirrored",
+                   compile={"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+                            "loss": {"out": "mse"}, "metrics": ["mae"],
+                            "loss_weights": {"out": 1}},
+                   data={"train": "s3://b/t.csv", "x": ["a", "b"], "y": {"out": "label"},
+                         "format": "csv", "sample_weight": "w"},
+                   fit={"epochs": 3, "callbacks": [{"class_name": "EarlyStopping",
+                                                    "config": {"patience": 2}}]},
+                   checkpoint={"every_n_batches": 50, "keep_best": {"monitor": "val_loss"}})
+    raws = [minimal(), full] + [load_example(p.stem) for p in sorted(EXAMPLES.glob("*.json"))]
+    for raw in raws:
+        normalize(raw, SETTINGS)
+        jsonschema.validate(raw, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(minimal(fit={"steps": 1}), schema)
