@@ -1,6 +1,8 @@
 """The bodies the v1 API answers with, as pydantic models: the source of the OpenAPI
 document's schemas (:mod:`service.web.openapi`), so the document and the answers cannot
-drift apart. A test validates every route's JSON answer against the served document.
+drift apart. A test validates every route's JSON answer against the served document. The
+request body's schema is the job spec model that admission validates with
+(:class:`service.admission.specmodel.JobSpec`).
 
 Answer models allow fields beyond those named (a newer server may add some); every field
 named here is in every answer.
@@ -13,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.admission.specmodel import JobSpec
 from service.store.tables import JobState
 
 Step = Field(ge=0, description="a 0-based global step")
@@ -208,30 +211,6 @@ class Upload(Answer):
 class Health(Answer):
     status: str
     checks: dict[str, str] | None = None
-
-
-class JobSpec(BaseModel):
-    """A job spec: a Keras model's ``to_json()``, compile settings in Keras forms, data
-    locations, fit and checkpoint options. The admission checks name each refused field."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = None
-    model: dict | str = Field(description="the JSON of model.to_json() (Sequential or "
-                                          "Functional), as an object or a string")
-    compile: dict = Field(description="optimizer, loss, metrics, ... as keras.Model.compile "
-                                      "takes them, in their serialized forms")
-    data: dict = Field(description="train (and validation) locations: s3:// or file:// URLs "
-                                   "of .npz, .csv, Parquet, TFRecord or a prefix of shards; "
-                                   "x and y name arrays or columns")
-    fit: dict | None = Field(None, description="keras.Model.fit arguments: epochs, "
-                                               "batch_size, validation_split, callbacks, ...")
-    checkpoint: dict | None = Field(None, description="every_epoch, every_n_batches, "
-                                                      "every_seconds, keep_last, ...")
-    seed: int | None = None
-    queue: str | None = None
-    priority: int | None = None
-    max_attempts: int | None = None
 
 
 ANSWERS = (Error, Job, JobList, Attempt, AttemptList, Checkpoint, CheckpointList, Summary,

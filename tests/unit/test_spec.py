@@ -307,3 +307,103 @@ def test_targets_may_be_named_by_output():
     refuse(minimal(data={"train": "s3://b/d.npz", "y": {}}), "data.y must not be an empty")
     refuse(minimal(data={"train": "s3://b/d.npz", "y": {"cls": 3}}),
            "data.y.cls must be an array name, got 3")
+
+
+def test_every_problem_is_listed_with_its_path():
+    raw = minimal(name="", compile={"loss": 3}, fit={"epochs": 0, "shuffle": "no"})
+    with pytest.raises(InvalidSpec) as info:
+        normalize(raw, SETTINGS)
+    details = info.value.details
+    assert details["field"] == "name" and "and 3 more" in info.value.message
+    assert [p["field"] for p in details["problems"]] == [
+        "name", "compile.loss", "fit.epochs", "fit.shuffle"]
+    assert details["problems"][2]["message"] == "fit.epochs must be a positive integer, got 0"
+
+
+@pytest.mark.parametrize(("callback", "field", "words"), [
+    ({"class_name": "EarlyStopping", "config": {"patience": "2"}},
+     "fit.callbacks[0].config.patience", "valid integer, got \"2\""),
+    ({"class_name": "EarlyStopping", "config": {"mode": "up"}},
+     "fit.callbacks[0].config.mode", "'auto', 'min' or 'max'"),
+    ({"class_name": "ReduceLROnPlateau", "config": {"epsilon": 1e-4}},
+     "fit.callbacks[0].config.epsilon", "ReduceLROnPlateau takes no argument 'epsilon'"),
+    ({"class_name": "ReduceLROnPlateau", "config": {"factor": 1.5}},
+     "fit.callbacks[0].config.factor", "less than 1"),
+    ({"class_name": "TerminateOnNaN", "config": {"raise_error": 1}},
+     "fit.callbacks[0].config.raise_error", "valid boolean"),
+])
+def test_callback_arguments_are_checked_by_name(callback, field, words):
+    with pytest.raises(InvalidSpec) as info:
+        normalize(minimal(fit={"callbacks": [callback]}), SETTINGS)
+    assert info.value.details["field"] == field
+    assert info.value.message.startswith(f"{field}: ") and words in info.value.message
+
+
+def test_callback_arguments_are_stored_as_sent():
+    config = {"monitor": "val_loss", "patience": 3, "restore_best_weights": True,
+              "baseline": None, "min_delta": 0}
+    cbs = [{"class_name": "EarlyStopping", "config": config},
+           {"class_name": "ReduceLROnPlateau", "config": {"factor": 0.5, "min_lr": 1e-5}}]
+    spec = normalize(minimal(fit={"callbacks": cbs}), SETTINGS)
+    assert spec["fit"]["callbacks"] == cbs
+
+
+def test_null_sections_and_fields_mean_the_defaults_and_the_spec_is_not_touched():
+    raw = minimal(fit=None, checkpoint={"every_n_batches": None, "keep_best": None}, seed=None,
+                  max_attempts=None, name=None)
+    before = copy.deepcopy(raw)
+    spec = normalize(raw, SETTINGS)
+    assert raw == before and "fit" in raw and "distribute" not in raw
+    assert spec["fit"]["epochs"] == 1 and spec["seed"] == 0 and spec["max_attempts"] == 4
+    assert spec["checkpoint"]["every_n_batches"] is None and spec["name"] == "mlp"
+    assert list(spec) == ["name", "model", "compile", "data", "fit", "checkpoint", "seed",
+                          "deterministic", "queue", "priority", "max_attempts", "distribute"]
+
+
+def test_the_schema_is_that_of_the_validating_models():
+    from service.admission.spec_callbacks import CALLBACKS
+    from service.web.schemas import components
+
+    schemas = components()
+    spec = schemas["JobSpec"]
+    assert spec["required"] == ["model", "compile", "data"]
+    assert spec["additionalProperties"] is False
+    assert spec["properties"]["fit"] == {"$ref": "#/components/schemas/Fit"}
+    fit = schemas["Fit"]["properties"]
+    assert fit["validation_split"]["exclusiveMaximum"] == 1
+    assert schemas["Callback"]["properties"]["class_name"]["enum"] == list(CALLBACKS)
+    assert set(schemas["EarlyStoppingConfig"]["properties"]) >= {"monitor", "patience",
+                                                                 "restore_best_weights"}
+    assert schemas["Data"]["properties"]["format"]["enum"] == [
+        None, "npz", "csv", "parquet", "tfrecord"]
+
+
+def test_a_model_problem_comes_first():
+    with pytest.raises(InvalidSpec) as info:
+        normalize(minimal(name="", model=[1]), SETTINGS)
+    assert info.value.details["field"] == "model"
+    assert [p["field"] for p in info.value.details["problems"]] == ["model", "name"]
+
+
+def test_the_specs_admission_takes_validate_against_the_document():
+    jsonschema = pytest.importorskip("jsonschema")
+    from fitfleet.demo import EXAMPLES, load_example
+    from service.web.schemas import components
+
+    schema = {"$ref": "#/components/schemas/JobSpec", "components": {"schemas": components()}}
+    full = minimal(name="digits", seed=7, queue="gpu.a100", priority=9, max_attempts=5,
+                   distribute="mirrored",
+                   compile={"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+                            "loss": {"out": "mse"}, "metrics": ["mae"],
+                            "loss_weights": {"out": 1}},
+                   data={"train": "s3://b/t.csv", "x": ["a", "b"], "y": {"out": "label"},
+                         "format": "csv", "sample_weight": "w"},
+                   fit={"epochs": 3, "callbacks": [{"class_name": "EarlyStopping",
+                                                    "config": {"patience": 2}}]},
+                   checkpoint={"every_n_batches": 50, "keep_best": {"monitor": "val_loss"}})
+    raws = [minimal(), full] + [load_example(p.stem) for p in sorted(EXAMPLES.glob("*.json"))]
+    for raw in raws:
+        normalize(raw, SETTINGS)
+        jsonschema.validate(raw, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(minimal(fit={"steps": 1}), schema)
