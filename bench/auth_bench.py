@@ -38,19 +38,29 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="fitfleet-auth-bench-"))
     url = f"sqlite:///{home / 'fitfleet.db'}"
     upgrade(url)
-    base = {"database_url": url, "broker_url": "filesystem://", "home": str(home),
-            "storage_url": (home / "store").as_uri()}
+    base = {
+        "database_url": url,
+        "broker_url": "filesystem://",
+        "home": str(home),
+        "storage_url": (home / "store").as_uri(),
+    }
     jobs = JobStore(url)
-    ids = [jobs.create({"name": f"j{i}"}, epochs=1, summary=None, max_attempts=1,
-                       project="alpha")["id"] for i in range(50)]
+    ids = [
+        jobs.create({"name": f"j{i}"}, epochs=1, summary=None, max_attempts=1, project="alpha")[
+            "id"
+        ]
+        for i in range(50)
+    ]
     own = TokenStore(url).create("alpha")[1]
     other = TokenStore(url).create("beta")[1]
     on = create_app(Settings.from_env({}, **base)).test_client()
     off = create_app(Settings.from_env({}, auth="off", **base)).test_client()
-    callers = {"auth off": (off, {}), "own token": (on, {"Authorization": f"Bearer {own}"}),
-               "other project": (on, {"Authorization": f"Bearer {other}"})}
-    for path in (lambda i: f"/api/v1/jobs/{ids[i % len(ids)]}",
-                 lambda i: "/api/v1/jobs?limit=20"):
+    callers = {
+        "auth off": (off, {}),
+        "own token": (on, {"Authorization": f"Bearer {own}"}),
+        "other project": (on, {"Authorization": f"Bearer {other}"}),
+    }
+    for path in (lambda i: f"/api/v1/jobs/{ids[i % len(ids)]}", lambda i: "/api/v1/jobs?limit=20"):
         times: dict[str, list[float]] = {name: [] for name in callers}
         for i in range(args.requests):
             for name, (client, headers) in callers.items():
@@ -60,8 +70,10 @@ def main() -> None:
                 assert response.status_code in (200, 404), response.status_code
         print(f"GET {path(0)} x {args.requests}")
         for name, values in times.items():
-            print(f"  {name:<22} p50 {statistics.median(values):6.2f} ms   "
-                  f"p99 {percentile(values, 0.99):6.2f} ms")
+            print(
+                f"  {name:<22} p50 {statistics.median(values):6.2f} ms   "
+                f"p99 {percentile(values, 0.99):6.2f} ms"
+            )
         ratio = statistics.median(times["own token"]) / statistics.median(times["auth off"])
         print(f"  p50 ratio own token / auth off: {ratio:.2f}")
 

@@ -23,26 +23,28 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from service.admission.spec import normalize  # noqa: E402
-from service.core.config import Settings  # noqa: E402
-from service.store.jobs import JobStore  # noqa: E402
-from service.store.metrics import MetricStore  # noqa: E402
-from service.store.migrate import upgrade  # noqa: E402
-from workers.training.attempt import Attempt  # noqa: E402
+from service.admission.spec import normalize
+from service.core.config import Settings
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.store.migrate import upgrade
+from workers.training.attempt import Attempt
 
 FEATURES, SAMPLES, BATCH, EPOCHS = 256, 6_000, 64, 4
 
 
 def spec(data_url: str, every_epoch: bool) -> dict:
-    model = keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(2048, activation="relu"),
-        keras.layers.Dense(1024, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(2048, activation="relu"),
+            keras.layers.Dense(1024, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     return {
         "model": json.loads(model.to_json()),
         "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
@@ -54,8 +56,7 @@ def spec(data_url: str, every_epoch: bool) -> dict:
 
 def train_seconds(settings: Settings, job_spec: dict) -> float:
     jobs, metrics = JobStore(settings.database_url), MetricStore(settings.database_url)
-    job = jobs.create(normalize(job_spec, settings), epochs=EPOCHS, summary=None,
-                      max_attempts=1)
+    job = jobs.create(normalize(job_spec, settings), epochs=EPOCHS, summary=None, max_attempts=1)
     claim = jobs.claim(job["id"], "bench", 600)
     outcome = Attempt(claim, settings, threading.Event()).run()
     assert outcome == "succeeded", outcome
@@ -73,14 +74,17 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     url = f"sqlite:///{tmp / 'bench.db'}"
     upgrade(url)
-    settings = Settings.from_env({}, database_url=url, home=str(tmp),
-                                 storage_url=(tmp / "store").as_uri(), lease_seconds=600)
+    settings = Settings.from_env(
+        {}, database_url=url, home=str(tmp), storage_url=(tmp / "store").as_uri(), lease_seconds=600
+    )
     rng = np.random.default_rng(0)
-    np.savez(tmp / "train.npz", x=rng.normal(size=(SAMPLES, FEATURES)).astype("float32"),
-             y=rng.integers(0, 10, SAMPLES))
+    np.savez(
+        tmp / "train.npz",
+        x=rng.normal(size=(SAMPLES, FEATURES)).astype("float32"),
+        y=rng.integers(0, 10, SAMPLES),
+    )
     data_url = (tmp / "train.npz").as_uri()
-    variants = {"no checkpoints": spec(data_url, False)[0],
-                "every epoch": spec(data_url, True)[0]}
+    variants = {"no checkpoints": spec(data_url, False)[0], "every epoch": spec(data_url, True)[0]}
     params = spec(data_url, True)[1]
     train_seconds(settings, variants["no checkpoints"])  # warm-up
     results = {name: [] for name in variants}
@@ -88,8 +92,10 @@ def main() -> None:
         for name, job_spec in variants.items():
             results[name].append(train_seconds(settings, job_spec))
     med = {name: statistics.median(v) for name, v in results.items()}
-    print(f"{params:,} parameters, {EPOCHS} epochs of {SAMPLES // BATCH + 1} steps, "
-          f"{args.rounds} rounds (medians)")
+    print(
+        f"{params:,} parameters, {EPOCHS} epochs of {SAMPLES // BATCH + 1} steps, "
+        f"{args.rounds} rounds (medians)"
+    )
     for name, value in med.items():
         print(f"  {name:15s} {value:.3f}s")
     print(f"  every epoch / none = {med['every epoch'] / med['no checkpoints']:.3f}")

@@ -36,15 +36,19 @@ SAMPLES, FEATURES, BATCH, SHARDS = 64_000, 32, 32, 8
 
 def write(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
     np.savez(folder / "all.npz", x=x, y=y)
-    table = pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), FEATURES),
-                      "y": pa.array(y)})
+    table = pa.table(
+        {"x": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), FEATURES), "y": pa.array(y)}
+    )
     pq.write_table(table, folder / "all.parquet")
     with tf.io.TFRecordWriter(str(folder / "all.tfrecord")) as w:
         for xi, yi in zip(x, y):
-            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
-                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi]))}
-            w.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                    .SerializeToString())
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
+            }
+            w.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
     for kind in ("npz", "parquet"):
         (folder / kind).mkdir()
         for i, (xs, ys) in enumerate(zip(np.array_split(x, SHARDS), np.array_split(y, SHARDS))):
@@ -52,9 +56,15 @@ def write(folder: Path, x: np.ndarray, y: np.ndarray) -> None:
             if kind == "npz":
                 np.savez(path, x=xs, y=ys)
             else:
-                pq.write_table(pa.table({
-                    "x": pa.FixedSizeListArray.from_arrays(pa.array(xs.ravel()), FEATURES),
-                    "y": pa.array(ys)}), path)
+                pq.write_table(
+                    pa.table(
+                        {
+                            "x": pa.FixedSizeListArray.from_arrays(pa.array(xs.ravel()), FEATURES),
+                            "y": pa.array(ys),
+                        }
+                    ),
+                    path,
+                )
 
 
 def timed(fn) -> float:

@@ -60,13 +60,30 @@ def serve(hostname: str) -> None:
         claim = jobs.claim(job_id, hostname, 30.0)
         if claim is None:
             return "skipped"
-        jobs.renew(job_id, claim.attempt_id, 30.0,
-                   {"epoch": 0, "batch": 1, "step": 1, "steps_per_epoch": 1})
+        jobs.renew(
+            job_id,
+            claim.attempt_id,
+            30.0,
+            {"epoch": 0, "batch": 1, "step": 1, "steps_per_epoch": 1},
+        )
         jobs.finish(job_id, claim.attempt_id, "succeeded")
         return "succeeded"
 
-    app.worker_main(["worker", "--pool", "solo", "--queues", QUEUE, "--hostname", hostname,
-                     "--loglevel", "WARNING", "--without-gossip", "--without-mingle"])
+    app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "solo",
+            "--queues",
+            QUEUE,
+            "--hostname",
+            hostname,
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 # -- the driver --------------------------------------------------------------------------
@@ -90,9 +107,15 @@ def start_workers(n: int, env: dict, logs: Path) -> list[subprocess.Popen]:
     procs = []
     for i in range(n):
         with open(logs / f"worker{i}.log", "wb") as log:
-            procs.append(subprocess.Popen(
-                [sys.executable, __file__, "--serve", f"bench{i}@localhost"], env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--serve", f"bench{i}@localhost"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
     return procs
 
 
@@ -128,8 +151,9 @@ def submit(url: str, home: str, count: int, gap: float) -> list[str]:
 
     store, ids = JobStore(url), []
     for _ in range(count):
-        job = store.create({"name": "bench", "queue": QUEUE}, epochs=1, summary=None,
-                           max_attempts=1)
+        job = store.create(
+            {"name": "bench", "queue": QUEUE}, epochs=1, summary=None, max_attempts=1
+        )
         enqueue(REDIS, home, job["id"], QUEUE, 0)
         ids.append(job["id"])
         if gap:
@@ -148,22 +172,29 @@ def measure(url: str, ids: list[str], since=None, timeout: float = 300) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         with session_scope(url) as s:
-            done = s.scalar(select(func.count()).select_from(Job)
-                            .where(Job.id.in_(ids), Job.state == "succeeded"))
+            done = s.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.id.in_(ids), Job.state == "succeeded")
+            )
         if done == len(ids):
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done}/{len(ids)} jobs finished")
         time.sleep(0.2)
     with session_scope(url) as s:
-        rows = s.execute(select(Job.created_at, Attempt.started_at, Attempt.heartbeat_at)
-                         .join(Attempt, Attempt.job_id == Job.id)
-                         .where(Job.id.in_(ids))).all()
+        rows = s.execute(
+            select(Job.created_at, Attempt.started_at, Attempt.heartbeat_at)
+            .join(Attempt, Attempt.job_id == Job.id)
+            .where(Job.id.in_(ids))
+        ).all()
     first_batch = sorted((hb - created).total_seconds() for created, _, hb in rows)
     span = (max(hb for *_, hb in rows) - (since or min(c for c, *_ in rows))).total_seconds()
-    return {"p50_ms": 1000 * statistics.median(first_batch),
-            "p99_ms": 1000 * first_batch[min(len(first_batch) - 1, int(0.99 * len(first_batch)))],
-            "jobs_per_s": len(rows) / span if span > 0 else float("inf")}
+    return {
+        "p50_ms": 1000 * statistics.median(first_batch),
+        "p99_ms": 1000 * first_batch[min(len(first_batch) - 1, int(0.99 * len(first_batch)))],
+        "jobs_per_s": len(rows) / span if span > 0 else float("inf"),
+    }
 
 
 def run_backend(kind: str, args) -> dict:
@@ -175,8 +206,13 @@ def run_backend(kind: str, args) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:
         folder = Path(tmp)
         url, drop = make_database(kind, folder)
-        env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": REDIS,
-               "FITFLEET_HOME": str(folder), "FITFLEET_STORAGE_URL": (folder / "s").as_uri()}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "CELERY_BROKER_URL": REDIS,
+            "FITFLEET_HOME": str(folder),
+            "FITFLEET_STORAGE_URL": (folder / "s").as_uri(),
+        }
         procs = start_workers(args.workers, env, folder)
         try:
             control = wait_ready(args.workers, env).control
@@ -194,8 +230,12 @@ def run_backend(kind: str, args) -> dict:
         finally:
             stop(procs)
             drop()
-    return {"trickle_p50_ms": trickle["p50_ms"], "trickle_p99_ms": trickle["p99_ms"],
-            "burst_jobs_per_s": burst["jobs_per_s"], "submit_per_s": submit_rate}
+    return {
+        "trickle_p50_ms": trickle["p50_ms"],
+        "trickle_p99_ms": trickle["p99_ms"],
+        "burst_jobs_per_s": burst["jobs_per_s"],
+        "submit_per_s": submit_rate,
+    }
 
 
 def main() -> None:
@@ -216,19 +256,25 @@ def main() -> None:
     for _ in range(args.rounds):  # interleaved, so that a busy spell hits both backends
         for kind in kinds:
             rounds[kind].append(run_backend(kind, args))
-    results = {kind: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-               for kind, runs in rounds.items()}
-    print(f"median of {args.rounds} interleaved rounds, {args.workers} workers, "
-          f"{args.jobs} jobs a burst, {args.trickle} a trickle")
+    results = {
+        kind: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        for kind, runs in rounds.items()
+    }
+    print(
+        f"median of {args.rounds} interleaved rounds, {args.workers} workers, "
+        f"{args.jobs} jobs a burst, {args.trickle} a trickle"
+    )
     keys = list(next(iter(results.values())))
     print(f"{'':22}" + "".join(f"{k:>14}" for k in results))
     for key in keys:
         print(f"{key:22}" + "".join(f"{r[key]:14.1f}" for r in results.values()))
     if {"sqlite", "postgresql"} <= set(results):
         s, p = results["sqlite"], results["postgresql"]
-        print(f"\nsqlite/postgresql: burst jobs/s {s['burst_jobs_per_s'] / p['burst_jobs_per_s']:.2f}"
-              f", trickle p50 {s['trickle_p50_ms'] / p['trickle_p50_ms']:.2f}"
-              f", trickle p99 {s['trickle_p99_ms'] / p['trickle_p99_ms']:.2f}")
+        print(
+            f"\nsqlite/postgresql: burst jobs/s {s['burst_jobs_per_s'] / p['burst_jobs_per_s']:.2f}"
+            f", trickle p50 {s['trickle_p50_ms'] / p['trickle_p50_ms']:.2f}"
+            f", trickle p99 {s['trickle_p99_ms'] / p['trickle_p99_ms']:.2f}"
+        )
 
 
 if __name__ == "__main__":

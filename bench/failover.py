@@ -45,21 +45,40 @@ steps: dict[str, list[list[float]]] = {"process": [], "machine": []}  # where th
 
 
 def idle_children(db: str, machine: str) -> int:
-    return sum(1 for w in FleetStore(db).workers(stale_after=6.0, include_stopped=False)
-               if w["name"].startswith(f"{machine}@") and w["state"] == "idle")
+    return sum(
+        1
+        for w in FleetStore(db).workers(stale_after=6.0, include_stopped=False)
+        if w["name"].startswith(f"{machine}@") and w["state"] == "idle"
+    )
 
 
 def start_machine(stack: Stack, db: str, machine: str) -> None:
-    stack.spawn(machine, "worker", "--queues", "default", "--concurrency", "2",
-                "--hostname", f"{machine}@bench")
+    stack.spawn(
+        machine,
+        "worker",
+        "--queues",
+        "default",
+        "--concurrency",
+        "2",
+        "--hostname",
+        f"{machine}@bench",
+    )
     wait_for(lambda: idle_children(db, machine) >= 2, 240, 0.5, f"{machine} warm")
 
 
 def training_job(env: dict, data_url: str) -> str:
     db = env["DATABASE_URL"]
     jobs, metrics = JobStore(db), MetricStore(db)
-    spec = normalize(mlp_spec(data_url, features=16, hidden=32, epochs=40, batch_size=8,
-                              checkpoint={"every_n_batches": 50}))
+    spec = normalize(
+        mlp_spec(
+            data_url,
+            features=16,
+            hidden=32,
+            epochs=40,
+            batch_size=8,
+            checkpoint={"every_n_batches": 50},
+        )
+    )
     job = jobs.create(spec, epochs=40, summary=None, max_attempts=5, project="bench")
     enqueue(BROKER, env["FITFLEET_HOME"], job["id"], "default")
 
@@ -98,8 +117,10 @@ def one_failover(stack: Stack, env: dict, data_url: str, kind: str) -> float:
 
     first = wait_for(resumed, 180, 0.05, "resumed training")
     lost, again = jobs.attempts(job_id)[:2]
-    marks = [datetime.fromisoformat(lost["ended_at"]).timestamp(),
-             datetime.fromisoformat(again["started_at"]).timestamp()]
+    marks = [
+        datetime.fromisoformat(lost["ended_at"]).timestamp(),
+        datetime.fromisoformat(again["started_at"]).timestamp(),
+    ]
     steps[kind].append([marks[0] - killed, marks[1] - marks[0], first - marks[1]])
     jobs.request_cancel(job_id)
     wait_for(lambda: jobs.get(job_id)["state"] == "cancelled", 60, 0.2, "cancelled")
@@ -112,10 +133,13 @@ def one_failover(stack: Stack, env: dict, data_url: str, kind: str) -> float:
 
 def summary(name: str, seconds: list[float], target: float) -> str:
     med = statistics.median(seconds)
-    return (f"  {name:<34} " + ", ".join(f"{s:.2f}" for s in seconds)
-            + f"  median {med:.2f}  spread {min(seconds):.2f}-{max(seconds):.2f}"
-            + f"  (target <= {target:g}; Celery's {CELERY_VISIBILITY_TIMEOUT:.0f} s / median"
-            + f" = x{CELERY_VISIBILITY_TIMEOUT / med:.0f})")
+    return (
+        f"  {name:<34} "
+        + ", ".join(f"{s:.2f}" for s in seconds)
+        + f"  median {med:.2f}  spread {min(seconds):.2f}-{max(seconds):.2f}"
+        + f"  (target <= {target:g}; Celery's {CELERY_VISIBILITY_TIMEOUT:.0f} s / median"
+        + f" = x{CELERY_VISIBILITY_TIMEOUT / med:.0f})"
+    )
 
 
 def main() -> None:
@@ -131,10 +155,17 @@ def main() -> None:
         x, y = blobs(n=4000, features=16)
         (tmp / "home").mkdir()
         np.savez(tmp / "home" / "train.npz", x=x, y=y)  # data under FITFLEET_HOME may be read
-        env = base_env(database_url=db, broker_url=BROKER, storage_url=(tmp / "store").as_uri(),
-                       home=tmp / "home")
-        for key in ("FITFLEET_LEASE_SECONDS", "FITFLEET_HEARTBEAT_SECONDS",
-                    "FITFLEET_REAPER_INTERVAL"):
+        env = base_env(
+            database_url=db,
+            broker_url=BROKER,
+            storage_url=(tmp / "store").as_uri(),
+            home=tmp / "home",
+        )
+        for key in (
+            "FITFLEET_LEASE_SECONDS",
+            "FITFLEET_HEARTBEAT_SECONDS",
+            "FITFLEET_REAPER_INTERVAL",
+        ):
             env.pop(key)  # the defaults
         env["FITFLEET_AUTH"] = "off"
         import redis
@@ -155,9 +186,11 @@ def main() -> None:
     finally:
         drop_pg_database(db)
     one_minute = [load[0] for load in loads]
-    print(f"Death to the next trained batch elsewhere, {args.rounds} rounds each, interleaved "
-          f"(seconds; load average {min(one_minute):.1f}-{max(one_minute):.1f}, "
-          f"{os.cpu_count()} cores):")
+    print(
+        f"Death to the next trained batch elsewhere, {args.rounds} rounds each, interleaved "
+        f"(seconds; load average {min(one_minute):.1f}-{max(one_minute):.1f}, "
+        f"{os.cpu_count()} cores):"
+    )
     print(summary("one process (parent hands it back)", results["process"], 3))
     print(summary("whole machine (the lease runs out)", results["machine"], LEASE + 2))
     ratio = statistics.median(results["machine"]) / statistics.median(results["process"])

@@ -26,28 +26,30 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from service.store.jobs import JobStore  # noqa: E402
-from service.store.metrics import MetricStore  # noqa: E402
-from service.store.migrate import upgrade  # noqa: E402
-from workers.training.callbacks.position import Position, Tracker  # noqa: E402
-from workers.training.callbacks.recorder import MetricsRecorder  # noqa: E402
-from workers.training.data import memory as data  # noqa: E402
-from workers.training.lease import Heartbeat, LeaseGuard  # noqa: E402
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.store.migrate import upgrade
+from workers.training.callbacks.position import Position, Tracker
+from workers.training.callbacks.recorder import MetricsRecorder
+from workers.training.data import memory as data
+from workers.training.lease import Heartbeat, LeaseGuard
 
 SAMPLES, FEATURES, BATCH, EPOCHS = 32_000, 32, 32, 2
 
 
 def make_model():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -78,14 +80,16 @@ def main() -> None:
 
     def bare():
         model = make_model()
-        return timed(lambda: model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=True,
-                                       verbose=0))
+        return timed(
+            lambda: model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=True, verbose=0)
+        )
 
     def pipeline():
         model = make_model()
         ds = data.make_dataset(arrays, plan, 0, steps)
-        return timed(lambda: model.fit(ds, epochs=EPOCHS, steps_per_epoch=spe, verbose=0,
-                                       shuffle=False))
+        return timed(
+            lambda: model.fit(ds, epochs=EPOCHS, steps_per_epoch=spe, verbose=0, shuffle=False)
+        )
 
     def fitfleet():
         model = make_model()
@@ -96,9 +100,16 @@ def main() -> None:
         recorder = MetricsRecorder(metrics, job["id"], 1, pos, flush_seconds=1.0)
         guard = LeaseGuard(hb, None, threading.Event(), pos)
         ds = data.make_dataset(arrays, plan, 0, steps)
-        seconds = timed(lambda: model.fit(ds, epochs=EPOCHS, steps_per_epoch=spe, verbose=0,
-                                          shuffle=False,
-                                          callbacks=[Tracker(pos), recorder, guard]))
+        seconds = timed(
+            lambda: model.fit(
+                ds,
+                epochs=EPOCHS,
+                steps_per_epoch=spe,
+                verbose=0,
+                shuffle=False,
+                callbacks=[Tracker(pos), recorder, guard],
+            )
+        )
         recorder.close()
         hb.stop()
         assert metrics.count(job["id"], "batch") == steps

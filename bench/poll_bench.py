@@ -34,14 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from service.store.db import get_engine  # noqa: E402
-from service.store.jobs import JobStore  # noqa: E402
-from service.store.metrics import MetricStore  # noqa: E402
-from service.store.migrate import upgrade  # noqa: E402
-from service.store.tokens import TokenStore  # noqa: E402
-from testbed.services import create_pg_database, drop_pg_database, free_port  # noqa: E402
+from service.store.db import get_engine
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.store.migrate import upgrade
+from service.store.tokens import TokenStore
+from testbed.services import create_pg_database, drop_pg_database, free_port
 
 WARMUP = 2.0  # seconds of each phase left out of the figures
 
@@ -49,21 +49,29 @@ WARMUP = 2.0  # seconds of each phase left out of the figures
 def fill(url: str, rows: int) -> str:
     """A job with ``rows`` batch rows (a loss spike at 61% of the run) and epoch rows."""
     upgrade(url)
-    job_id = JobStore(url).create({"name": "bench", "model": {}}, epochs=1000, summary=None,
-                                  max_attempts=3, project="bench")["id"]
+    job_id = JobStore(url).create(
+        {"name": "bench", "model": {}}, epochs=1000, summary=None, max_attempts=3, project="bench"
+    )["id"]
     with get_engine(url).begin() as conn:
-        conn.execute(text(
-            "INSERT INTO metrics (job_id, kind, step, epoch, batch, attempt, logs, wall_time) "
-            "SELECT :job, 'batch', s, (s - 1) / 1000, (s - 1) % 1000, 1, json_build_object("
-            "'loss', CASE WHEN s = :spike THEN 50.0 ELSE 1.0 / sqrt(s) + random() * 0.01 END, "
-            "'accuracy', 1.0 - 1.0 / sqrt(s)), 1.7e9 + s * 0.01 "
-            "FROM generate_series(1, :rows) AS s"), {"job": job_id, "rows": rows,
-                                                     "spike": int(rows * 0.61)})
-        conn.execute(text(
-            "INSERT INTO metrics (job_id, kind, step, epoch, batch, attempt, logs, wall_time) "
-            "SELECT :job, 'epoch', e * 1000, e - 1, NULL, 1, json_build_object("
-            "'loss', 1.0 / sqrt(e), 'val_loss', 1.1 / sqrt(e)), 1.7e9 + e * 10 "
-            "FROM generate_series(1, :epochs) AS e"), {"job": job_id, "epochs": rows // 1000})
+        conn.execute(
+            text(
+                "INSERT INTO metrics (job_id, kind, step, epoch, batch, attempt, logs, wall_time) "
+                "SELECT :job, 'batch', s, (s - 1) / 1000, (s - 1) % 1000, 1, json_build_object("
+                "'loss', CASE WHEN s = :spike THEN 50.0 ELSE 1.0 / sqrt(s) + random() * 0.01 END, "
+                "'accuracy', 1.0 - 1.0 / sqrt(s)), 1.7e9 + s * 0.01 "
+                "FROM generate_series(1, :rows) AS s"
+            ),
+            {"job": job_id, "rows": rows, "spike": int(rows * 0.61)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO metrics (job_id, kind, step, epoch, batch, attempt, logs, wall_time) "
+                "SELECT :job, 'epoch', e * 1000, e - 1, NULL, 1, json_build_object("
+                "'loss', 1.0 / sqrt(e), 'val_loss', 1.1 / sqrt(e)), 1.7e9 + e * 10 "
+                "FROM generate_series(1, :epochs) AS e"
+            ),
+            {"job": job_id, "epochs": rows // 1000},
+        )
         conn.execute(text("ANALYZE metrics"))
     metrics = MetricStore(url)
     metrics.rebuild(job_id, "batch")
@@ -82,21 +90,50 @@ class Writer(threading.Thread):
 
     def run(self):
         while not self.stop.wait(1.0):
-            rows = [{"kind": "batch", "step": s, "epoch": s // 1000, "batch": s % 1000,
-                     "attempt": 1, "logs": {"loss": 0.01, "accuracy": 0.99},
-                     "wall_time": time.time()}
-                    for s in range(self.step, self.step + self.per_second)]
+            rows = [
+                {
+                    "kind": "batch",
+                    "step": s,
+                    "epoch": s // 1000,
+                    "batch": s % 1000,
+                    "attempt": 1,
+                    "logs": {"loss": 0.01, "accuracy": 0.99},
+                    "wall_time": time.time(),
+                }
+                for s in range(self.step, self.step + self.per_second)
+            ]
             self.metrics.write(self.job_id, rows)
             self.step += self.per_second
 
 
 def start_api(url: str, home: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url, "FITFLEET_HOME": str(home), "FITFLEET_AUTH": "on",
-           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12", "FITFLEET_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "FITFLEET_HOME": str(home),
+        "FITFLEET_AUTH": "on",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/12",
+        "FITFLEET_LOG_LEVEL": "WARNING",
+    }
     log = open(home / "api.log", "wb")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "fitfleet", "api", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "2"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fitfleet",
+            "api",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -109,8 +146,7 @@ def start_api(url: str, home: Path, port: int) -> subprocess.Popen:
 
 
 async def _exchange(reader, writer, path: str, headers: dict) -> tuple[int, dict, bytes]:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in
-                                                         headers.items()]
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"] + [f"{k}: {v}" for k, v in headers.items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
@@ -125,8 +161,9 @@ async def _exchange(reader, writer, path: str, headers: dict) -> tuple[int, dict
     return int(status_line.split()[1]), got, body
 
 
-async def poller(port: int, token: str, job_id: str, mode: str, start_after: int,
-                 stop_at: float, out: list) -> None:
+async def poller(
+    port: int, token: str, job_id: str, mode: str, start_after: int, stop_at: float, out: list
+) -> None:
     """One dashboard: one request a second on one keep-alive connection."""
     loop = asyncio.get_running_loop()
     await asyncio.sleep(random.random())  # pollers do not tick in step
@@ -160,8 +197,12 @@ async def phase(port, token, job_id, mode, pollers, seconds, start_after) -> lis
     loop = asyncio.get_running_loop()
     start = loop.time()
     out: list = []
-    await asyncio.gather(*(poller(port, token, job_id, mode, start_after,
-                                  start + seconds, out) for _ in range(pollers)))
+    await asyncio.gather(
+        *(
+            poller(port, token, job_id, mode, start_after, start + seconds, out)
+            for _ in range(pollers)
+        )
+    )
     return [r for r in out if r[0] >= start + WARMUP]
 
 
@@ -191,10 +232,16 @@ def report(name: str, results: list, seconds: float, cpu: dict | None = None) ->
     lat = sorted(r[1] * 1000 for r in results if r[1] is not None)
     statuses = [r[2] for r in results]
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
-    line = {"phase": name, "requests": len(results), "per_second": round(len(results) / seconds),
-            "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1), "max_ms": round(lat[-1], 1),
-            "not_modified": statuses.count(304), "errors": sum(1 for s in statuses
-                                                               if s not in (200, 304))}
+    line = {
+        "phase": name,
+        "requests": len(results),
+        "per_second": round(len(results) / seconds),
+        "p50_ms": round(q[49], 1),
+        "p99_ms": round(q[98], 1),
+        "max_ms": round(lat[-1], 1),
+        "not_modified": statuses.count(304),
+        "errors": sum(1 for s in statuses if s not in (200, 304)),
+    }
     if cpu:
         line["cpu_per_second"] = {k: round(v / seconds, 2) for k, v in cpu.items()}
     print(json.dumps(line))
@@ -205,13 +252,25 @@ def uncached(port: int, token: str, job_id: str, url: str, writer: Writer, n: in
     """Sequential max_points=500 polls, each right after a write (nothing cached)."""
     out = []
     for _ in range(n):
-        writer.metrics.write(job_id, [{"kind": "batch", "step": writer.step, "epoch": 0,
-                                       "batch": 0, "attempt": 1, "logs": {"loss": 0.02},
-                                       "wall_time": time.time()}])
+        writer.metrics.write(
+            job_id,
+            [
+                {
+                    "kind": "batch",
+                    "step": writer.step,
+                    "epoch": 0,
+                    "batch": 0,
+                    "attempt": 1,
+                    "logs": {"loss": 0.02},
+                    "wall_time": time.time(),
+                }
+            ],
+        )
         writer.step += 1
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/api/v1/jobs/{job_id}/metrics?kind=batch&max_points=500",
-            headers={"Authorization": f"Bearer {token}"})
+            headers={"Authorization": f"Bearer {token}"},
+        )
         started = time.perf_counter()
         with urllib.request.urlopen(req, timeout=30) as resp:
             body = json.loads(resp.read())
@@ -245,14 +304,14 @@ def main() -> None:
         proc = start_api(url, home, port)
         writer = Writer(url, job_id, args.rows + 1)
         writer.start()
-        report("max_points=500 uncached, sequential", uncached(port, token, job_id, url,
-                                                               writer), 1)
+        report("max_points=500 uncached, sequential", uncached(port, token, job_id, url, writer), 1)
         measured = args.seconds - WARMUP
         for mode in ("incremental", "max_points=500"):
             # A dashboard polls from where its first (downsampled) load ended: the last step.
             before = cpu_seconds(proc.pid)
-            results = asyncio.run(phase(port, token, job_id, mode, args.pollers, args.seconds,
-                                        writer.step - 1))
+            results = asyncio.run(
+                phase(port, token, job_id, mode, args.pollers, args.seconds, writer.step - 1)
+            )
             after = cpu_seconds(proc.pid)
             used = {k: (after[k] - before[k]) / args.seconds * measured for k in after}
             report(f"{mode}, {args.pollers} pollers at 1/s", results, measured, used)

@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every command."""
     parser = argparse.ArgumentParser(
-        prog="fitfleet", description="Keras fit as a service.",
+        prog="fitfleet",
+        description="Keras fit as a service.",
         epilog="exit status: 0 done (or the job succeeded), 1 the API answered an error or "
-               "could not be reached, 2 bad usage, 3 the job failed or was cancelled "
-               "(status, logs --follow, submit --follow), 141 the output was closed "
-               "(| head)")
+        "could not be reached, 2 bad usage, 3 the job failed or was cancelled "
+        "(status, logs --follow, submit --follow), 141 the output was closed "
+        "(| head)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_server_commands(sub)
     add_token_commands(sub)

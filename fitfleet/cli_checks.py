@@ -24,6 +24,7 @@ def silence_stdout() -> None:
 
 def server_command(fn):
     """A database that does not answer, or has no tables yet, is one line saying what to do."""
+
     def run(args) -> int:
         try:
             return fn(args)
@@ -33,6 +34,7 @@ def server_command(fn):
                 raise
             print(f"error: {text}", file=sys.stderr)
             return EXIT_FAIL
+
     run.__doc__ = fn.__doc__
     return run
 
@@ -81,8 +83,7 @@ def warn_if_broker_down(settings) -> None:
         with Connection(settings.broker_url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
     except Exception:  # noqa: BLE001 - kombu's errors vary by transport
-        print(f"warning: {broker_problem(settings)}; waiting for it", file=sys.stderr,
-              flush=True)
+        print(f"warning: {broker_problem(settings)}; waiting for it", file=sys.stderr, flush=True)
 
 
 def saved_token(api_url: str) -> str | None:

@@ -20,7 +20,9 @@ def add_job_commands(sub) -> None:
     common.add_argument("--api", default=None, help="API URL (default: $FITFLEET_API_URL)")
     common.add_argument("--token", default=None, help="API token (default: $FITFLEET_TOKEN)")
     common.add_argument("--output", choices=["text", "json"], default="text")
-    p = sub.add_parser("submit", parents=[common], help="submit a job spec (JSON file, - for stdin)")
+    p = sub.add_parser(
+        "submit", parents=[common], help="submit a job spec (JSON file, - for stdin)"
+    )
     p.add_argument("spec")
     p.add_argument("--follow", action="store_true", help="show progress until the job ends")
     p.set_defaults(handler=cmd_submit)
@@ -28,20 +30,30 @@ def add_job_commands(sub) -> None:
     p.add_argument("--state", choices=["queued", "running", *ENDED])
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(handler=cmd_list)
-    for name, handler, text in (("status", cmd_status, "show a job"),
-                                ("cancel", cmd_cancel, "cancel a job"),
-                                ("summary", cmd_summary, "show a job's model summary")):
+    for name, handler, text in (
+        ("status", cmd_status, "show a job"),
+        ("cancel", cmd_cancel, "cancel a job"),
+        ("summary", cmd_summary, "show a job's model summary"),
+    ):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("id")
         p.set_defaults(handler=handler)
     p = sub.add_parser("logs", parents=[common], help="print a job's metric rows")
     p.add_argument("id")
-    p.add_argument("--kind", choices=["epoch", "batch"], default=None,
-                   help="rows to print (default: epoch; with --follow, progress bars and "
-                        "epoch lines as Keras prints them)")
-    p.add_argument("--follow", "-f", action="store_true",
-                   help="keep printing until the job ends; exit status 0 if it succeeded, "
-                        "3 if it failed or was cancelled")
+    p.add_argument(
+        "--kind",
+        choices=["epoch", "batch"],
+        default=None,
+        help="rows to print (default: epoch; with --follow, progress bars and "
+        "epoch lines as Keras prints them)",
+    )
+    p.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing until the job ends; exit status 0 if it succeeded, "
+        "3 if it failed or was cancelled",
+    )
     p.set_defaults(handler=cmd_logs)
     p = sub.add_parser("download", parents=[common], help="download a job's trained .keras file")
     p.add_argument("id")
@@ -99,9 +111,17 @@ def cmd_list(args) -> int:
         print_json({"jobs": jobs})
         return EXIT_OK
     rows = [("ID", "NAME", "STATE", "PROGRESS", "ATTEMPTS", "CREATED")]
-    rows += [(j["id"], j.get("name") or "", j["state"], format_progress(j),
-              f"{j.get('attempts', 0)}/{j.get('max_attempts', '?')}",
-              (j.get("created_at") or "")[:19]) for j in jobs]
+    rows += [
+        (
+            j["id"],
+            j.get("name") or "",
+            j["state"],
+            format_progress(j),
+            f"{j.get('attempts', 0)}/{j.get('max_attempts', '?')}",
+            (j.get("created_at") or "")[:19],
+        )
+        for j in jobs
+    ]
     print(format_table(rows))
     return EXIT_OK
 
@@ -112,12 +132,17 @@ def cmd_status(args) -> int:
         print_json(job)
         return _job_exit(job)
     cp = job.get("latest_checkpoint")
-    lines = [("id", job["id"]), ("name", job.get("name")), ("state", job["state"]),
-             ("progress", format_progress(job)),
-             ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
-             ("created", job.get("created_at")), ("started", job.get("started_at")),
-             ("finished", job.get("finished_at")),
-             ("checkpoint", _checkpoint_place(cp, job) if cp else None)]
+    lines = [
+        ("id", job["id"]),
+        ("name", job.get("name")),
+        ("state", job["state"]),
+        ("progress", format_progress(job)),
+        ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
+        ("created", job.get("created_at")),
+        ("started", job.get("started_at")),
+        ("finished", job.get("finished_at")),
+        ("checkpoint", _checkpoint_place(cp, job) if cp else None),
+    ]
     if job.get("error"):
         lines.append(("error", f"{job['error']['code']}: {job['error']['message']}"))
     for key, value in lines:

@@ -29,8 +29,12 @@ def add_server_commands(sub) -> None:
     p = sub.add_parser("reaper", help="requeue jobs whose worker stopped renewing its lease")
     p.set_defaults(handler=cmd_reaper)
     p = sub.add_parser("retention", help="compact old metric rows, prune ended jobs' checkpoints")
-    p.add_argument("--metrics-age-hours", type=float, default=None,
-                   help="compact batch rows older than this (default: settings)")
+    p.add_argument(
+        "--metrics-age-hours",
+        type=float,
+        default=None,
+        help="compact batch rows older than this (default: settings)",
+    )
     p.add_argument("--points", type=int, default=None, help="batch rows kept per job")
     p.add_argument("--dry-run", action="store_true", help="report, change nothing")
     p.set_defaults(handler=cmd_retention)
@@ -38,14 +42,22 @@ def add_server_commands(sub) -> None:
     p.add_argument("action", choices=["upgrade", "current"])
     p.set_defaults(handler=cmd_db)
     p = sub.add_parser("demo", help="the embedded default: train an example job, no servers")
-    p.add_argument("--home", default=None,
-                   help="folder for everything (default: $FITFLEET_HOME, else ./.fitfleet)")
+    p.add_argument(
+        "--home",
+        default=None,
+        help="folder for everything (default: $FITFLEET_HOME, else ./.fitfleet)",
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--example", default="digits_cnn", help="name of a spec in examples/")
-    p.add_argument("--no-keep", dest="keep", action="store_false",
-                   help="stop the API, worker and reaper as soon as the job ends (scripts)")
-    p.add_argument("--keep-running", dest="keep", action="store_true",
-                   help=argparse.SUPPRESS)  # the default now; still accepted
+    p.add_argument(
+        "--no-keep",
+        dest="keep",
+        action="store_false",
+        help="stop the API, worker and reaper as soon as the job ends (scripts)",
+    )
+    p.add_argument(
+        "--keep-running", dest="keep", action="store_true", help=argparse.SUPPRESS
+    )  # the default now; still accepted
     p.set_defaults(handler=cmd_demo, keep=True)
 
 
@@ -77,8 +89,9 @@ def cmd_worker(args) -> int:
     settings = load_settings()
     warn_if_database_down(settings)
     warn_if_broker_down(settings)
-    status = run_worker(settings, queues=queues, concurrency=args.concurrency,
-                        hostname=args.hostname)
+    status = run_worker(
+        settings, queues=queues, concurrency=args.concurrency, hostname=args.hostname
+    )
     return status if isinstance(status, int) else EXIT_OK
 
 
@@ -101,8 +114,12 @@ def cmd_retention(args) -> int:
 
     if args.points is not None and args.points < 1:
         raise UsageError("--points must be at least 1")
-    report = retention.run(load_settings(), metrics_age_hours=args.metrics_age_hours,
-                           max_points=args.points, dry_run=args.dry_run)
+    report = retention.run(
+        load_settings(),
+        metrics_age_hours=args.metrics_age_hours,
+        max_points=args.points,
+        dry_run=args.dry_run,
+    )
     print_json(report.as_dict())
     return EXIT_OK
 

@@ -43,6 +43,7 @@ def _store():
 
 def _guarded(fn):
     """Turn the project's errors into a message and an exit status."""
+
     def run(args) -> int:
         from service.core.errors import FitfleetError
 
@@ -57,6 +58,7 @@ def _guarded(fn):
                 raise
             print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
             return EXIT_USAGE if exc.status == 400 else EXIT_FAIL
+
     run.__doc__ = fn.__doc__
     return run
 
@@ -70,9 +72,12 @@ def cmd_token_create(args) -> int:
         return EXIT_OK
     print(secret)
     kind = "admin token" if record["admin"] else "token"
-    print(f"created {kind} {record['id']} for project {record['project']!r}; this is the only "
-          "time its secret is shown (send it as 'Authorization: Bearer <token>' or set "
-          "FITFLEET_TOKEN)", file=sys.stderr)
+    print(
+        f"created {kind} {record['id']} for project {record['project']!r}; this is the only "
+        "time its secret is shown (send it as 'Authorization: Bearer <token>' or set "
+        "FITFLEET_TOKEN)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -86,9 +91,19 @@ def cmd_token_list(args) -> int:
     from fitfleet.formatting import format_table
 
     rows = [("ID", "PROJECT", "NAME", "PREFIX", "ADMIN", "CREATED", "LAST USED", "REVOKED")]
-    rows += [(str(t["id"]), t["project"], t["name"], t["prefix"] + "...",
-              "yes" if t["admin"] else "no", (t["created_at"] or "")[:19],
-              (t["last_used_at"] or "-")[:19], (t["revoked_at"] or "-")[:19]) for t in tokens]
+    rows += [
+        (
+            str(t["id"]),
+            t["project"],
+            t["name"],
+            t["prefix"] + "...",
+            "yes" if t["admin"] else "no",
+            (t["created_at"] or "")[:19],
+            (t["last_used_at"] or "-")[:19],
+            (t["revoked_at"] or "-")[:19],
+        )
+        for t in tokens
+    ]
     print(format_table(rows))
     return EXIT_OK
 

@@ -18,8 +18,16 @@ from fitfleet.transport import (
     read_json,
 )
 
-__all__ = ["DEFAULT_URL", "ENDED", "NON_FINITE", "Client", "FitfleetAPIError",
-           "FitfleetConnectionError", "History", "Run"]
+__all__ = [
+    "DEFAULT_URL",
+    "ENDED",
+    "NON_FINITE",
+    "Client",
+    "FitfleetAPIError",
+    "FitfleetConnectionError",
+    "History",
+    "Run",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -47,14 +55,33 @@ class Client:
         job = self._json("POST", "/jobs", body=spec)
         return Run(self, job["id"], job)
 
-    def fit(self, model, x=None, y=None, batch_size: int | None = None, epochs: int = 1,
-            verbose="auto", callbacks=None, validation_split: float = 0.0,
-            validation_data=None, shuffle: bool = True, class_weight: dict | None = None,
-            sample_weight=None, initial_epoch: int = 0, steps_per_epoch: int | None = None,
-            validation_steps: int | None = None, validation_batch_size: int | None = None,
-            validation_freq: int = 1, *, checkpoint_every: int | None = None, seed: int = 0,
-            name: str | None = None, data_format: str | None = None, x_names=None,
-            **spec_fields) -> Run:
+    def fit(
+        self,
+        model,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose="auto",
+        callbacks=None,
+        validation_split: float = 0.0,
+        validation_data=None,
+        shuffle: bool = True,
+        class_weight: dict | None = None,
+        sample_weight=None,
+        initial_epoch: int = 0,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        validation_batch_size: int | None = None,
+        validation_freq: int = 1,
+        *,
+        checkpoint_every: int | None = None,
+        seed: int = 0,
+        name: str | None = None,
+        data_format: str | None = None,
+        x_names=None,
+        **spec_fields,
+    ) -> Run:
         """Train a compiled ``keras.Model`` remotely, as ``model.fit`` would; returns its Run.
 
         The arguments of ``model.fit`` keep their meaning and order. ``verbose`` is the
@@ -87,57 +114,58 @@ class Client:
             >>> run.wait()
             >>> trained = run.load_model()
         """
-        from fitfleet import remote
+        from fitfleet import packing, remote
 
         batch_size = 32 if batch_size is None else batch_size
-        remote.refuse_fit_arguments(initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                              validation_steps=validation_steps, validation_freq=validation_freq,
-                              validation_batch_size=validation_batch_size, batch_size=batch_size)
+        remote.refuse_fit_arguments(
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            validation_freq=validation_freq,
+            validation_batch_size=validation_batch_size,
+            batch_size=batch_size,
+        )
         progress = remote.verbosity(verbose)
         for argument, value in (("x", x), ("y", y), ("sample_weight", sample_weight)):
-            remote.refuse_streams(value, argument)
+            packing.refuse_streams(value, argument)
         if isinstance(x, str):
-            remote.check_names(sample_weight, "sample_weight")
+            packing.check_names(sample_weight, "sample_weight")
             data = {"train": x, "x": x_names, "y": y, "sample_weight": sample_weight}
         else:
             if x is None:
-                raise ValueError("x is required: NumPy arrays (one, a list, or a dict by input "
-                                 "name) or an s3:// or file:// data URL")
-            arrays, xn, yn = remote.pack(model, x, y)
-            swn = remote.pack_weights(model, sample_weight, arrays)
+                raise ValueError(
+                    "x is required: NumPy arrays (one, a list, or a dict by input "
+                    "name) or an s3:// or file:// data URL"
+                )
+            arrays, xn, yn = packing.pack(model, x, y)
+            swn = packing.pack_weights(model, sample_weight, arrays)
             data = {"train": self.upload(arrays), "x": xn, "y": yn, "sample_weight": swn}
         if isinstance(validation_data, str):
             data["validation"] = validation_data
         elif validation_data is not None:
-            data["validation"] = self._upload_validation(model, validation_data, data,
-                                                         uploaded=not isinstance(x, str))
+            data["validation"] = self.upload(
+                packing.validation_arrays(
+                    model, validation_data, data, uploaded=not isinstance(x, str)
+                )
+            )
         data["format"] = data_format
-        spec = remote.to_spec(model, data, epochs=epochs, batch_size=batch_size,
-                              validation_split=validation_split, shuffle=shuffle,
-                              class_weight=class_weight, callbacks=callbacks,
-                              checkpoint_every=checkpoint_every, seed=seed, name=name,
-                              **spec_fields)
+        spec = remote.to_spec(
+            model,
+            data,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation_split=validation_split,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            callbacks=callbacks,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            name=name,
+            **spec_fields,
+        )
         run = self.submit(spec)
         run.verbose = progress
         return run
-
-    def _upload_validation(self, model, validation_data, data: dict, uploaded: bool) -> str:
-        """``(x_val, y_val)`` or ``(x_val, y_val, sw_val)`` uploaded under the training names."""
-        from fitfleet import remote
-
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be a URL or a tuple (x_val, y_val) or "
-                             "(x_val, y_val, sample_weight_val) of arrays")
-        for value in validation_data:
-            remote.refuse_streams(value, "validation_data")
-        like = (data["x"], data["y"]) if uploaded else None
-        arrays, _, _ = remote.pack(model, *validation_data[:2], like=like)
-        if len(validation_data) == 3 and validation_data[2] is not None:
-            if data.get("sample_weight") is None:
-                raise ValueError("validation sample weights need sample_weight for the "
-                                 "training data too (give ones to leave it unweighted)")
-            remote.pack_weights(model, validation_data[2], arrays, like=data["sample_weight"])
-        return self.upload(arrays)
 
     def upload(self, arrays) -> str:
         """Store arrays (a dict of name to array) or an ``.npz`` file; returns its data URL."""
@@ -157,14 +185,16 @@ class Client:
         """Up to ``limit`` jobs, newest first, following the API's cursor pages."""
         return list(self.iter_jobs(state=state, limit=limit))
 
-    def iter_jobs(self, state: str | None = None, limit: int | None = None,
-                  page_size: int = 100) -> Iterator[dict]:
+    def iter_jobs(
+        self, state: str | None = None, limit: int | None = None, page_size: int = 100
+    ) -> Iterator[dict]:
         """Jobs newest first, fetching pages lazily; all of them when ``limit`` is None."""
         cursor, seen = None, 0
         while limit is None or seen < limit:
             size = page_size if limit is None else min(page_size, limit - seen)
-            page = self._json("GET", "/jobs", query={"state": state, "limit": size,
-                                                     "cursor": cursor})
+            page = self._json(
+                "GET", "/jobs", query={"state": state, "limit": size, "cursor": cursor}
+            )
             for job in page["jobs"]:
                 yield job
                 seen += 1
@@ -184,8 +214,13 @@ class Client:
         """Ask for the job to stop; returns the job. A job that already ended raises 409."""
         return self._json("POST", f"/jobs/{quote_id(job_id)}/cancel")
 
-    def metrics(self, job_id: str, kind: str = "epoch", after: int | None = None,
-                max_points: int | None = None) -> dict:
+    def metrics(
+        self,
+        job_id: str,
+        kind: str = "epoch",
+        after: int | None = None,
+        max_points: int | None = None,
+    ) -> dict:
         """Metric rows with step > ``after``: ``{"kind", "rows", "next"}``."""
         query = {"kind": kind, "after": after, "max_points": max_points}
         return self._json("GET", f"/jobs/{quote_id(job_id)}/metrics", query=query)
@@ -217,8 +252,10 @@ class Client:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
-        with self._open("GET", f"/api/v1/jobs/{quote_id(job_id)}/model") as resp, \
-                open(partial, "wb") as out:
+        with (
+            self._open("GET", f"/api/v1/jobs/{quote_id(job_id)}/model") as resp,
+            open(partial, "wb") as out,
+        ):
             shutil.copyfileobj(resp, out, 1 << 20)
         partial.replace(target)
         return target
@@ -230,13 +267,26 @@ class Client:
 
     # -- transport ------------------------------------------------------------------
 
-    def _json(self, method: str, path: str, body: object = None,
-              query: dict | None = None, raw: tuple | None = None) -> dict:
+    def _json(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        query: dict | None = None,
+        raw: tuple | None = None,
+    ) -> dict:
         with self._open(method, "/api/v1" + path, body=body, query=query, raw=raw) as resp:
             return read_json(resp, self.url)
 
-    def _open(self, method: str, path: str, body: object = None, query: dict | None = None,
-              raw: tuple | None = None):
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        query: dict | None = None,
+        raw: tuple | None = None,
+    ):
         """An HTTP answer; ``raw`` is ``(binary file, length)`` sent as the body as it is."""
-        return open_url(self.url, method, path, self.token, self.timeout, body=body,
-                        query=query, raw=raw)
+        return open_url(
+            self.url, method, path, self.token, self.timeout, body=body, query=query, raw=raw
+        )

@@ -76,16 +76,22 @@ class Children:
         for name in CHILDREN:
             with open(self.logs / f"{name}.log", "ab") as log:
                 self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "fitfleet", *commands[name]], env=env,
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True)
+                    [sys.executable, "-m", "fitfleet", *commands[name]],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
     def check(self, _job: dict | None = None) -> None:
         """Raise if a child exited, naming its log."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise RuntimeError(f"the {name} process exited with status {proc.returncode}; "
-                                   f"see {self.logs / (name + '.log')}")
+                raise RuntimeError(
+                    f"the {name} process exited with status {proc.returncode}; "
+                    f"see {self.logs / (name + '.log')}"
+                )
 
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM each child by pid, then SIGKILL its process group past ``grace`` seconds.
@@ -93,8 +99,10 @@ class Children:
         Each child leads a process group of its own (its session), so what is left of it
         afterwards (a server's worker processes) goes too. Ctrl-C and SIGTERM wait meanwhile.
         """
-        previous = {sig: signal.signal(sig, signal.SIG_IGN)
-                    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        previous = {
+            sig: signal.signal(sig, signal.SIG_IGN)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
         try:
             for proc in self.procs.values():
                 if proc.poll() is None:
@@ -130,8 +138,9 @@ def wait_healthy(client: Client, children: Children, timeout: float = 120.0) -> 
             return
         except FitfleetAPIError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the API did not answer within {timeout:.0f}s; see "
-                                   f"{children.logs / 'api.log'}") from None
+                raise RuntimeError(
+                    f"the API did not answer within {timeout:.0f}s; see {children.logs / 'api.log'}"
+                ) from None
             time.sleep(0.5)
 
 
@@ -173,8 +182,12 @@ def save_token(home: Path, api_url: str, token: str) -> Path:
     return path
 
 
-def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
-        keep_running: bool = True) -> int:
+def run(
+    home: str | None = None,
+    port: int = 8000,
+    example: str = "digits_cnn",
+    keep_running: bool = True,
+) -> int:
     """Start everything under ``home``, train one example job, then serve until stopped.
 
     Returns 0 if the job succeeded (or, when serving on, once stopped by Ctrl-C/SIGTERM).
@@ -188,8 +201,11 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not _port_free(port):
-        print(f"error: port {port} is in use (another `fitfleet demo` or `fitfleet api`?); "
-              "stop it, or pick another port with --port", file=sys.stderr)
+        print(
+            f"error: port {port} is in use (another `fitfleet demo` or `fitfleet api`?); "
+            "stop it, or pick another port with --port",
+            file=sys.stderr,
+        )
         return 2
     env = prepare_env(home_path, port)
     from service.store.migrate import upgrade
@@ -222,12 +238,17 @@ def run(home: str | None = None, port: int = 8000, example: str = "digits_cnn",
 
 def _print_token(home: Path, url: str, token: str, usual_home: bool) -> None:
     path = save_token(home, url, token)
-    users = ("the fitfleet command run from here uses it" if usual_home
-             else f"the fitfleet command uses it with FITFLEET_HOME={home}")
-    print(f"API token (project demo): {token}\n"
-          f"  saved in {path}: {users} for {url};\n"
-          f"  elsewhere: export FITFLEET_TOKEN={token}  (or paste it into the dashboard)",
-          flush=True)
+    users = (
+        "the fitfleet command run from here uses it"
+        if usual_home
+        else f"the fitfleet command uses it with FITFLEET_HOME={home}"
+    )
+    print(
+        f"API token (project demo): {token}\n"
+        f"  saved in {path}: {users} for {url};\n"
+        f"  elsewhere: export FITFLEET_TOKEN={token}  (or paste it into the dashboard)",
+        flush=True,
+    )
 
 
 def _train(client: Client, spec: dict, children: Children, home: Path) -> dict:
@@ -249,8 +270,10 @@ def _report(client: Client, run, job: dict, home: Path) -> None:
     print("attempts:")
     for a in client.attempts(run.id):
         resumed = a.get("resumed_from_step") or 0
-        print(f"  #{a['number']} {a['state']} on {a.get('worker')}"
-              + (f", resumed from step {resumed}" if resumed else ""))
+        print(
+            f"  #{a['number']} {a['state']} on {a.get('worker')}"
+            + (f", resumed from step {resumed}" if resumed else "")
+        )
     p = job.get("progress") or {}
     print("checkpoints:")
     for c in client.checkpoints(run.id):
@@ -264,10 +287,13 @@ def _report(client: Client, run, job: dict, home: Path) -> None:
 def _serve_until_stopped(client: Client, children: Children, job: dict) -> None:
     pids = ", ".join(f"{n} {p.pid}" for n, p in children.procs.items())
     children.served = True
-    print(f"\nthe dashboard stays up at {client.url}/ ({pids});\n"
-          f"  try: fitfleet status {job['id']}   |   fitfleet list   |   "
-          f"fitfleet logs {job['id']}\n"
-          "  press Ctrl-C to stop (or run the demo with --no-keep)", flush=True)
+    print(
+        f"\nthe dashboard stays up at {client.url}/ ({pids});\n"
+        f"  try: fitfleet status {job['id']}   |   fitfleet list   |   "
+        f"fitfleet logs {job['id']}\n"
+        "  press Ctrl-C to stop (or run the demo with --no-keep)",
+        flush=True,
+    )
     while True:
         children.check()
         time.sleep(1.0)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 
-def position(step: int | None, steps_per_epoch: int | None,
-             epochs: int | None = None) -> str:
+def position(step: int | None, steps_per_epoch: int | None, epochs: int | None = None) -> str:
     """A place in training as Keras numbers it, from the global steps done.
 
     ``step`` counts the batches done since the start (the API's 0-based fields aside):
@@ -71,16 +70,19 @@ def format_progress(job: dict) -> str:
 def format_table(rows: list[tuple]) -> str:
     """Rows of cells as left-aligned columns, the first row being the header."""
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
-                     for r in rows)
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def format_summary(summary: dict) -> str:
     """A Keras-like summary table: Layer (type) | Output Shape | Param #, then the totals."""
     widths = (33, 26, 12)
     rule = "_" * sum(widths)
-    out = [f'Model: "{summary.get("name") or "model"}"', rule,
-           _cells(("Layer (type)", "Output Shape", "Param #"), widths), "=" * sum(widths)]
+    out = [
+        f'Model: "{summary.get("name") or "model"}"',
+        rule,
+        _cells(("Layer (type)", "Output Shape", "Param #"), widths),
+        "=" * sum(widths),
+    ]
     for layer in summary.get("layers") or []:
         kind = _pick(layer, "class_name", "class", "type") or "?"
         shape = _shape(_pick(layer, "output_shape", "shape"))
@@ -88,9 +90,11 @@ def format_summary(summary: dict) -> str:
         out.append(_cells((f"{layer.get('name', '?')} ({kind})", shape, _num(params)), widths))
     out.append("=" * sum(widths))
     totals = summary.get("totals") or summary
-    for label, keys in (("Total params", ("total_params", "total")),
-                        ("Trainable params", ("trainable_params", "trainable")),
-                        ("Non-trainable params", ("non_trainable_params", "non_trainable"))):
+    for label, keys in (
+        ("Total params", ("total_params", "total")),
+        ("Trainable params", ("trainable_params", "trainable")),
+        ("Non-trainable params", ("non_trainable_params", "non_trainable")),
+    ):
         value = _pick(totals, *keys)
         if value is not None:
             out.append(f"{label}: {_num(value)}")

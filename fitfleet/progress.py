@@ -87,11 +87,13 @@ class ProgressPrinter:
 
     def rows(self, events: list[tuple[str, dict]]) -> None:
         """Print new ``(kind, row)`` events: the latest batch of each epoch, every epoch."""
-        events = sorted(events, key=lambda e: (e[1].get("epoch") or 0,
-                                               e[0] == "epoch", e[1]["step"]))
+        events = sorted(
+            events, key=lambda e: (e[1].get("epoch") or 0, e[0] == "epoch", e[1]["step"])
+        )
         ended = {row.get("epoch") or 0 for kind, row in events if kind == "epoch"}
-        latest = {(row.get("epoch") or 0): i for i, (kind, row) in enumerate(events)
-                  if kind == "batch"}
+        latest = {
+            (row.get("epoch") or 0): i for i, (kind, row) in enumerate(events) if kind == "batch"
+        }
         for i, (kind, row) in enumerate(events):
             epoch = row.get("epoch") or 0
             clock = self._clock(epoch)
@@ -172,8 +174,7 @@ class ProgressPrinter:
         if epoch != self.header:
             self.header = epoch
             if (self.epochs or 0) != 1:  # Keras prints no header for a single epoch
-                self._write(f"Epoch {epoch + 1}/{self.epochs or '?'}", final=True,
-                            replace=False)
+                self._write(f"Epoch {epoch + 1}/{self.epochs or '?'}", final=True, replace=False)
 
     def _write(self, text: str, final: bool, replace: bool = True) -> None:
         """Write a line; on a terminal a batch line stays open to be replaced, as Keras's."""

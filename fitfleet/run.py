@@ -15,7 +15,11 @@ from fitfleet.progress import ProgressPrinter
 if TYPE_CHECKING:
     from fitfleet.client import Client
 
-ENDED = ("succeeded", "failed", "cancelled")  # the server's service.store.tables.ENDED (tested equal)
+ENDED = (
+    "succeeded",
+    "failed",
+    "cancelled",
+)  # the server's service.store.tables.ENDED (tested equal)
 
 # How the API writes non-finite metric values (JSON has no NaN or infinity).
 NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -35,7 +39,8 @@ class History:
             self.epoch.append(row.get("epoch"))
             for key, value in (row.get("logs") or {}).items():
                 self.history.setdefault(key, []).append(
-                    NON_FINITE.get(value, value) if isinstance(value, str) else value)
+                    NON_FINITE.get(value, value) if isinstance(value, str) else value
+                )
 
 
 class Run:
@@ -85,9 +90,15 @@ class Run:
     def download(self, path: str | os.PathLike) -> Path:
         return self.client.download(self.id, path)
 
-    def wait(self, timeout: float | None = None, poll: float = 1.0, verbose: int | None = None,
-             stream=None, on_poll: Callable[[dict], None] | None = None,
-             bar: bool = True) -> dict:
+    def wait(
+        self,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        verbose: int | None = None,
+        stream=None,
+        on_poll: Callable[[dict], None] | None = None,
+        bar: bool = True,
+    ) -> dict:
         """Poll until the job ends, printing Keras-like progress; returns the final job.
 
         Args:

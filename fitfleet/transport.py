@@ -23,14 +23,25 @@ class FitfleetConnectionError(FitfleetAPIError):
     """The API could not be reached (refused, timed out, name not resolved)."""
 
     def __init__(self, url: str, reason: object):
-        super().__init__(None, "connection_error",
-                         f"cannot reach the fitfleet API at {url} ({reason}); "
-                         "is `fitfleet api` running and FITFLEET_API_URL right?")
+        super().__init__(
+            None,
+            "connection_error",
+            f"cannot reach the fitfleet API at {url} ({reason}); "
+            "is `fitfleet api` running and FITFLEET_API_URL right?",
+        )
         self.url = url
 
 
-def open_url(base: str, method: str, path: str, token: str | None, timeout: float,
-             body: object = None, query: dict | None = None, raw: tuple | None = None):
+def open_url(
+    base: str,
+    method: str,
+    path: str,
+    token: str | None,
+    timeout: float,
+    body: object = None,
+    query: dict | None = None,
+    raw: tuple | None = None,
+):
     """An HTTP answer; ``raw`` is ``(binary file, length)`` sent as the body as it is."""
     url = base + path
     if query:
@@ -81,9 +92,12 @@ def _api_error(exc: urllib.error.HTTPError) -> FitfleetAPIError:
         raw = b""
     try:
         err = json.loads(raw.decode("utf-8"))["error"]
-        return FitfleetAPIError(exc.code, err.get("code") or "error",
-                                err.get("message") or str(exc.reason), err.get("details"))
+        return FitfleetAPIError(
+            exc.code,
+            err.get("code") or "error",
+            err.get("message") or str(exc.reason),
+            err.get("details"),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         text = raw.decode("utf-8", "replace").strip()[:200] or str(exc.reason)
         return FitfleetAPIError(exc.code, f"http_{exc.code}", text)
-

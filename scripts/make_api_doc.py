@@ -1,7 +1,7 @@
 """Write docs/API.md from the OpenAPI document the API serves (``--check``: compare only).
 
-    python scripts/make_api_doc.py           # rewrite docs/API.md
-    python scripts/make_api_doc.py --check   # exit 1 if docs/API.md differs from the code
+python scripts/make_api_doc.py           # rewrite docs/API.md
+python scripts/make_api_doc.py --check   # exit 1 if docs/API.md differs from the code
 """
 
 from __future__ import annotations
@@ -77,9 +77,11 @@ def _operation(method: str, path: str, op: dict) -> list[str]:
     params = op.get("parameters") or []
     if params:
         out += ["| parameter | in | type | required | meaning |", "| --- | --- | --- | --- | --- |"]
-        out += [f"| `{p['name']}` | {p['in']} | {_cell(type_of(p.get('schema') or {}))} | "
-                f"{'yes' if p.get('required') else 'no'} | {_cell(p.get('description', ''))} |"
-                for p in params]
+        out += [
+            f"| `{p['name']}` | {p['in']} | {_cell(type_of(p.get('schema') or {}))} | "
+            f"{'yes' if p.get('required') else 'no'} | {_cell(p.get('description', ''))} |"
+            for p in params
+        ]
         out.append("")
     body = (op.get("requestBody") or {}).get("content") or {}
     for media, content in body.items():
@@ -88,8 +90,10 @@ def _operation(method: str, path: str, op: dict) -> list[str]:
     for code, answer in op.get("responses", {}).items():
         content = answer.get("content") or {}
         schema = next(iter(content.values()), {}).get("schema") if content else None
-        out.append(f"| {code} | {_cell(answer.get('description', ''))} | "
-                   f"{_cell(type_of(schema)) if schema else ''} |")
+        out.append(
+            f"| {code} | {_cell(answer.get('description', ''))} | "
+            f"{_cell(type_of(schema)) if schema else ''} |"
+        )
     return [*out, ""]
 
 
@@ -99,17 +103,22 @@ def _schema(name: str, schema: dict) -> list[str]:
         out += [schema["description"], ""]
     required = set(schema.get("required") or [])
     out += ["| field | type | always present |", "| --- | --- | --- |"]
-    out += [f"| `{k}` | {_cell(type_of(v))} | {'yes' if k in required else 'no'} |"
-            for k, v in (schema.get("properties") or {}).items()]
+    out += [
+        f"| `{k}` | {_cell(type_of(v))} | {'yes' if k in required else 'no'} |"
+        for k, v in (schema.get("properties") or {}).items()
+    ]
     return [*out, ""]
 
 
 def render(doc: dict) -> str:
     """The Markdown reference of an OpenAPI document."""
-    ops = [(m, path, op) for path, item in doc["paths"].items()
-           for m, op in item.items() if m in METHODS]
-    lines = [INTRO.rstrip("\n"), "", "## Routes", "",
-             "| method and path | what |", "| --- | --- |"]
+    ops = [
+        (m, path, op)
+        for path, item in doc["paths"].items()
+        for m, op in item.items()
+        if m in METHODS
+    ]
+    lines = [INTRO.rstrip("\n"), "", "## Routes", "", "| method and path | what |", "| --- | --- |"]
     lines += [f"| `{m.upper()} {path}` | {_cell(op.get('summary', ''))} |" for m, path, op in ops]
     lines.append("")
     for m, path, op in ops:
@@ -140,8 +149,10 @@ def main() -> int:
     text = render(served_document())
     if args.check:
         if not TARGET.is_file() or TARGET.read_text() != text:
-            print(f"{TARGET.relative_to(ROOT)} is out of date: run "
-                  "`python scripts/make_api_doc.py`", file=sys.stderr)
+            print(
+                f"{TARGET.relative_to(ROOT)} is out of date: run `python scripts/make_api_doc.py`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.parent.mkdir(exist_ok=True)

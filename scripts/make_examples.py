@@ -50,26 +50,36 @@ def digits_cnn_spec() -> dict:
     import keras
 
     layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((8, 8, 1), name="image"),
-        layers.Conv2D(16, 3, activation="relu", name="conv"),
-        layers.MaxPooling2D(name="pool"),
-        layers.Dropout(0.25, name="dropout"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(32, activation="relu", name="hidden"),
-        layers.Dense(10, activation="softmax", name="digit"),
-    ], name="digits_cnn")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="image"),
+            layers.Conv2D(16, 3, activation="relu", name="conv"),
+            layers.MaxPooling2D(name="pool"),
+            layers.Dropout(0.25, name="dropout"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(32, activation="relu", name="hidden"),
+            layers.Dense(10, activation="softmax", name="digit"),
+        ],
+        name="digits_cnn",
+    )
     return {
         "name": "digits-cnn",
         "model": _model_json(model),
-        "compile": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.001}},
-                    "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.001}},
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "data": {"train": DATA_URL + "digits.npz", "validation": None, "x": "x", "y": "y"},
         # No BatchNormalization: its moving statistics need more steps than a two-minute
         # demo has, and validation then lags training for no reason a newcomer can see.
         "fit": {"epochs": 10, "batch_size": 32, "validation_split": 0.1, "shuffle": True},
-        "checkpoint": {"every_epoch": True, "every_n_batches": None, "every_seconds": None,
-                       "keep_last": 3},
+        "checkpoint": {
+            "every_epoch": True,
+            "every_n_batches": None,
+            "every_seconds": None,
+            "keep_last": 3,
+        },
         "seed": 0,
         "queue": "default",
         "priority": 0,
@@ -81,16 +91,22 @@ def mlp_csv_spec(features: int = 4, classes: int = 3) -> dict:
     import keras
 
     layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((features,), name="features"),
-        layers.Dense(16, activation="relu", name="hidden"),
-        layers.Dense(classes, activation="softmax", name="label"),
-    ], name="blobs_mlp")
+    model = keras.Sequential(
+        [
+            keras.Input((features,), name="features"),
+            layers.Dense(16, activation="relu", name="hidden"),
+            layers.Dense(classes, activation="softmax", name="label"),
+        ],
+        name="blobs_mlp",
+    )
     return {
         "name": "blobs-mlp",
         "model": _model_json(model),
-        "compile": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
-                    "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "data": {"train": DATA_URL + "blobs.csv", "validation": None, "y": "label"},
         "fit": {"epochs": 8, "batch_size": 32, "validation_split": 0.2, "shuffle": True},
         "checkpoint": {"every_epoch": True, "keep_last": 2},
@@ -114,8 +130,9 @@ def make_sequences(folder: Path, n: int = 2000, length: int = 16, vocab: int = 2
         row[i], row[j] = 5, 9
     label = (np.argmax(tokens == 5, axis=1) < np.argmax(tokens == 9, axis=1)).astype("int64")
     column = pa.FixedSizeListArray.from_arrays(pa.array(tokens.ravel().astype("int64")), length)
-    pq.write_table(pa.table({"tokens": column, "label": pa.array(label)}),
-                   folder / "sequences.parquet")
+    pq.write_table(
+        pa.table({"tokens": column, "label": pa.array(label)}), folder / "sequences.parquet"
+    )
 
 
 def _pairs(rng, n: int):
@@ -139,16 +156,22 @@ def make_pairs(folder: Path, shards: int = 4, per_shard: int = 400, val: int = 3
     (folder / "pairs").mkdir(exist_ok=True)
     for i in range(shards):
         a, b, y = _pairs(rng, per_shard)
-        table = pa.table({"a": pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), 6),
-                          "b": pa.FixedSizeListArray.from_arrays(pa.array(b.ravel()), 3),
-                          "label": pa.array(y)})
+        table = pa.table(
+            {
+                "a": pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), 6),
+                "b": pa.FixedSizeListArray.from_arrays(pa.array(b.ravel()), 3),
+                "label": pa.array(y),
+            }
+        )
         pq.write_table(table, folder / "pairs" / f"part-{i:03d}.parquet")
     a, b, y = _pairs(rng, val)
     with tf.io.TFRecordWriter(str(folder / "pairs_val.tfrecord")) as writer:
         for ai, bi, yi in zip(a, b, y):
-            feature = {"a": tf.train.Feature(float_list=tf.train.FloatList(value=ai)),
-                       "b": tf.train.Feature(float_list=tf.train.FloatList(value=bi)),
-                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi]))}
+            feature = {
+                "a": tf.train.Feature(float_list=tf.train.FloatList(value=ai)),
+                "b": tf.train.Feature(float_list=tf.train.FloatList(value=bi)),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
+            }
             example = tf.train.Example(features=tf.train.Features(feature=feature))
             writer.write(example.SerializeToString())
 
@@ -157,21 +180,33 @@ def lstm_sequence_spec(length: int = 16, vocab: int = 20) -> dict:
     import keras
 
     layers = keras.layers
-    model = keras.Sequential([
-        keras.Input((length,), dtype="int64", name="tokens"),
-        layers.Embedding(vocab, 16, name="embed"),
-        layers.LSTM(32, name="lstm"),
-        layers.Dense(1, activation="sigmoid", name="first"),
-    ], name="order_lstm")
+    model = keras.Sequential(
+        [
+            keras.Input((length,), dtype="int64", name="tokens"),
+            layers.Embedding(vocab, 16, name="embed"),
+            layers.LSTM(32, name="lstm"),
+            layers.Dense(1, activation="sigmoid", name="first"),
+        ],
+        name="order_lstm",
+    )
     return {
         "name": "order-lstm",
         "model": _model_json(model),
-        "compile": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.005}},
-                    "loss": "binary_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.005}},
+            "loss": "binary_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "data": {"train": DATA_URL + "sequences.parquet", "x": "tokens", "y": "label"},
-        "fit": {"epochs": 6, "batch_size": 32, "validation_split": 0.15, "shuffle": True,
-                "callbacks": [{"class_name": "EarlyStopping",
-                               "config": {"monitor": "val_loss", "patience": 3}}]},
+        "fit": {
+            "epochs": 6,
+            "batch_size": 32,
+            "validation_split": 0.15,
+            "shuffle": True,
+            "callbacks": [
+                {"class_name": "EarlyStopping", "config": {"monitor": "val_loss", "patience": 3}}
+            ],
+        },
         "checkpoint": {"every_epoch": True, "every_n_batches": 20, "keep_last": 2},
         "seed": 0,
     }
@@ -192,13 +227,28 @@ def two_inputs_spec() -> dict:
     return {
         "name": "two-inputs",
         "model": _model_json(model),
-        "compile": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
-                    "loss": "binary_crossentropy", "metrics": ["accuracy"]},
-        "data": {"train": DATA_URL + "pairs/", "validation": DATA_URL + "pairs_val.tfrecord",
-                 "x": ["a", "b"], "y": "label"},
-        "fit": {"epochs": 8, "batch_size": 32, "shuffle": True,
-                "callbacks": [{"class_name": "ReduceLROnPlateau",
-                               "config": {"monitor": "val_loss", "factor": 0.5, "patience": 2}}]},
+        "compile": {
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+            "loss": "binary_crossentropy",
+            "metrics": ["accuracy"],
+        },
+        "data": {
+            "train": DATA_URL + "pairs/",
+            "validation": DATA_URL + "pairs_val.tfrecord",
+            "x": ["a", "b"],
+            "y": "label",
+        },
+        "fit": {
+            "epochs": 8,
+            "batch_size": 32,
+            "shuffle": True,
+            "callbacks": [
+                {
+                    "class_name": "ReduceLROnPlateau",
+                    "config": {"monitor": "val_loss", "factor": 0.5, "patience": 2},
+                }
+            ],
+        },
         "checkpoint": {"every_epoch": True, "keep_last": 2},
         "seed": 0,
     }
@@ -211,8 +261,11 @@ def write_spec(folder: Path, name: str, spec: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=EXAMPLES)
-    parser.add_argument("--skip-digits", action="store_true",
-                        help="keep digits.npz as it is (no scikit-learn needed)")
+    parser.add_argument(
+        "--skip-digits",
+        action="store_true",
+        help="keep digits.npz as it is (no scikit-learn needed)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -39,5 +39,7 @@ def drop_pg_database(url: str) -> None:
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -26,28 +26,46 @@ def mlp_model_json(features: int = 6, classes: int = 3, hidden: int = 8) -> dict
     """An MLP with Dropout and BatchNormalization, as ``json.loads(model.to_json())``."""
     import keras
 
-    model = keras.Sequential([
-        keras.Input((features,)),
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dropout(0.3),
-        keras.layers.BatchNormalization(),
-        keras.layers.Dense(classes, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((features,)),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(classes, activation="softmax"),
+        ]
+    )
     return json.loads(model.to_json())
 
 
-def mlp_spec(data_url: str, *, epochs: int = 3, batch_size: int = 16, features: int = 6,
-             hidden: int = 8, checkpoint: dict | None = None, **extra) -> dict:
+def mlp_spec(
+    data_url: str,
+    *,
+    epochs: int = 3,
+    batch_size: int = 16,
+    features: int = 6,
+    hidden: int = 8,
+    checkpoint: dict | None = None,
+    **extra,
+) -> dict:
     """A job spec (API.md form) training :func:`mlp_model_json` on ``data_url``."""
     spec = {
         "name": "tiny-mlp",
         "model": mlp_model_json(features=features, hidden=hidden),
-        "compile": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
-                    "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "compile": {
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
         "data": {"train": data_url},
-        "fit": {"epochs": epochs, "batch_size": batch_size, "validation_split": 0.2,
-                "callbacks": [{"class_name": "EarlyStopping",
-                               "config": {"monitor": "val_loss", "patience": 50}}]},
+        "fit": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "validation_split": 0.2,
+            "callbacks": [
+                {"class_name": "EarlyStopping", "config": {"monitor": "val_loss", "patience": 50}}
+            ],
+        },
         "checkpoint": {"every_epoch": True, **(checkpoint or {})},
         "seed": 7,
     }

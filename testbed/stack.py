@@ -29,30 +29,41 @@ def wait_for(fn, timeout: float = 30.0, interval: float = 0.2, what: str | None 
         if last:
             return last
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what or getattr(fn, '__name__', 'condition')} not met "
-                               f"within {timeout}s (last value: {last!r})")
+            raise TimeoutError(
+                f"{what or getattr(fn, '__name__', 'condition')} not met "
+                f"within {timeout}s (last value: {last!r})"
+            )
         time.sleep(interval)
 
 
-def base_env(*, database_url: str, broker_url: str, storage_url: str, home: str | os.PathLike,
-             aws: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+def base_env(
+    *,
+    database_url: str,
+    broker_url: str,
+    storage_url: str,
+    home: str | os.PathLike,
+    aws: dict[str, str] | None = None,
+    **extra: str,
+) -> dict[str, str]:
     """The environment every fitfleet process of a stack gets: short leases, no GPU."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FITFLEET_", "AWS_"))}
-    env.update({
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": broker_url,
-        "FITFLEET_STORAGE_URL": storage_url,
-        "FITFLEET_HOME": str(home),
-        "FITFLEET_LEASE_SECONDS": "4",
-        "FITFLEET_HEARTBEAT_SECONDS": "0.5",
-        "FITFLEET_REAPER_INTERVAL": "0.5",
-        "FITFLEET_METRICS_FLUSH_SECONDS": "0.5",
-        "FITFLEET_LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "KERAS_BACKEND": "tensorflow",
-        "CUDA_VISIBLE_DEVICES": "",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": broker_url,
+            "FITFLEET_STORAGE_URL": storage_url,
+            "FITFLEET_HOME": str(home),
+            "FITFLEET_LEASE_SECONDS": "4",
+            "FITFLEET_HEARTBEAT_SECONDS": "0.5",
+            "FITFLEET_REAPER_INTERVAL": "0.5",
+            "FITFLEET_METRICS_FLUSH_SECONDS": "0.5",
+            "FITFLEET_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "KERAS_BACKEND": "tensorflow",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+    )
     env.update(aws or {})
     env.update(extra)
     return env
@@ -83,8 +94,11 @@ class Stack:
         log_path = self.workdir / f"{name}.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [PYTHON, "-m", "fitfleet", *args], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env={**self.env, **(env or {})},
+                [PYTHON, "-m", "fitfleet", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**self.env, **(env or {})},
                 start_new_session=True,
             )
         self.procs[name], self.logs[name] = proc, log_path
@@ -93,9 +107,14 @@ class Stack:
     def create_token(self, project: str = "test", admin: bool = True) -> str:
         """A new API token made with ``fitfleet token create`` against the stack's database."""
         args = ["token", "create", "--project", project, "--output", "json"]
-        proc = subprocess.run([PYTHON, "-m", "fitfleet", *args, *(["--admin"] if admin else [])],
-                              env=self.env, capture_output=True, text=True, timeout=120,
-                              check=False)
+        proc = subprocess.run(
+            [PYTHON, "-m", "fitfleet", *args, *(["--admin"] if admin else [])],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"fitfleet token create failed: {proc.stderr[-2000:]}")
         return json.loads(proc.stdout)["token"]
@@ -114,8 +133,9 @@ class Stack:
 
         def healthy():
             if proc.poll() is not None:
-                raise RuntimeError(f"the API exited with code {proc.returncode}:\n"
-                                   f"{self.tail('api')}")
+                raise RuntimeError(
+                    f"the API exited with code {proc.returncode}:\n{self.tail('api')}"
+                )
             try:
                 return self.http("GET", "/healthz")[0] == 200
             except OSError:
@@ -127,8 +147,9 @@ class Stack:
             raise TimeoutError(f"{exc}\n{self.tail('api')}") from None
         return proc
 
-    def start_worker(self, name: str | None = None, queues: str = "default",
-                     env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start_worker(
+        self, name: str | None = None, queues: str = "default", env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         """Run a worker consuming ``queues`` (comma-separated) as Celery host ``name``."""
         self._count += 1
         name = name or f"worker{self._count}"
@@ -138,8 +159,9 @@ class Stack:
     def start_reaper(self) -> subprocess.Popen:
         return self.spawn("reaper", "reaper")
 
-    def kill(self, proc: subprocess.Popen | str, sig: int = signal.SIGKILL,
-             group: bool = False) -> None:
+    def kill(
+        self, proc: subprocess.Popen | str, sig: int = signal.SIGKILL, group: bool = False
+    ) -> None:
         """Send ``sig`` to one process by pid, or to its whole process group."""
         proc = self.procs[proc] if isinstance(proc, str) else proc
         if proc.poll() is not None:

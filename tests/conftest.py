@@ -39,9 +39,15 @@ def embedded_settings(directory, **overrides):
     store and the file broker, with a quick heartbeat and a long lease for in-process runs."""
     from service.core.config import Settings
 
-    values = {"database_url": migrated_sqlite(directory), "home": str(directory),
-              "storage_url": (directory / "store").as_uri(), "broker_url": "filesystem://",
-              "heartbeat_seconds": 0.2, "lease_seconds": 30, **overrides}
+    values = {
+        "database_url": migrated_sqlite(directory),
+        "home": str(directory),
+        "storage_url": (directory / "store").as_uri(),
+        "broker_url": "filesystem://",
+        "heartbeat_seconds": 0.2,
+        "lease_seconds": 30,
+        **overrides,
+    }
     return Settings.from_env({}, **values)
 
 
@@ -147,7 +153,9 @@ def s3(tmp_path_factory):
     with open(tmp_path_factory.mktemp("moto") / "moto.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **S3_ENV},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **S3_ENV},
         )
     saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL_S3")}
     try:

@@ -16,8 +16,9 @@ import subprocess
 log = logging.getLogger("fitfleet.worker")
 
 
-def run_worker(settings, queues: list[str] | None = None, concurrency: int = 1,
-               hostname: str | None = None) -> int:
+def run_worker(
+    settings, queues: list[str] | None = None, concurrency: int = 1, hostname: str | None = None
+) -> int:
     """Serve ``queues`` until stopped; returns an exit status."""
     queues = queues or ["default"]
     hostname = hostname or f"fitfleet@{socket.gethostname()}"
@@ -31,9 +32,20 @@ def run_worker(settings, queues: list[str] | None = None, concurrency: int = 1,
     from workers.celery_app import app
 
     telemetry.serve(settings.worker_metrics_port)
-    argv = ["worker", "--pool", "solo", "--queues", ",".join(queues), "--hostname", hostname,
-            "--loglevel", settings.log_level, "--task-events", "--without-gossip",
-            "--without-mingle"]
+    argv = [
+        "worker",
+        "--pool",
+        "solo",
+        "--queues",
+        ",".join(queues),
+        "--hostname",
+        hostname,
+        "--loglevel",
+        settings.log_level,
+        "--task-events",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     app.worker_main(argv)
     return 0
 
@@ -43,8 +55,13 @@ def _gpu_ids() -> list[str]:
     if visible is not None:
         return [g for g in visible.split(",") if g.strip()]
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         return [line.strip() for line in out.splitlines() if line.strip()]
     except (OSError, subprocess.SubprocessError):
         return []

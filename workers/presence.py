@@ -22,8 +22,9 @@ from service.store.fleet import FleetStore
 log = logging.getLogger("fitfleet.worker")
 
 
-def process_name(pid: int | None = None, env: Mapping[str, str] | None = None,
-                 default: str | None = None) -> str:
+def process_name(
+    pid: int | None = None, env: Mapping[str, str] | None = None, default: str | None = None
+) -> str:
     """The name a worker process's attempts and presence row carry: ``<worker name>:<pid>``.
 
     The worker name is ``FITFLEET_WORKER_NAME`` (``fitfleet worker`` sets it to its Celery
@@ -85,9 +86,15 @@ class Presence:
         with self._lock:
             state, job_id = self.state, self.job_id
         try:
-            self.store.report(self.name, hostname=socket.gethostname(), pid=os.getpid(),
-                              queues=self.queues, state=state, job_id=job_id,
-                              gpus=visible_gpus())
+            self.store.report(
+                self.name,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                state=state,
+                job_id=job_id,
+                gpus=visible_gpus(),
+            )
         except Exception as exc:  # noqa: BLE001 - the database is away: retry at the next beat
             log.warning("worker presence not recorded (%s); retrying", exc)
 
@@ -104,8 +111,9 @@ _current: Presence | None = None
 def _on_ready(sender=None, **_kwargs) -> None:
     global _current
     settings = get_settings()
-    _current = Presence(FleetStore(settings.database_url), _queues(sender),
-                        settings.heartbeat_seconds).start()
+    _current = Presence(
+        FleetStore(settings.database_url), _queues(sender), settings.heartbeat_seconds
+    ).start()
 
 
 @task_prerun.connect

@@ -56,11 +56,18 @@ class Supervisor:
         Supervisor(settings, ["default"], 2, "fitfleet@host").run()
     """
 
-    def __init__(self, settings, queues: list[str], concurrency: int, hostname: str,
-                 gpus: list[str] | None = None):
+    def __init__(
+        self,
+        settings,
+        queues: list[str],
+        concurrency: int,
+        hostname: str,
+        gpus: list[str] | None = None,
+    ):
         self.settings, self.queues = settings, list(queues)
-        self.slots = [Slot(i, f"{hostname}-{i}", self._env(i, gpus or []))
-                      for i in range(concurrency)]
+        self.slots = [
+            Slot(i, f"{hostname}-{i}", self._env(i, gpus or [])) for i in range(concurrency)
+        ]
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.oom_seen = oom.oom_kills(settings.cgroup_root)
@@ -100,8 +107,16 @@ class Supervisor:
 
     def command(self, slot: Slot) -> list[str]:
         """The command line of the child in ``slot``: a solo worker on the same queues."""
-        return [sys.executable, "-m", "fitfleet", "worker", "--queues", ",".join(self.queues),
-                "--hostname", slot.name]
+        return [
+            sys.executable,
+            "-m",
+            "fitfleet",
+            "worker",
+            "--queues",
+            ",".join(self.queues),
+            "--hostname",
+            slot.name,
+        ]
 
     def _start(self, slot: Slot) -> None:
         slot.proc = subprocess.Popen(self.command(slot), env=slot.env)
@@ -124,11 +139,16 @@ class Supervisor:
         slot.handing_off = released if released and self._idle_worker() else []
         lived = time.monotonic() - slot.started
         slot.quick_deaths = 0 if lived >= STEADY_SECONDS else slot.quick_deaths + 1
-        delay = min(MAX_BACKOFF_SECONDS, 2.0 ** slot.quick_deaths - 1)
+        delay = min(MAX_BACKOFF_SECONDS, 2.0**slot.quick_deaths - 1)
         slot.restart_at = time.monotonic() + delay
-        log.warning("worker process %s (pid %d) %s; replacing it in %.0fs%s", slot.name, pid,
-                    _death(code), delay, " once its job trains again (an idle worker is up)"
-                    if slot.handing_off else "")
+        log.warning(
+            "worker process %s (pid %d) %s; replacing it in %.0fs%s",
+            slot.name,
+            pid,
+            _death(code),
+            delay,
+            " once its job trains again (an idle worker is up)" if slot.handing_off else "",
+        )
 
     def _restart_when_due(self, slot: Slot) -> None:
         now = time.monotonic()
@@ -149,15 +169,21 @@ class Supervisor:
         error, message = self._diagnose(code)
         try:
             requeue, failed = JobStore(self.settings.database_url).release_lost(
-                worker, error, message)
+                worker, error, message
+            )
         except Exception:  # the database is away: the lease will do it
             log.exception("could not release the job of %s; its lease will", worker)
             return []
         sent = []
         for job in requeue:
             try:
-                enqueue(self.settings.broker_url, self.settings.home, job["id"], job["queue"],
-                        job["priority"])
+                enqueue(
+                    self.settings.broker_url,
+                    self.settings.home,
+                    job["id"],
+                    job["queue"],
+                    job["priority"],
+                )
                 log.warning("job %s handed back at once: %s", job["id"], message)
                 sent.append(job["id"])
             except Exception:  # queued and unsent: the reaper re-sends it
@@ -173,8 +199,7 @@ class Supervisor:
             workers = FleetStore(self.settings.database_url).workers(stale, False)
         except Exception:  # noqa: BLE001 - the database is away: start the replacement now
             return False
-        return any(w["state"] == "idle" and set(w["queues"]) & set(self.queues)
-                   for w in workers)
+        return any(w["state"] == "idle" and set(w["queues"]) & set(self.queues) for w in workers)
 
     def _not_training_yet(self, job_ids: list[str]) -> list[str]:
         """The jobs of ``job_ids`` that no worker trains again yet (queued, or restoring)."""
@@ -183,8 +208,12 @@ class Supervisor:
             latest = [(j, store.attempts(j)[-1]) for j in job_ids]
         except Exception:  # noqa: BLE001 - the database is away: wait no longer
             return []
-        return [j for j, a in latest if a["state"] == "lost" or (
-            a["state"] == "running" and a["last_step"] <= a["resumed_from_step"])]
+        return [
+            j
+            for j, a in latest
+            if a["state"] == "lost"
+            or (a["state"] == "running" and a["last_step"] <= a["resumed_from_step"])
+        ]
 
     def _diagnose(self, code: int) -> tuple[str, str]:
         """(error code, safe message) for a child that ended with ``code``."""
@@ -194,7 +223,8 @@ class Supervisor:
         if code == -signal.SIGKILL and struck:
             limit = oom.describe(oom.memory_limit(self.settings.cgroup_root))
             return "resource_exhausted", (
-                f"the worker process was killed by the kernel's out-of-memory killer ({limit})")
+                f"the worker process was killed by the kernel's out-of-memory killer ({limit})"
+            )
         return "worker_died", f"the worker process {_death(code)}"
 
     def _stop(self, signum, _frame) -> None:

@@ -31,11 +31,12 @@ CHECKPOINT_UPLOAD_SECONDS = Histogram(
     buckets=SECONDS,
 )
 CHECKPOINT_BYTES = Counter(
-    "fitfleet_checkpoint_bytes", "Bytes of committed checkpoints written to the store.")
+    "fitfleet_checkpoint_bytes", "Bytes of committed checkpoints written to the store."
+)
 METRIC_ROWS = Counter(
-    "fitfleet_metric_rows_written", "Metric rows (batch and epoch logs) written to the database.")
-JOBS = Counter(
-    "fitfleet_worker_attempts", "Attempts this worker ran, by outcome.", ["outcome"])
+    "fitfleet_metric_rows_written", "Metric rows (batch and epoch logs) written to the database."
+)
+JOBS = Counter("fitfleet_worker_attempts", "Attempts this worker ran, by outcome.", ["outcome"])
 BUSY = Gauge("fitfleet_worker_busy", "1 while this worker trains a job, else 0.")
 
 _served_port: int | None = None

@@ -7,8 +7,8 @@ Create Date: 2026-12-01
 
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -16,11 +16,12 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_check_constraint(
-            op.f('ck_jobs_state'), f"state IN ({', '.join(repr(s) for s in STATES)})")
+            op.f("ck_jobs_state"), f"state IN ({', '.join(repr(s) for s in STATES)})"
+        )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_constraint(op.f('ck_jobs_state'), type_='check')
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_jobs_state"), type_="check")

@@ -13,8 +13,14 @@ from urllib.parse import urlparse
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 CALLBACKS = ("EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN")
 DATA_FORMATS = ("npz", "csv", "parquet", "tfrecord")
-SUFFIXES = {".npz": "npz", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
-            ".tfrecord": "tfrecord", ".tfrecords": "tfrecord"}  # a file's suffix -> its format
+SUFFIXES = {
+    ".npz": "npz",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+}  # a file's suffix -> its format
 
 
 def quoted_formats() -> str:

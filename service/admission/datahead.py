@@ -77,14 +77,19 @@ def _s3_source(url: str, bucket: str, key: str) -> Source:
         raise Uninspectable(f"cannot reach {url}") from exc
     except (BotoCoreError, KeyError, ValueError) as exc:
         raise Uninspectable(f"cannot reach {url}") from exc
-    return Source(url, size,
-                  lambda: io.BufferedReader(_RangeFile(client, bucket, key, size), 256 << 10))
+    return Source(
+        url, size, lambda: io.BufferedReader(_RangeFile(client, bucket, key, size), 256 << 10)
+    )
 
 
 def _not_found(exc) -> bool:
     """True for S3's answer that a bucket or key does not exist (not for access denied)."""
-    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound",
-                                                          "NoSuchBucket")
+    return exc.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+        "NotFound",
+        "NoSuchBucket",
+    )
 
 
 def first_shard(url: str, fmt: str | None) -> str:
@@ -110,8 +115,11 @@ def _s3_keys(url: str, parsed):
 
     bucket = parsed.netloc
     try:
-        pages = S3Store(bucket).client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=parsed.path.lstrip("/"))
+        pages = (
+            S3Store(bucket)
+            .client.get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=parsed.path.lstrip("/"))
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 yield f"s3://{bucket}/{obj['Key']}"
@@ -159,11 +167,12 @@ class _RangeFile(io.RawIOBase):
             raise Uninspectable("too many reads to inspect this object")
         end = min(self.size, self.pos + len(buffer)) - 1
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.key,
-                                          Range=f"bytes={self.pos}-{end}")["Body"].read()
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self.key, Range=f"bytes={self.pos}-{end}"
+            )["Body"].read()
         except Exception as exc:  # botocore's errors vary; the checks are skipped
             raise Uninspectable(f"cannot read s3://{self.bucket}/{self.key}") from exc
-        buffer[:len(body)] = body
+        buffer[: len(body)] = body
         self.pos += len(body)
         return len(body)
 
@@ -187,8 +196,9 @@ def npz_arrays(source: Source) -> dict[str, ArrayInfo]:
                     continue
                 with zf.open(info) as member:
                     shape, dtype = npy_header(member)
-                out[info.filename[:-4]] = ArrayInfo(shape, dtype,
-                                                    int(np.prod(shape)) * dtype.itemsize)
+                out[info.filename[:-4]] = ArrayInfo(
+                    shape, dtype, int(np.prod(shape)) * dtype.itemsize
+                )
             return out
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise Unreadable("it is not a readable .npz file") from exc

@@ -14,9 +14,10 @@ from service.core.errors import InvalidSpec
 
 def exceeded(field: str, what: str, value: int, limit: int, setting: str) -> InvalidSpec:
     """The error for ``value`` over ``limit``."""
-    return InvalidSpec(f"{field}: {what} {value} is over the limit of {limit} ({setting})",
-                       details={"field": field, "limit": limit, "value": value,
-                                "setting": setting})
+    return InvalidSpec(
+        f"{field}: {what} {value} is over the limit of {limit} ({setting})",
+        details={"field": field, "limit": limit, "value": value, "setting": setting},
+    )
 
 
 def check_raw(raw: object, settings: Settings) -> None:
@@ -25,10 +26,16 @@ def check_raw(raw: object, settings: Settings) -> None:
         return
     fit = raw.get("fit")
     if isinstance(fit, dict):
-        _at_most(fit.get("epochs"), "fit.epochs", "epochs", settings.max_epochs,
-                 "FITFLEET_MAX_EPOCHS")
-        _at_most(fit.get("batch_size"), "fit.batch_size", "batch size",
-                 settings.max_batch_size, "FITFLEET_MAX_BATCH_SIZE")
+        _at_most(
+            fit.get("epochs"), "fit.epochs", "epochs", settings.max_epochs, "FITFLEET_MAX_EPOCHS"
+        )
+        _at_most(
+            fit.get("batch_size"),
+            "fit.batch_size",
+            "batch size",
+            settings.max_batch_size,
+            "FITFLEET_MAX_BATCH_SIZE",
+        )
     model = raw.get("model")
     if isinstance(model, str):
         try:
@@ -37,16 +44,16 @@ def check_raw(raw: object, settings: Settings) -> None:
             return  # the spec check explains what is wrong with it
     layers = count_layers(model)
     if layers > settings.max_layers:
-        raise exceeded("model", "layer count", layers, settings.max_layers,
-                       "FITFLEET_MAX_LAYERS")
+        raise exceeded("model", "layer count", layers, settings.max_layers, "FITFLEET_MAX_LAYERS")
 
 
 def check_summary(summary: dict, settings: Settings) -> None:
     """Limits that need the built model: its parameter count."""
     total = int(summary.get("total_params") or 0)
     if total > settings.max_params:
-        raise exceeded("model", "parameter count", total, settings.max_params,
-                       "FITFLEET_MAX_PARAMS")
+        raise exceeded(
+            "model", "parameter count", total, settings.max_params, "FITFLEET_MAX_PARAMS"
+        )
 
 
 def count_layers(model: object) -> int:

@@ -31,8 +31,9 @@ def build_model(model_cfg: dict, *, materialize: bool = True):
     import keras
 
     if not isinstance(model_cfg, dict) or model_cfg.get("class_name") not in MODEL_CLASSES:
-        raise InvalidSpec("model must be a Sequential or Functional model config",
-                          details={"field": "model"})
+        raise InvalidSpec(
+            "model must be a Sequential or Functional model config", details={"field": "model"}
+        )
     check_keras_json(model_cfg, "model")
     cfg = copy.deepcopy(model_cfg)
     cfg.pop("compile_config", None)  # the spec's compile section is the one that counts
@@ -44,8 +45,9 @@ def build_model(model_cfg: dict, *, materialize: bool = True):
     except Exception as exc:  # Keras raises ValueError, TypeError, KeyError, ...
         raise InvalidSpec(_model_error(exc, cfg), details={"field": "model"}) from exc
     if not isinstance(model, keras.Model):
-        raise InvalidSpec("model must be a Sequential or Functional model config",
-                          details={"field": "model"})
+        raise InvalidSpec(
+            "model must be a Sequential or Functional model config", details={"field": "model"}
+        )
     return model
 
 
@@ -62,8 +64,12 @@ def compile_model(model, compile_spec: dict) -> None:
     loss = _resolve(compile_spec["loss"], keras.losses.get, "compile.loss")
     metrics = _resolve(compile_spec.get("metrics") or [], keras.metrics.get, "compile.metrics")
     try:
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                      loss_weights=compile_spec.get("loss_weights"))
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            loss_weights=compile_spec.get("loss_weights"),
+        )
     except Exception as exc:
         raise InvalidSpec(f"compile: {keras_message(exc)}", details={"field": "compile"}) from exc
 
@@ -77,14 +83,17 @@ def make_callbacks(callback_specs: list[dict]) -> list:
         path = f"fit.callbacks[{i}]"
         name = item.get("class_name")
         if name not in CALLBACKS:
-            raise InvalidSpec(f"{path}.class_name must be one of {', '.join(CALLBACKS)}",
-                              details={"field": f"{path}.class_name"})
+            raise InvalidSpec(
+                f"{path}.class_name must be one of {', '.join(CALLBACKS)}",
+                details={"field": f"{path}.class_name"},
+            )
         try:
             config = copy.deepcopy(item.get("config") or {})
             out.append(getattr(keras.callbacks, name)(**config))
         except Exception as exc:
-            raise InvalidSpec(f"{path}: {keras_message(exc)}",
-                              details={"field": f"{path}.config"}) from exc
+            raise InvalidSpec(
+                f"{path}: {keras_message(exc)}", details={"field": f"{path}.config"}
+            ) from exc
     return out
 
 
@@ -99,9 +108,12 @@ def summarize(model) -> dict:
         "name": model.name,
         "class_name": model.__class__.__name__,
         "layers": [
-            {"name": layer.name, "class_name": layer.__class__.__name__,
-             "output_shape": _output_shape(layer),
-             "params": layer.count_params() if getattr(layer, "built", False) else 0}
+            {
+                "name": layer.name,
+                "class_name": layer.__class__.__name__,
+                "output_shape": _output_shape(layer),
+                "params": layer.count_params() if getattr(layer, "built", False) else 0,
+            }
             for layer in model.layers
         ],
         "total_params": trainable + non_trainable,
@@ -152,7 +164,8 @@ def _model_error(exc: BaseException, cfg: dict) -> str:
     chain = _chain(exc)
     text = "\n".join(str(e) for e in chain)
     m = re.search(r"Could not (?:locate class|deserialize) '([\w.]+)'", text) or re.search(
-        r"Unknown (?:layer|object)[^']*'([\w.]+)'", text)
+        r"Unknown (?:layer|object)[^']*'([\w.]+)'", text
+    )
     if m:
         class_name = m.group(1).rsplit(".", 1)[-1]
         names = _layers_of_class(cfg, class_name)
@@ -196,13 +209,19 @@ def _optimizer(identifier):
 
     if isinstance(identifier, str):
         identifier = {"class_name": identifier, "config": {}}
-    classes = {name.lower(): obj for name, obj in vars(keras.optimizers).items()
-               if isinstance(obj, type) and issubclass(obj, keras.optimizers.Optimizer)
-               and obj is not keras.optimizers.Optimizer}
+    classes = {
+        name.lower(): obj
+        for name, obj in vars(keras.optimizers).items()
+        if isinstance(obj, type)
+        and issubclass(obj, keras.optimizers.Optimizer)
+        and obj is not keras.optimizers.Optimizer
+    }
     cls = classes.get(str(identifier.get("class_name", "")).lower())
     if cls is None:
-        raise ValueError(f"unknown optimizer {identifier.get('class_name')!r} "
-                         f"(known: {', '.join(sorted(classes))})")
+        raise ValueError(
+            f"unknown optimizer {identifier.get('class_name')!r} "
+            f"(known: {', '.join(sorted(classes))})"
+        )
     config = dict(identifier.get("config") or {})
     if isinstance(config.get("learning_rate"), dict):
         config["learning_rate"] = keras.optimizers.schedules.deserialize(config["learning_rate"])

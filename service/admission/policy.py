@@ -15,8 +15,16 @@ from urllib.parse import unquote, urlparse
 from service.core.config import Settings
 from service.core.errors import InvalidSpec
 
-METADATA_HOSTS = frozenset({"169.254.169.254", "fd00:ec2::254", "100.100.100.200",
-                            "metadata", "metadata.google.internal", "metadata.azure.com"})
+METADATA_HOSTS = frozenset(
+    {
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "metadata",
+        "metadata.google.internal",
+        "metadata.azure.com",
+    }
+)
 LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".localdomain")
 KNOWN_SCHEMES = ("s3", "file")
 
@@ -28,8 +36,7 @@ def items(text: str) -> list[str]:
 
 def refuse(field: str, rule: str, message: str) -> InvalidSpec:
     """The error for a refused location: a 422 whose details name the ``rule``."""
-    return InvalidSpec(f"{field}: {message}",
-                       details={"field": field, "rule": rule})
+    return InvalidSpec(f"{field}: {message}", details={"field": field, "rule": rule})
 
 
 def check_data_url(url: object, field: str, settings: Settings) -> None:
@@ -42,16 +49,24 @@ def check_data_url(url: object, field: str, settings: Settings) -> None:
     except ValueError:
         raise refuse(field, "malformed", "the data URL cannot be parsed") from None
     if "@" in parsed.netloc:
-        raise refuse(field, "credentials", "a data URL must not carry credentials "
-                     "(user:password@); the server's configuration holds them")
+        raise refuse(
+            field,
+            "credentials",
+            "a data URL must not carry credentials "
+            "(user:password@); the server's configuration holds them",
+        )
     if host:
         check_host(host, field)
     scheme = parsed.scheme.lower()
     allowed = [s.lower() for s in items(settings.data_schemes)]
     if scheme not in allowed or scheme not in KNOWN_SCHEMES:
         shown = scheme or "(none)"
-        raise refuse(field, "scheme", f"scheme {shown!r} is not allowed for data (allowed: "
-                     f"{', '.join(allowed) or 'none'}; FITFLEET_DATA_SCHEMES)")
+        raise refuse(
+            field,
+            "scheme",
+            f"scheme {shown!r} is not allowed for data (allowed: "
+            f"{', '.join(allowed) or 'none'}; FITFLEET_DATA_SCHEMES)",
+        )
     if scheme == "file":
         _check_file(parsed, field, settings)
     else:
@@ -63,14 +78,21 @@ def check_host(host: str, field: str) -> None:
     name = host.strip("[]").lower().rstrip(".")
     address = _address(name)
     if name in METADATA_HOSTS or (address is not None and str(address) in METADATA_HOSTS):
-        raise refuse(field, "metadata_address",
-                     "the cloud metadata service cannot be reached from a job")
+        raise refuse(
+            field, "metadata_address", "the cloud metadata service cannot be reached from a job"
+        )
     if address is not None and not address.is_global:
-        raise refuse(field, "private_address",
-                     "private, loopback and link-local network addresses are not allowed")
+        raise refuse(
+            field,
+            "private_address",
+            "private, loopback and link-local network addresses are not allowed",
+        )
     if name == LOCAL_NAMES[0] or name.endswith(LOCAL_NAMES[1:]):
-        raise refuse(field, "private_address", f"host {name!r} names a local or internal "
-                     "machine, which is not allowed")
+        raise refuse(
+            field,
+            "private_address",
+            f"host {name!r} names a local or internal machine, which is not allowed",
+        )
 
 
 def _address(name: str):
@@ -88,8 +110,9 @@ def _address(name: str):
 
 def _check_file(parsed, field: str, settings: Settings) -> None:
     if parsed.netloc:
-        raise refuse(field, "file_host", "a file:// URL must not name a host "
-                     "(use file:///absolute/path)")
+        raise refuse(
+            field, "file_host", "a file:// URL must not name a host (use file:///absolute/path)"
+        )
     raw = unquote(parsed.path)
     if "\x00" in raw or not raw.startswith("/"):
         raise refuse(field, "file_path", "a file:// URL needs an absolute path")
@@ -98,12 +121,19 @@ def _check_file(parsed, field: str, settings: Settings) -> None:
     roots = [Path(r).resolve() for r in items(settings.data_file_roots)]
     path = Path(raw)
     if not any(_under(path, root) for root in roots):
-        raise refuse(field, "file_root", "the path is outside the folders data may be read "
-                     "from (FITFLEET_DATA_FILE_ROOTS)")
+        raise refuse(
+            field,
+            "file_root",
+            "the path is outside the folders data may be read from (FITFLEET_DATA_FILE_ROOTS)",
+        )
     real = Path(os.path.realpath(raw))
     if not any(_under(real, root) for root in roots):
-        raise refuse(field, "symlink_escape", "the path leads through a symbolic link to "
-                     "outside the folders data may be read from (FITFLEET_DATA_FILE_ROOTS)")
+        raise refuse(
+            field,
+            "symlink_escape",
+            "the path leads through a symbolic link to "
+            "outside the folders data may be read from (FITFLEET_DATA_FILE_ROOTS)",
+        )
     store = urlparse(settings.storage_url)
     if store.scheme == "file" and _under(real, Path(unquote(store.path)).resolve() / "projects"):
         raise refuse(field, "job_store", "the job store's checkpoints and models are not data")
@@ -119,23 +149,31 @@ def _check_s3(parsed, field: str, settings: Settings) -> None:
     if bucket == store_bucket:
         projects = f"{store_prefix}/projects/" if store_prefix else "projects/"
         if key.startswith(projects):
-            raise refuse(field, "job_store", "the job store's checkpoints and models are "
-                         "not data")
+            raise refuse(field, "job_store", "the job store's checkpoints and models are not data")
     locations = items(settings.data_s3_locations)
     if "*" in locations:
         return
     if not locations:
         if bucket == store_bucket:
             return
-        raise refuse(field, "s3_location", f"bucket {bucket!r} is not an allowed data "
-                     "location (only the job store's bucket; see FITFLEET_DATA_S3_LOCATIONS)")
+        raise refuse(
+            field,
+            "s3_location",
+            f"bucket {bucket!r} is not an allowed data "
+            "location (only the job store's bucket; see FITFLEET_DATA_S3_LOCATIONS)",
+        )
     for entry in locations:
         want_bucket, _, want_prefix = entry.partition("/")
-        if bucket == want_bucket and (not want_prefix or
-                                      key.startswith(want_prefix.rstrip("/") + "/")):
+        if bucket == want_bucket and (
+            not want_prefix or key.startswith(want_prefix.rstrip("/") + "/")
+        ):
             return
-    raise refuse(field, "s3_location", f"s3://{bucket}/ with this key is not an allowed data "
-                 "location (FITFLEET_DATA_S3_LOCATIONS)")
+    raise refuse(
+        field,
+        "s3_location",
+        f"s3://{bucket}/ with this key is not an allowed data "
+        "location (FITFLEET_DATA_S3_LOCATIONS)",
+    )
 
 
 def _under(path: Path, root: Path) -> bool:
@@ -145,10 +183,15 @@ def _under(path: Path, root: Path) -> bool:
 def check_size(size: int | None, field: str, settings: Settings) -> None:
     """Refuse a data object larger than ``FITFLEET_MAX_DATA_BYTES`` (None: size unknown)."""
     if size is not None and size > settings.max_data_bytes:
-        raise InvalidSpec(f"{field} is {size} bytes, over the limit of {settings.max_data_bytes}"
-                          " bytes (FITFLEET_MAX_DATA_BYTES)",
-                          details={"field": field, "limit": settings.max_data_bytes,
-                                   "setting": "FITFLEET_MAX_DATA_BYTES"})
+        raise InvalidSpec(
+            f"{field} is {size} bytes, over the limit of {settings.max_data_bytes}"
+            " bytes (FITFLEET_MAX_DATA_BYTES)",
+            details={
+                "field": field,
+                "limit": settings.max_data_bytes,
+                "setting": "FITFLEET_MAX_DATA_BYTES",
+            },
+        )
 
 
 def check_spec_locations(raw: object, settings: Settings) -> None:

@@ -49,11 +49,15 @@ def check(spec: dict, summary: dict | None) -> None:
     outputs = output_names(spec["model"])
     count = len((summary or {}).get("output_shapes") or outputs) or 1
     if isinstance(value, dict) and len(outputs) > 1 and set(value) != set(outputs):
-        raise refuse(f"names outputs {', '.join(sorted(value))} but the model's outputs are "
-                     f"{', '.join(outputs)}; give one weight array per output name")
+        raise refuse(
+            f"names outputs {', '.join(sorted(value))} but the model's outputs are "
+            f"{', '.join(outputs)}; give one weight array per output name"
+        )
     if isinstance(value, list) and len(value) not in (1, count):
-        raise refuse(f"lists {len(value)} weight arrays but the model has {count} output"
-                     f"{'s' if count != 1 else ''}; give one per output, in order")
+        raise refuse(
+            f"lists {len(value)} weight arrays but the model has {count} output"
+            f"{'s' if count != 1 else ''}; give one per output, in order"
+        )
     url = spec["data"]["train"]
     try:
         source = datahead.open_source(url)
@@ -100,5 +104,7 @@ def _check_npz(source, data: dict, names: list[str]) -> None:
             raise refuse(f"array {name!r} holds {info.dtype}, not numbers")
         if not info.shape or (samples is not None and info.shape[0] != samples):
             have = info.shape[0] if info.shape else "no"
-            raise refuse(f"array {name!r} has {have} weights but the data has {samples} "
-                         f"samples ({ref!r}); give one weight per sample")
+            raise refuse(
+                f"array {name!r} has {have} weights but the data has {samples} "
+                f"samples ({ref!r}); give one weight per sample"
+            )

@@ -64,13 +64,13 @@ def check(spec: dict, summary: dict, settings: Settings) -> None:
         try:
             _check_location(url, field, (spec, summary, matched), settings)
         except datahead.Missing as exc:
-            raise InvalidSpec(f"{field}: {exc}", code="data_not_found",
-                              details={"field": field, "url": url}) from exc
+            raise InvalidSpec(
+                f"{field}: {exc}", code="data_not_found", details={"field": field, "url": url}
+            ) from exc
         except datahead.Uninspectable as exc:
             log.debug("not inspecting %s: %s", field, exc)
         except datahead.Unreadable as exc:
-            raise InvalidSpec(f"{field}: {exc}", details={"field": field, "check": "data"}) \
-                from exc
+            raise InvalidSpec(f"{field}: {exc}", details={"field": field, "check": "data"}) from exc
 
 
 def _check_location(url: str, field: str, job: tuple, settings: Settings) -> None:
@@ -86,8 +86,10 @@ def _check_location(url: str, field: str, job: tuple, settings: Settings) -> Non
     except (InvalidSpec, datahead.Unreadable) as exc:
         reason = exc.message if isinstance(exc, InvalidSpec) else str(exc)
         details = exc.details if isinstance(exc, InvalidSpec) else {"field": field}
-        raise InvalidSpec(f"{field}: first shard {shard}: {reason.removeprefix(field + ': ')}",
-                          details={**details, "shard": shard}) from exc
+        raise InvalidSpec(
+            f"{field}: first shard {shard}: {reason.removeprefix(field + ': ')}",
+            details={**details, "shard": shard},
+        ) from exc
 
 
 def _check_source(source, field: str, spec: dict, summary: dict, matched: list) -> None:
@@ -141,23 +143,33 @@ def _samples(field: str, view: View, names: list[str], spec: dict) -> None:
         raise mismatch(field, "the data holds no samples; it needs at least one")
     split = spec.get("fit", {}).get("validation_split") or 0.0
     if field == "data.train" and split and math.floor(n * (1.0 - split)) in (0, n):
-        raise mismatch(field, f"the data holds {n} samples, which is not sufficient to split "
-                       f"into a training and a validation set with validation_split={split:g} "
-                       "(as Keras says); give more samples or data.validation")
+        raise mismatch(
+            field,
+            f"the data holds {n} samples, which is not sufficient to split "
+            f"into a training and a validation set with validation_split={split:g} "
+            "(as Keras says); give more samples or data.validation",
+        )
 
 
 def _match(field: str, expected: list, got: list, note: str | None) -> None:
     """Each model input against its array: same rank (Keras's one-axis leeway), same dims."""
     if len(expected) != len(got):
-        raise mismatch(field, f"model has {len(expected)} inputs but data.x names "
-                       f"{len(got)} array{'s' if len(got) != 1 else ''}")
+        raise mismatch(
+            field,
+            f"model has {len(expected)} inputs but data.x names "
+            f"{len(got)} array{'s' if len(got) != 1 else ''}",
+        )
     for want, (name, shape) in zip(expected, got):
         have = targets.adjusted(list(shape), want)
         ok = len(have) == len(want) and all(
-            w is None or h is None or w == h for w, h in zip(want[1:], have[1:]))
+            w is None or h is None or w == h for w, h in zip(want[1:], have[1:])
+        )
         if not ok:
-            raise mismatch(field, f"model expects input {show(want)} but data {name} has "
-                           f"shape {show(shape)}{f' ({note})' if note else ''}")
+            raise mismatch(
+                field,
+                f"model expects input {show(want)} but data {name} has "
+                f"shape {show(shape)}{f' ({note})' if note else ''}",
+            )
 
 
 # -- the formats ----------------------------------------------------------------------------
@@ -170,12 +182,14 @@ def _npz(source, data: dict, labels: list[str]) -> View:
         small = info.nbytes <= datahead.LABEL_BYTES and info.dtype.kind not in "OUS"
         return (lambda: datahead.npz_array(source, name)) if small else (lambda: None)
 
-    return View({n: Column(a.shape, a.dtype, loader(n, a)) for n, a in arrays.items()},
-                "array", ".npz file")
+    return View(
+        {n: Column(a.shape, a.dtype, loader(n, a)) for n, a in arrays.items()}, "array", ".npz file"
+    )
 
 
-def _stacked(columns: dict[str, Column], data: dict, labels: list[str], rows,
-             named: bool) -> str | None:
+def _stacked(
+    columns: dict[str, Column], data: dict, labels: list[str], rows, named: bool
+) -> str | None:
     """``x`` left as ``"x"`` with no such column means every other column, stacked as one
     input (as the workers read CSV and Parquet); ``named``: CSV stacks named columns too.
     The note says how many columns were stacked."""
@@ -191,8 +205,7 @@ def _stacked(columns: dict[str, Column], data: dict, labels: list[str], rows,
         return None
     inner = columns[features[0]].shape[1:] if features else ()
     kinds = [columns[c].dtype for c in features if columns[c].dtype.kind in "OUS"]
-    columns["x"] = Column((rows, len(features), *inner), kinds[0] if kinds else
-                          np.dtype("float32"))
+    columns["x"] = Column((rows, len(features), *inner), kinds[0] if kinds else np.dtype("float32"))
     return f"{len(features)} feature columns"
 
 
@@ -209,9 +222,12 @@ def _csv(source, data: dict, labels: list[str]) -> View:
     with source.open() as f:
         table = tablehead.csv_table(f, whole=whole)
     rows = table.num_rows if whole else None
-    columns = {n: Column((rows,), np.dtype("float64"),
-                         lambda n=n: table.column(n).to_numpy(zero_copy_only=False))
-               for n in table.column_names}
+    columns = {
+        n: Column(
+            (rows,), np.dtype("float64"), lambda n=n: table.column(n).to_numpy(zero_copy_only=False)
+        )
+        for n in table.column_names
+    }
     return View(columns, "column", "CSV file", _stacked(columns, data, labels, rows, True))
 
 
@@ -229,21 +245,26 @@ def _parquet(source, data: dict, labels: list[str]) -> View:
         def read():
             with source.open() as f:
                 return tablehead.parquet_values(f, name)
+
         return read
 
-    columns = {n: Column((rows, *dims), dtype, loader(n, dims, dtype))
-               for n, (dims, dtype) in schema.items()}
+    columns = {
+        n: Column((rows, *dims), dtype, loader(n, dims, dtype))
+        for n, (dims, dtype) in schema.items()
+    }
     if any(None in c.shape[1:] for n, c in columns.items() if n in wanted):
         raise datahead.Uninspectable("a list column's width is not known")
-    return View(columns, "column", "Parquet file",
-                _stacked(columns, data, labels, rows, False))
+    return View(columns, "column", "Parquet file", _stacked(columns, data, labels, rows, False))
 
 
 def _tfrecord(source, data: dict, labels: list[str]) -> View:
     with source.open() as f:
         features = tablehead.tfrecord_features(f)
-    return View({n: Column((None, *dims), dtype) for n, (dims, dtype) in features.items()},
-                "feature", "TFRecord file")
+    return View(
+        {n: Column((None, *dims), dtype) for n, (dims, dtype) in features.items()},
+        "feature",
+        "TFRecord file",
+    )
 
 
 READERS = {"npz": _npz, "csv": _csv, "parquet": _parquet, "tfrecord": _tfrecord}

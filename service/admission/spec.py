@@ -58,8 +58,10 @@ def _problem(err: dict) -> dict:
     if "unknown" in ctx:
         unknown, where = ctx["unknown"], path or "the job spec"
         names = ", ".join((f"{path}." if path else "") + k for k in unknown)
-        text = (f"unknown key{'s' if len(unknown) > 1 else ''} in {where}: {names}; "
-                f"allowed: {', '.join(ctx['allowed'])}")
+        text = (
+            f"unknown key{'s' if len(unknown) > 1 else ''} in {where}: {names}; "
+            f"allowed: {', '.join(ctx['allowed'])}"
+        )
         return {"field": path or "spec", "message": text, "unknown": unknown}
     if err["type"] == "invalid_spec":
         text = ctx["text"].replace("{where}", path or "the job spec").replace("{path}", path)

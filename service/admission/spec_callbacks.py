@@ -55,9 +55,11 @@ class TerminateOnNaNConfig(Arguments):
     raise_error: bool = False
 
 
-CALLBACK_CONFIGS = {"EarlyStopping": EarlyStoppingConfig,
-                    "ReduceLROnPlateau": ReduceLROnPlateauConfig,
-                    "TerminateOnNaN": TerminateOnNaNConfig}
+CALLBACK_CONFIGS = {
+    "EarlyStopping": EarlyStoppingConfig,
+    "ReduceLROnPlateau": ReduceLROnPlateauConfig,
+    "TerminateOnNaN": TerminateOnNaNConfig,
+}
 
 
 def _config(value: object) -> dict:
@@ -80,9 +82,13 @@ def callback_list(value: object) -> list:
 class Callback(Section):
     """One of the allowed Keras callbacks and its constructor's arguments."""
 
-    class_name: Annotated[Literal[CALLBACKS], check(f.one_of(CALLBACKS, "one of " + ", ".join(CALLBACKS)))]
-    config: Annotated[SkipValidation[EarlyStoppingConfig | ReduceLROnPlateauConfig
-                                     | TerminateOnNaNConfig], check(_config)] = Field(default_factory=dict)
+    class_name: Annotated[
+        Literal[CALLBACKS], check(f.one_of(CALLBACKS, "one of " + ", ".join(CALLBACKS)))
+    ]
+    config: Annotated[
+        SkipValidation[EarlyStoppingConfig | ReduceLROnPlateauConfig | TerminateOnNaNConfig],
+        check(_config),
+    ] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _arguments(self) -> Callback:
@@ -92,8 +98,10 @@ class Callback(Section):
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
             allowed = ", ".join(CALLBACK_CONFIGS[self.class_name].model_fields)
-            text = (f"{self.class_name} takes no argument {key!r} (it takes: {allowed})"
-                    if first["type"] == "extra_forbidden"
-                    else f"{first['msg']}, got {f.show(first['input'])}")
+            text = (
+                f"{self.class_name} takes no argument {key!r} (it takes: {allowed})"
+                if first["type"] == "extra_forbidden"
+                else f"{first['msg']}, got {f.show(first['input'])}"
+            )
             raise f.problem(f"{{path}}.config.{key}: {text}", sub=f".config.{key}") from None
         return self

@@ -117,8 +117,9 @@ def data_url(value: object) -> str:
         elif u.scheme == "file":
             ok = plain and u.netloc == "" and u.path.startswith("/") and u.path != "/"
     if not ok:
-        raise problem("{path} must be an s3://bucket/key or file:///absolute/path URL, "
-                      f"got {show(value)}")
+        raise problem(
+            f"{{path}} must be an s3://bucket/key or file:///absolute/path URL, got {show(value)}"
+        )
     return value
 
 
@@ -137,8 +138,9 @@ def names_by_output(value: object) -> str | list[str] | dict[str, str]:
     if isinstance(value, dict) and value:
         for key, name in value.items():
             if not key or not isinstance(name, str) or not name:
-                raise problem(f"{{path}}.{key} must be an array name, got {show(name)}",
-                              sub=f".{key}")
+                raise problem(
+                    f"{{path}}.{key} must be an array name, got {show(name)}", sub=f".{key}"
+                )
         return dict(value)
     if isinstance(value, dict):
         raise problem("{path} must not be an empty object")
@@ -150,12 +152,17 @@ def sample_weight_names(value: object) -> str | list[str] | dict[str, str] | Non
     or an object of output name to name."""
     if value is None:
         return None
-    if isinstance(value, dict) and value and all(
-            isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items())
+    ):
         return dict(value)
     if isinstance(value, dict) or not isinstance(value, (str, list)):
-        raise problem("{path} must be an array or column name, a list of them (one per "
-                      f"output) or an object of output name to name, got {show(value)}")
+        raise problem(
+            "{path} must be an array or column name, a list of them (one per "
+            f"output) or an object of output name to name, got {show(value)}"
+        )
     return names(value)
 
 
@@ -166,8 +173,10 @@ def keras_object(value: object) -> str | dict:
     if isinstance(value, dict):
         unknown = sorted(str(k) for k in value if k not in KERAS_OBJECT_KEYS)
         if unknown:
-            raise problem(f"unknown key in {{path}}: {', '.join(unknown)}; "
-                          f"allowed: {', '.join(KERAS_OBJECT_KEYS)}")
+            raise problem(
+                f"unknown key in {{path}}: {', '.join(unknown)}; "
+                f"allowed: {', '.join(KERAS_OBJECT_KEYS)}"
+            )
         if not isinstance(value.get("class_name"), str) or not value["class_name"]:
             raise problem("{path}.class_name must be a non-empty string")
         config = value.get("config", {})
@@ -176,8 +185,9 @@ def keras_object(value: object) -> str | dict:
         if not isinstance(config, dict):
             raise problem(f"{{path}}.config must be an object, got {show(config)}")
         return {**value, "config": config}
-    raise problem(f"{{path}} must be a name or a {{\"class_name\", \"config\"}} object, "
-                  f"got {show(value)}")
+    raise problem(
+        f'{{path}} must be a name or a {{"class_name", "config"}} object, got {show(value)}'
+    )
 
 
 def per_output(value: object, allow_list: bool = True) -> object:
@@ -214,8 +224,9 @@ def class_weight(value: object) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not value:
-        raise problem("{path} must be null or an object of class index to weight, "
-                      f"got {show(value)}")
+        raise problem(
+            f"{{path}} must be null or an object of class index to weight, got {show(value)}"
+        )
     out = {}
     for key, weight in value.items():
         if not re.fullmatch(r"\d{1,9}", str(key)):
@@ -230,8 +241,9 @@ def _item(check: Callable, value: object, sub: str, *args: object) -> object:
         return check(value, *args)
     except PydanticCustomError as exc:
         ctx = exc.context or {}
-        raise problem(ctx["text"].replace("{path}", "{path}" + sub),
-                      sub=sub + ctx.get("sub", "")) from None
+        raise problem(
+            ctx["text"].replace("{path}", "{path}" + sub), sub=sub + ctx.get("sub", "")
+        ) from None
 
 
 def check(fn: Callable) -> BeforeValidator:

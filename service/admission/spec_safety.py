@@ -11,22 +11,58 @@ from service.core.errors import InvalidSpec
 
 MAX_DEPTH = 100
 # Classes that carry Python code, or load and run a saved graph from a path.
-CODE_CLASSES = ("Lambda", "TFOpLambda", "__lambda__", "TFSMLayer", "TorchModuleWrapper",
-                "JaxLayer", "FlaxLayer")
+CODE_CLASSES = (
+    "Lambda",
+    "TFOpLambda",
+    "__lambda__",
+    "TFSMLayer",
+    "TorchModuleWrapper",
+    "JaxLayer",
+    "FlaxLayer",
+)
 FORBIDDEN_KEYS = ("enable_unsafe_deserialization", "safe_mode")
 # The public Keras modules a serialized object may name (those ``to_json()`` writes).
-KERAS_MODULES = frozenset({
-    "keras", "keras.layers", "keras.initializers", "keras.regularizers", "keras.constraints",
-    "keras.optimizers", "keras.optimizers.schedules", "keras.losses", "keras.metrics",
-    "keras.callbacks", "keras.activations", "keras.models", "keras.dtype_policies", "keras.ops",
-    "keras.quantizers", "keras.src.models.functional", "keras.src.models.sequential",
-    "keras.src.models.model",
-})
+KERAS_MODULES = frozenset(
+    {
+        "keras",
+        "keras.layers",
+        "keras.initializers",
+        "keras.regularizers",
+        "keras.constraints",
+        "keras.optimizers",
+        "keras.optimizers.schedules",
+        "keras.losses",
+        "keras.metrics",
+        "keras.callbacks",
+        "keras.activations",
+        "keras.models",
+        "keras.dtype_policies",
+        "keras.ops",
+        "keras.quantizers",
+        "keras.src.models.functional",
+        "keras.src.models.sequential",
+        "keras.src.models.model",
+    }
+)
 # Keras's own implementation packages of those kinds (older Keras 3 releases wrote these),
 # and its ops, which a functional model built with ``keras.ops`` holds as layers.
-KERAS_SRC_PACKAGES = tuple(f"keras.src.{kind}." for kind in (
-    "layers", "models", "initializers", "regularizers", "constraints", "optimizers", "losses",
-    "metrics", "activations", "dtype_policies", "callbacks", "ops"))
+KERAS_SRC_PACKAGES = tuple(
+    f"keras.src.{kind}."
+    for kind in (
+        "layers",
+        "models",
+        "initializers",
+        "regularizers",
+        "constraints",
+        "optimizers",
+        "losses",
+        "metrics",
+        "activations",
+        "dtype_policies",
+        "callbacks",
+        "ops",
+    )
+)
 
 
 def check_depth(value: object, limit: int = MAX_DEPTH) -> None:
@@ -72,21 +108,27 @@ def _check_object(node: dict, where: str) -> None:
             _refuse(f"{where}.{key}", f"{key!r} is not allowed in a job spec")
     class_name = node.get("class_name")
     if class_name in CODE_CLASSES:
-        _refuse(f"{where}.class_name",
-                f"{class_name} objects are not allowed: they carry Python code")
+        _refuse(
+            f"{where}.class_name", f"{class_name} objects are not allowed: they carry Python code"
+        )
     if "module" in node:
         module = node["module"]
-        if not isinstance(module, str) or not (module in KERAS_MODULES
-                                               or module.startswith(KERAS_SRC_PACKAGES)):
-            _refuse(f"{where}.module", f"module {module!r} is not allowed; only Keras's own "
-                                       "classes can be used")
+        if not isinstance(module, str) or not (
+            module in KERAS_MODULES or module.startswith(KERAS_SRC_PACKAGES)
+        ):
+            _refuse(
+                f"{where}.module",
+                f"module {module!r} is not allowed; only Keras's own classes can be used",
+            )
     registered = node.get("registered_name")
     if isinstance(registered, str) and ("/" in registered or ">" in registered):
         package = registered.replace("/", ">").split(">", 1)[0]
         if package != "keras":
-            _refuse(f"{where}.registered_name",
-                    f"custom object {registered!r} is not allowed; only Keras's own classes "
-                    "can be used")
+            _refuse(
+                f"{where}.registered_name",
+                f"custom object {registered!r} is not allowed; only Keras's own classes "
+                "can be used",
+            )
     elif registered is not None and not isinstance(registered, str):
         _refuse(f"{where}.registered_name", "registered_name must be a string or null")
 

@@ -65,17 +65,25 @@ def _model(value: object, info: ValidationInfo) -> dict:
     if not isinstance(value, dict) or not isinstance(value.get("config"), dict):
         raise f.problem("model must be a Keras model config object with class_name and config")
     if value.get("class_name") not in MODEL_CLASSES:
-        raise f.problem(f"model.class_name must be one of {', '.join(MODEL_CLASSES)}, "
-                        f"got {f.show(value.get('class_name'))}", sub=".class_name")
+        raise f.problem(
+            f"model.class_name must be one of {', '.join(MODEL_CLASSES)}, "
+            f"got {f.show(value.get('class_name'))}",
+            sub=".class_name",
+        )
     check_keras_json(value, "model", info.context["allow"])
     return value
 
 
 def _name(value: object) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value.strip()
-                              or len(value) > 200 or not value.isprintable()):
-        raise f.problem("name must be a printable string of 1 to 200 characters, "
-                        f"got {f.show(value)}")
+    if value is not None and (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > 200
+        or not value.isprintable()
+    ):
+        raise f.problem(
+            f"name must be a printable string of 1 to 200 characters, got {f.show(value)}"
+        )
     return value
 
 
@@ -85,14 +93,18 @@ class Compile(Section):
     REQUIRED: ClassVar[dict[str, str]] = {"loss": "{path}.loss is required"}
 
     optimizer: Annotated[SkipValidation[KerasForm], check(f.keras_object)] = Field(
-        "adam", description="a Keras optimizer name or serialized optimizer")
+        "adam", description="a Keras optimizer name or serialized optimizer"
+    )
     loss: Annotated[SkipValidation[PerOutput], check(f.per_output)] = Field(
-        description="a Keras loss, a list (one per output) or an object of output name to loss")
-    metrics: Annotated[SkipValidation[list[KerasForm] | dict[str, KerasForm | list[KerasForm]]],
-                       check(f.metrics)] = Field(default_factory=list)
-    loss_weights: Annotated[list[Annotated[float, Field(ge=0)]]
-                            | dict[str, Annotated[float, Field(ge=0)]] | None,
-                            check(f.loss_weights)] = None
+        description="a Keras loss, a list (one per output) or an object of output name to loss"
+    )
+    metrics: Annotated[
+        SkipValidation[list[KerasForm] | dict[str, KerasForm | list[KerasForm]]], check(f.metrics)
+    ] = Field(default_factory=list)
+    loss_weights: Annotated[
+        list[Annotated[float, Field(ge=0)]] | dict[str, Annotated[float, Field(ge=0)]] | None,
+        check(f.loss_weights),
+    ] = None
 
     @classmethod
     def _walk(cls, value: dict, info: ValidationInfo) -> dict:
@@ -103,23 +115,28 @@ class Compile(Section):
 class Data(Section):
     """Where the data is and which arrays or columns feed the model."""
 
-    REQUIRED: ClassVar[dict[str, str]] = {"train": "{path}.train is required (an s3:// or file:// URL)"}
+    REQUIRED: ClassVar[dict[str, str]] = {
+        "train": "{path}.train is required (an s3:// or file:// URL)"
+    }
     OMIT_NONE: ClassVar[tuple[str, ...]] = ("sample_weight",)
 
     train: Annotated[str, check(f.data_url)] = Field(
         description="s3://bucket/key or file:///path of an .npz, .csv, Parquet or TFRecord "
-                    "file; ending in / a prefix of shards")
+        "file; ending in / a prefix of shards"
+    )
     validation: Annotated[str | None, check(lambda v: None if v is None else f.data_url(v))] = None
     x: Annotated[str | list[str], check(f.names)] = Field(
-        "x", description="the input array (or column) name, or one per model input")
+        "x", description="the input array (or column) name, or one per model input"
+    )
     y: Annotated[str | list[str] | dict[str, str], check(f.names_by_output)] = Field(
-        "y", description="the target name, one per output, or an object of output name to name")
-    format: Annotated[Literal[DATA_FORMATS], check(f.one_of(
-        DATA_FORMATS, f"null, {allowed.quoted_formats()}"))] = Field(
-        None, description="null: from the file name")
-    sample_weight: Annotated[str | list[str] | dict[str, str] | None,
-                             check(f.sample_weight_names)] = Field(
-        None, description="per-sample weights: a name, one per output, or by output name")
+        "y", description="the target name, one per output, or an object of output name to name"
+    )
+    format: Annotated[
+        Literal[DATA_FORMATS], check(f.one_of(DATA_FORMATS, f"null, {allowed.quoted_formats()}"))
+    ] = Field(None, description="null: from the file name")
+    sample_weight: Annotated[
+        str | list[str] | dict[str, str] | None, check(f.sample_weight_names)
+    ] = Field(None, description="per-sample weights: a name, one per output, or by output name")
 
 
 def _split(value: object) -> float:
@@ -137,14 +154,15 @@ class Fit(Section):
     """``keras.Model.fit`` arguments."""
 
     epochs: Annotated[int, Field(ge=1), check(_epochs)] = Field(
-        1, description="at most FITFLEET_MAX_EPOCHS")
+        1, description="at most FITFLEET_MAX_EPOCHS"
+    )
     batch_size: Annotated[int, check(f.integer(1, 2**31 - 1, 32))] = Field(32, ge=1)
     validation_split: Annotated[float, check(_split)] = Field(0.0, ge=0, lt=1)
     shuffle: Annotated[bool, check(f.boolean(True))] = True
     callbacks: Annotated[list[Callback], check(callback_list)] = Field(default_factory=list)
-    class_weight: Annotated[dict[str, Annotated[float, Field(ge=0)]] | None,
-                            check(f.class_weight)] = Field(
-        None, description="class index (as a string) to weight")
+    class_weight: Annotated[
+        dict[str, Annotated[float, Field(ge=0)]] | None, check(f.class_weight)
+    ] = Field(None, description="class index (as a string) to weight")
 
     @classmethod
     def _walk(cls, value: dict, info: ValidationInfo) -> dict:
@@ -158,11 +176,18 @@ class Fit(Section):
 class KeepBest(Section):
     """Keep the best checkpoint by a monitored metric besides the last ones."""
 
-    REQUIRED: ClassVar[dict[str, str]] = {"monitor": '{path}.monitor must be a metric name such as "val_loss", got null'}
+    REQUIRED: ClassVar[dict[str, str]] = {
+        "monitor": '{path}.monitor must be a metric name such as "val_loss", got null'
+    }
 
-    monitor: Annotated[str, Field(min_length=1), check(lambda v: v if isinstance(v, str) and v
-                                                       else _bad_monitor(v))]
-    mode: Annotated[Literal["min", "max"], check(f.one_of(("min", "max"), '"min" or "max"'))] = "min"
+    monitor: Annotated[
+        str,
+        Field(min_length=1),
+        check(lambda v: v if isinstance(v, str) and v else _bad_monitor(v)),
+    ]
+    mode: Annotated[Literal["min", "max"], check(f.one_of(("min", "max"), '"min" or "max"'))] = (
+        "min"
+    )
 
 
 def _bad_monitor(value: object):
@@ -173,7 +198,9 @@ class Checkpointing(Section):
     """When checkpoints are written and how many are kept."""
 
     every_epoch: Annotated[bool, check(f.boolean(True))] = True
-    every_n_batches: Annotated[Annotated[int, Field(ge=1)] | None, check(f.integer(1, 2**31 - 1))] = None
+    every_n_batches: Annotated[
+        Annotated[int, Field(ge=1)] | None, check(f.integer(1, 2**31 - 1))
+    ] = None
     every_seconds: Annotated[float | None, check(f.number(0.001, optional=True))] = None
     keep_last: Annotated[int, Field(ge=1, le=10_000), check(f.integer(1, 10_000, 3))] = 3
     keep_best: KeepBest | None = None
@@ -193,11 +220,14 @@ class JobSpec(Section):
     """A job spec: a Keras model's ``to_json()``, compile settings in Keras forms, data
     locations, fit and checkpoint options. A refusal names each field at fault."""
 
-    REQUIRED: ClassVar[dict[str, str]] = {"model": "model is required (the JSON of a Keras model's to_json())"}
+    REQUIRED: ClassVar[dict[str, str]] = {
+        "model": "model is required (the JSON of a Keras model's to_json())"
+    }
     SECTIONS: ClassVar[tuple[str, ...]] = ("compile", "data", "fit", "checkpoint")
 
-    name: Annotated[Annotated[str, Field(min_length=1, max_length=200)] | None,
-                    check(_name)] = Field(None, description="default: the model's name")
+    name: Annotated[Annotated[str, Field(min_length=1, max_length=200)] | None, check(_name)] = (
+        Field(None, description="default: the model's name")
+    )
     model: Annotated[SkipValidation[KerasModel | str], check(_model)]
     compile: Compile
     data: Data
@@ -207,10 +237,12 @@ class JobSpec(Section):
     deterministic: Annotated[bool, check(f.boolean(True))] = True
     queue: Annotated[str, check(_queue)] = Field("default", pattern=QUEUE_PATTERN)
     priority: Annotated[int, Field(ge=0, le=9), check(f.integer(0, 9, 0))] = 0
-    max_attempts: Annotated[Annotated[int, Field(ge=1, le=100)] | None, check(_max_attempts)] = Field(
-        None, validate_default=True, description="default: FITFLEET_MAX_ATTEMPTS")
-    distribute: Annotated[Literal[STRATEGIES], check(f.one_of(STRATEGIES, 'null or "mirrored"'))] = (
-        Field(None, description='"mirrored": every GPU of the worker; null: one device'))
+    max_attempts: Annotated[Annotated[int, Field(ge=1, le=100)] | None, check(_max_attempts)] = (
+        Field(None, validate_default=True, description="default: FITFLEET_MAX_ATTEMPTS")
+    )
+    distribute: Annotated[
+        Literal[STRATEGIES], check(f.one_of(STRATEGIES, 'null or "mirrored"'))
+    ] = Field(None, description='"mirrored": every GPU of the worker; null: one device')
 
     @classmethod
     def _walk(cls, value: dict, info: ValidationInfo) -> dict:
@@ -222,12 +254,17 @@ class JobSpec(Section):
             given = self.model["config"].get("name")
             self.name = given[:200] if isinstance(given, str) and given.strip() else "job"
         if self.data.sample_weight is not None and self.fit.class_weight:
-            raise f.problem("data.sample_weight and fit.class_weight cannot both be set (Keras "
-                            "refuses both at once); fold the class weights into the sample "
-                            "weights", sub="data.sample_weight")
+            raise f.problem(
+                "data.sample_weight and fit.class_weight cannot both be set (Keras "
+                "refuses both at once); fold the class weights into the sample "
+                "weights",
+                sub="data.sample_weight",
+            )
         if self.data.validation and self.fit.validation_split > 0:
-            raise f.problem("data.validation and fit.validation_split cannot both be set",
-                            sub="fit.validation_split")
+            raise f.problem(
+                "data.validation and fit.validation_split cannot both be set",
+                sub="fit.validation_split",
+            )
         return self
 
 
@@ -235,8 +272,11 @@ def plain(value: Any) -> Any:
     """A validated model as the plain JSON the workers read (field order kept)."""
     if isinstance(value, BaseModel):
         omit = getattr(value, "OMIT_NONE", ())
-        return {k: plain(getattr(value, k)) for k in type(value).model_fields
-                if not (k in omit and getattr(value, k) is None)}
+        return {
+            k: plain(getattr(value, k))
+            for k in type(value).model_fields
+            if not (k in omit and getattr(value, k) is None)
+        }
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value

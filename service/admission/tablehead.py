@@ -50,16 +50,19 @@ def _check_csv_column(name: str, column) -> None:
 
     if column.null_count:
         row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-        raise Unreadable(f"column {name!r}, row {row + 1} is empty or NA; every cell needs "
-                         "a number")
+        raise Unreadable(
+            f"column {name!r}, row {row + 1} is empty or NA; every cell needs a number"
+        )
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         return
     values = column.cast(pa.string()).to_pylist()
     row = next((i for i, v in enumerate(values) if not _is_number(v)), 0)
-    raise Unreadable(f"column {name!r}, row {row + 1} has a non-numeric value "
-                     f"{values[row][:80]!r}; every cell must be a number (encode categories "
-                     "as integers 0 .. n-1)")
+    raise Unreadable(
+        f"column {name!r}, row {row + 1} has a non-numeric value "
+        f"{values[row][:80]!r}; every cell must be a number (encode categories "
+        "as integers 0 .. n-1)"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -106,10 +109,16 @@ def parquet_columns(f, names: list[str]) -> tuple[int, dict[str, tuple[tuple, np
     for name in schema.names:
         kind, dims = schema.field(name).type, []
         value = first.column(name)[0].as_py() if first is not None and name in wanted else None
-        while pa.types.is_list(kind) or pa.types.is_large_list(kind) \
-                or pa.types.is_fixed_size_list(kind):
-            width = kind.list_size if pa.types.is_fixed_size_list(kind) else (
-                len(value) if isinstance(value, list) else None)
+        while (
+            pa.types.is_list(kind)
+            or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind)
+        ):
+            width = (
+                kind.list_size
+                if pa.types.is_fixed_size_list(kind)
+                else (len(value) if isinstance(value, list) else None)
+            )
             dims.append(width)
             value = value[0] if isinstance(value, list) and value else None
             kind = kind.value_type
@@ -150,7 +159,8 @@ def tfrecord_features(f) -> dict[str, tuple[tuple, np.dtype]]:
         kind = feature.WhichOneof("kind")
         values = getattr(feature, kind).value if kind else []
         dtype = {"float_list": np.dtype("float32"), "int64_list": np.dtype("int64")}.get(
-            kind, np.dtype("S"))
+            kind, np.dtype("S")
+        )
         shape = features.get(f"{name}/shape")
         if shape is not None:
             dims = tuple(int(d) for d in shape.int64_list.value)

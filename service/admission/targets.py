@@ -16,8 +16,14 @@ import numpy as np
 from service.core.errors import InvalidSpec
 
 SPARSE = ("sparsecategoricalcrossentropy", "sparsecategoricalfocalcrossentropy")
-ONE_HOT = ("categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge",
-           "kldivergence", "kld", "kullbackleiblerdivergence")
+ONE_HOT = (
+    "categoricalcrossentropy",
+    "categoricalfocalcrossentropy",
+    "categoricalhinge",
+    "kldivergence",
+    "kld",
+    "kullbackleiblerdivergence",
+)
 
 
 @dataclass(frozen=True)
@@ -51,34 +57,51 @@ def match(y, spec: dict, summary: dict) -> list[Target]:
         return [Target(a, None, None, path or f"data.y[{i}]") for i, a in enumerate(arrays)]
     listed = f"outputs: {', '.join(names)}" if names else f"{len(outputs)} outputs"
     if len(arrays) != len(outputs):
-        hint = (f"; give one per output in order, or data.y as {{output: array}} ({listed})"
-                if len(outputs) > 1 else "")
-        raise _refuse("data.y", f"model has {len(outputs)} output{'s' * (len(outputs) > 1)} "
-                      f"but data.y names {len(arrays)} array{'s' * (len(arrays) != 1)}{hint}")
+        hint = (
+            f"; give one per output in order, or data.y as {{output: array}} ({listed})"
+            if len(outputs) > 1
+            else ""
+        )
+        raise _refuse(
+            "data.y",
+            f"model has {len(outputs)} output{'s' * (len(outputs) > 1)} "
+            f"but data.y names {len(arrays)} array{'s' * (len(arrays) != 1)}{hint}",
+        )
     if names and sorted(arrays) == sorted(names) and arrays != list(names):
-        raise _refuse("data.y", f"data.y lists {', '.join(arrays)}, the model's output names "
-                      f"in another order ({listed}); Keras matches a list by position: list "
-                      "them in output order, or give data.y as {output: array}")
-    return [Target(a, i, names[i] if names else None, path or f"data.y[{i}]")
-            for i, a in enumerate(arrays)]
+        raise _refuse(
+            "data.y",
+            f"data.y lists {', '.join(arrays)}, the model's output names "
+            f"in another order ({listed}); Keras matches a list by position: list "
+            "them in output order, or give data.y as {output: array}",
+        )
+    return [
+        Target(a, i, names[i] if names else None, path or f"data.y[{i}]")
+        for i, a in enumerate(arrays)
+    ]
 
 
 def _by_name(y: dict, spec: dict, outputs, names) -> list[Target]:
     if outputs is not None and not names:
-        raise _refuse("data.y", "data.y maps output names to arrays, but this model's outputs "
-                      "have no names (a Sequential model has one output); give data.y as an "
-                      "array name")
+        raise _refuse(
+            "data.y",
+            "data.y maps output names to arrays, but this model's outputs "
+            "have no names (a Sequential model has one output); give data.y as an "
+            "array name",
+        )
     if names is None:
         return [Target(a, None, k, f"data.y.{k}") for k, a in y.items()]
     listed = ", ".join(names)
     for key, array in y.items():
         if key not in names:
-            raise _refuse(f"data.y.{key}", f"the model has no output {key!r} for array "
-                          f"{array!r} (outputs: {listed})")
+            raise _refuse(
+                f"data.y.{key}",
+                f"the model has no output {key!r} for array {array!r} (outputs: {listed})",
+            )
     for i, name in enumerate(names):
         if name not in y and loss_for(spec, i, name) is not None:
-            raise _refuse("data.y", f"data.y gives no array for output {name!r} "
-                          f"(outputs: {listed})")
+            raise _refuse(
+                "data.y", f"data.y gives no array for output {name!r} (outputs: {listed})"
+            )
     return [Target(a, names.index(k), k, f"data.y.{k}") for k, a in y.items()]
 
 
@@ -104,8 +127,7 @@ def _loss_names(loss) -> tuple[str, str]:
     return shown.replace("_", "").lower(), shown
 
 
-def check_dtype(field: str, path: str, what: str, name: str, dtype: np.dtype,
-                label: bool) -> None:
+def check_dtype(field: str, path: str, what: str, name: str, dtype: np.dtype, label: bool) -> None:
     """Refuse strings and Python objects: Keras trains on numbers only.
 
     ``field`` is the data location (``data.train``), ``path`` the spec field naming the
@@ -113,52 +135,77 @@ def check_dtype(field: str, path: str, what: str, name: str, dtype: np.dtype,
     """
     details = {"field": path, "data": field, "array": name}
     if dtype.kind == "O":
-        raise InvalidSpec(f"{field}: {what} {name} ({path}) hold Python objects (dtype "
-                          "object), which cannot be read without pickle; save numbers "
-                          "(integers or floats)", details={**details, "dtype": "object"})
+        raise InvalidSpec(
+            f"{field}: {what} {name} ({path}) hold Python objects (dtype "
+            "object), which cannot be read without pickle; save numbers "
+            "(integers or floats)",
+            details={**details, "dtype": "object"},
+        )
     if dtype.kind in "US":
-        todo = ("encode the classes as integers 0 .. n-1 (for example with "
-                "np.unique(y, return_inverse=True))" if label else
-                "encode them as numbers before uploading")
+        todo = (
+            "encode the classes as integers 0 .. n-1 (for example with "
+            "np.unique(y, return_inverse=True))"
+            if label
+            else "encode them as numbers before uploading"
+        )
         shown = dtype.str.lstrip("<>|=")
-        raise InvalidSpec(f"{field}: {what} {name} ({path}) are strings (dtype {shown}), and "
-                          f"Keras trains on numbers only: {todo}",
-                          details={**details, "dtype": shown})
+        raise InvalidSpec(
+            f"{field}: {what} {name} ({path}) are strings (dtype {shown}), and "
+            f"Keras trains on numbers only: {todo}",
+            details={**details, "dtype": shown},
+        )
 
 
-def check_labels(field: str, spec: dict, target: Target, output: list, shape: tuple,
-                 values) -> None:
+def check_labels(
+    field: str, spec: dict, target: Target, output: list, shape: tuple, values
+) -> None:
     """One target against its output, for the losses whose expectations are known."""
     name = target.array
-    where = f"model output {target.output!r} {show(output)}" if target.output else \
-        f"model output {show(output)}"
+    where = (
+        f"model output {target.output!r} {show(output)}"
+        if target.output
+        else f"model output {show(output)}"
+    )
     loss, shown = _loss_names(loss_for(spec, target.index, target.output))
     units = output[-1] if output else None
     if loss in SPARSE:
         _sparse(field, where, shown, name, units, shape, values)
         return
     if loss in ONE_HOT and units is not None and len(shape) >= 2 and shape[-1] != units:
-        raise _mismatch(field, f"{where} has {units} units but labels {name} have shape "
-                        f"{show(shape)} ({shape[-1]} classes) for {shown}")
+        raise _mismatch(
+            field,
+            f"{where} has {units} units but labels {name} have shape "
+            f"{show(shape)} ({shape[-1]} classes) for {shown}",
+        )
     have = adjusted(list(shape), output)
     if len(have) == len(output) and any(
-            w is not None and h is not None and w != h and 1 not in (w, h)
-            for w, h in zip(output[1:], have[1:])):
-        raise _mismatch(field, f"{where} does not fit labels {name} of shape {show(shape)}"
-                        f"{f' for {shown}' if shown else ''}")
+        w is not None and h is not None and w != h and 1 not in (w, h)
+        for w, h in zip(output[1:], have[1:])
+    ):
+        raise _mismatch(
+            field,
+            f"{where} does not fit labels {name} of shape {show(shape)}"
+            f"{f' for {shown}' if shown else ''}",
+        )
 
 
 def _sparse(field, where, shown, name, units, shape, values) -> None:
     if len(shape) > 2 or (len(shape) == 2 and shape[-1] != 1):
-        raise _mismatch(field, f"{shown} expects integer class labels of shape (samples,) or "
-                        f"(samples, 1) but labels {name} have shape {show(shape)}")
+        raise _mismatch(
+            field,
+            f"{shown} expects integer class labels of shape (samples,) or "
+            f"(samples, 1) but labels {name} have shape {show(shape)}",
+        )
     if units is None or values is None or not len(values):
         return
     lo, hi = float(np.min(values)), float(np.max(values))
     if lo < 0 or hi >= units or not float(hi).is_integer():
         classes = int(hi) + 1 if float(hi).is_integer() and lo >= 0 else "non-integer"
-        raise _mismatch(field, f"{where} has {units} units but labels {name} range from "
-                        f"{lo:g} to {hi:g} ({classes} classes) for {shown}")
+        raise _mismatch(
+            field,
+            f"{where} has {units} units but labels {name} range from "
+            f"{lo:g} to {hi:g} ({classes} classes) for {shown}",
+        )
 
 
 def adjusted(shape: list, want: list) -> list:

@@ -33,7 +33,9 @@ def celery_config(broker_url: str, home: str) -> dict:
     else:
         # Priorities within a queue (Redis emulates them with sub-queues).
         conf["broker_transport_options"] = {
-            "queue_order_strategy": "priority", "priority_steps": list(range(10)),
-            "sep": ":", "visibility_timeout": 43200,
+            "queue_order_strategy": "priority",
+            "priority_steps": list(range(10)),
+            "sep": ":",
+            "visibility_timeout": 43200,
         }
     return conf

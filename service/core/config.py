@@ -92,9 +92,7 @@ class Settings:
     # Largest accepted fit.batch_size.
     max_batch_size: int = field(default=65_536, metadata={"env": "FITFLEET_MAX_BATCH_SIZE"})
     # Largest accepted data object (train or validation), in bytes.
-    max_data_bytes: int = field(
-        default=20_000_000_000, metadata={"env": "FITFLEET_MAX_DATA_BYTES"}
-    )
+    max_data_bytes: int = field(default=20_000_000_000, metadata={"env": "FITFLEET_MAX_DATA_BYTES"})
     # Comma-separated URL schemes a job's data may use (of s3, file).
     data_schemes: str = field(default="s3,file", metadata={"env": "FITFLEET_DATA_SCHEMES"})
     # Comma-separated S3 buckets or bucket/prefix entries data may come from; empty: the
@@ -128,7 +126,7 @@ class Settings:
     )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win."""
         env = os.environ if environ is None else environ
         values = {}
@@ -200,13 +198,19 @@ def database_problem(settings: Settings, exc: BaseException | None = None) -> st
     """
     url = settings.database_url
     text = str(getattr(exc, "orig", None) or exc or "").lower()
-    missing = ("no such table" in text or "does not exist" in text and "relation" in text
-               or "undefinedtable" in type(getattr(exc, "orig", None)).__name__.lower())
+    missing = (
+        "no such table" in text
+        or "does not exist" in text
+        and "relation" in text
+        or "undefinedtable" in type(getattr(exc, "orig", None)).__name__.lower()
+    )
     if url.startswith("sqlite") or missing:
         fix = "run `fitfleet db upgrade` (it creates the tables)"
     else:
-        fix = ("start the database server (in a source checkout, `make services` starts "
-               "PostgreSQL and Redis) or point DATABASE_URL at yours")
+        fix = (
+            "start the database server (in a source checkout, `make services` starts "
+            "PostgreSQL and Redis) or point DATABASE_URL at yours"
+        )
     chosen = _chosen_by(settings, "DATABASE_URL")
     return f"cannot use the database at {mask_url(url)} ({chosen}); {fix}"
 
@@ -217,7 +221,11 @@ def broker_problem(settings: Settings) -> str:
     if url.startswith("filesystem://"):
         fix = f"check that {Path(settings.home) / 'broker'} can be written"
     else:
-        fix = ("start the broker (in a source checkout, `make services` starts PostgreSQL and "
-               "Redis) or point CELERY_BROKER_URL at yours")
-    return (f"cannot reach the job queue's broker at {mask_url(url)} "
-            f"({_chosen_by(settings, 'CELERY_BROKER_URL')}); {fix}")
+        fix = (
+            "start the broker (in a source checkout, `make services` starts PostgreSQL and "
+            "Redis) or point CELERY_BROKER_URL at yours"
+        )
+    return (
+        f"cannot reach the job queue's broker at {mask_url(url)} "
+        f"({_chosen_by(settings, 'CELERY_BROKER_URL')}); {fix}"
+    )

@@ -32,9 +32,17 @@ def enqueue(broker_url: str, home: str, job_id: str, queue: str, priority: int =
 
     try:
         _client(broker_url, home).send_task(
-            TRAIN_TASK, args=[job_id], queue=queue, priority=broker_priority(priority),
-            retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2,
-                                      "interval_step": 0.5, "interval_max": 1},
+            TRAIN_TASK,
+            args=[job_id],
+            queue=queue,
+            priority=broker_priority(priority),
+            retry=True,
+            retry_policy={
+                "max_retries": 3,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
         )
     except Exception as exc:  # kombu/redis errors vary by transport
         raise Unavailable("the job queue is unavailable") from exc

@@ -31,17 +31,20 @@ def check() -> None:
         "keras.layers.Layer._flatten_layers": hasattr(keras.layers.Layer, "_flatten_layers"),
         "Layer._seed_generators": isinstance(getattr(layer, "_seed_generators", None), list),
         "Layer._inbound_nodes": isinstance(getattr(layer, "_inbound_nodes", None), list),
-        "keras.src.saving.serialization_lib.SafeModeScope":
-            hasattr(serialization_lib, "SafeModeScope"),
-        "keras.src.backend.common.global_state.get_global_attribute":
-            hasattr(global_state, "get_global_attribute"),
+        "keras.src.saving.serialization_lib.SafeModeScope": hasattr(
+            serialization_lib, "SafeModeScope"
+        ),
+        "keras.src.backend.common.global_state.get_global_attribute": hasattr(
+            global_state, "get_global_attribute"
+        ),
     }
     missing = [name for name, found in wanted.items() if not found]
     if missing:
         raise KerasInternalsMissing(
             f"Keras {keras.__version__} lacks {', '.join(missing)}, which fitfleet uses for "
             "exact resume and spec validation; install a Keras version that pyproject.toml "
-            "allows")
+            "allows"
+        )
 
 
 def layers_of(model) -> list:
@@ -78,5 +81,4 @@ def uninitialized_variables() -> list:
     """The global list of variables created in a stateless scope and not initialized yet."""
     from keras.src.backend.common import global_state
 
-    return global_state.get_global_attribute("uninitialized_variables", [],
-                                             set_to_default=True)
+    return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)

@@ -22,7 +22,13 @@ _job: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fitfleet_job
 _process_job: dict | None = None
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "job_id", "attempt", "job_tag", "taskName"}
+    "message",
+    "asctime",
+    "job_id",
+    "attempt",
+    "job_tag",
+    "taskName",
+}
 
 
 def bind(job_id: str, attempt: int | None = None) -> contextvars.Token:

@@ -36,15 +36,19 @@ def fleet_figures(database_url: str) -> dict:
     """Jobs by state, queued jobs by queue, attempts lost, and the queues in use."""
     with session_scope(database_url) as s:
         by_state = dict(s.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-        queued = dict(s.execute(select(Job.queue, func.count())
-                                .where(Job.state == "queued").group_by(Job.queue)).all())
-        active = set(s.scalars(select(Job.queue).where(Job.state.in_(ACTIVE))
-                               .distinct()))
-        lost = s.scalar(select(func.count()).select_from(Attempt)
-                        .where(Attempt.state == "lost"))
-    return {"jobs": {st: int(by_state.get(st, 0)) for st in STATES},
-            "queued": {q: int(n) for q, n in queued.items()},
-            "queues": sorted(active | {"default"}), "attempts_lost": int(lost or 0)}
+        queued = dict(
+            s.execute(
+                select(Job.queue, func.count()).where(Job.state == "queued").group_by(Job.queue)
+            ).all()
+        )
+        active = set(s.scalars(select(Job.queue).where(Job.state.in_(ACTIVE)).distinct()))
+        lost = s.scalar(select(func.count()).select_from(Attempt).where(Attempt.state == "lost"))
+    return {
+        "jobs": {st: int(by_state.get(st, 0)) for st in STATES},
+        "queued": {q: int(n) for q, n in queued.items()},
+        "queues": sorted(active | {"default"}),
+        "attempts_lost": int(lost or 0),
+    }
 
 
 class FleetCollector:
@@ -57,9 +61,11 @@ class FleetCollector:
         return []  # figures are read at scrape time only
 
     def collect(self):
-        up = GaugeMetricFamily("fitfleet_source_up",
-                               "1 when the source answered this scrape, else 0.",
-                               labels=["source"])
+        up = GaugeMetricFamily(
+            "fitfleet_source_up",
+            "1 when the source answered this scrape, else 0.",
+            labels=["source"],
+        )
         try:
             figures = fleet_figures(self.settings.database_url)
             up.add_metric(["database"], 1)
@@ -70,16 +76,22 @@ class FleetCollector:
         if figures is not None:
             yield from _job_families(figures)
             try:
-                depths = broker.queue_depths(self.settings.broker_url, self.settings.home,
-                                             figures["queues"]) or {}
+                depths = (
+                    broker.queue_depths(
+                        self.settings.broker_url, self.settings.home, figures["queues"]
+                    )
+                    or {}
+                )
                 up.add_metric(["broker"], 1)
             except Exception:
                 log.warning("metrics: broker queue depth unavailable", exc_info=True)
                 depths = {}
                 up.add_metric(["broker"], 0)
-            depth = GaugeMetricFamily("fitfleet_queue_depth",
-                                      "Messages waiting on the broker, per queue.",
-                                      labels=["queue"])
+            depth = GaugeMetricFamily(
+                "fitfleet_queue_depth",
+                "Messages waiting on the broker, per queue.",
+                labels=["queue"],
+            )
             for queue, n in sorted(depths.items()):
                 depth.add_metric([queue], n)
             yield depth
@@ -91,17 +103,20 @@ def _job_families(figures: dict):
     for state, n in figures["jobs"].items():
         jobs.add_metric([state], n)
     yield jobs
-    waiting = GaugeMetricFamily("fitfleet_jobs_waiting",
-                                "Queued jobs per queue (waiting for a worker of that queue).",
-                                labels=["queue"])
+    waiting = GaugeMetricFamily(
+        "fitfleet_jobs_waiting",
+        "Queued jobs per queue (waiting for a worker of that queue).",
+        labels=["queue"],
+    )
     for queue in figures["queues"]:
         waiting.add_metric([queue], figures["queued"].get(queue, 0))
     for queue, n in figures["queued"].items():
         if queue not in figures["queues"]:
             waiting.add_metric([queue], n)
     yield waiting
-    lost = CounterMetricFamily("fitfleet_attempts_lost",
-                               "Attempts whose worker stopped renewing its lease.")
+    lost = CounterMetricFamily(
+        "fitfleet_attempts_lost", "Attempts whose worker stopped renewing its lease."
+    )
     lost.add_metric([], figures["attempts_lost"])
     yield lost
 

@@ -75,8 +75,11 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
 
     stop = stop or threading.Event()
     retention = Schedule(settings)  # FITFLEET_RETENTION_INTERVAL; 0: off
-    log.info("reaper started: lease %.1fs, sweep every %.1fs",
-             settings.lease_seconds, settings.reaper_interval)
+    log.info(
+        "reaper started: lease %.1fs, sweep every %.1fs",
+        settings.lease_seconds,
+        settings.reaper_interval,
+    )
     while not stop.is_set():
         try:
             sweep(settings)

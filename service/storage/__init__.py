@@ -10,6 +10,16 @@ from service.storage.local import LocalStore
 from service.storage.s3 import S3Store, s3_client
 from service.storage.urls import open_store, split_object_url
 
-__all__ = ["LocalStore", "ObjectStore", "S3Store", "checkpoint_prefix", "final_model_key",
-           "job_prefix", "key_of", "open_store", "s3_client", "sha256_file",
-           "split_object_url"]
+__all__ = [
+    "LocalStore",
+    "ObjectStore",
+    "S3Store",
+    "checkpoint_prefix",
+    "final_model_key",
+    "job_prefix",
+    "key_of",
+    "open_store",
+    "s3_client",
+    "sha256_file",
+    "split_object_url",
+]

@@ -25,7 +25,7 @@ def key_of(store: ObjectStore, uri: str) -> str:
     root = store.root.rstrip("/") + "/"
     if not uri.startswith(root):
         raise BadRequest("object is outside the store")
-    return uri[len(root):]
+    return uri[len(root) :]
 
 
 def final_model_key(project: str, job_id: str) -> str:

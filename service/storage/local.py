@@ -53,7 +53,8 @@ class LocalStore(ObjectStore):
         if not base.is_dir():
             return []
         return sorted(
-            str(p.relative_to(self.base)) for p in base.rglob("*")
+            str(p.relative_to(self.base))
+            for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".part-")
         )
 

@@ -12,8 +12,14 @@ import threading
 from service.core.errors import NotFound, StorageError
 from service.storage.base import ObjectStore
 
-_S3_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",
-           "AWS_DEFAULT_REGION", "AWS_REGION")
+_S3_ENV = (
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
 _s3_clients: dict[tuple, object] = {}
 _s3_lock = threading.Lock()
 
@@ -30,8 +36,13 @@ def s3_client():
 
             _s3_clients.clear()
             client = _s3_clients[key] = boto3.client(
-                "s3", config=Config(retries={"max_attempts": 5, "mode": "standard"},
-                                    connect_timeout=5, read_timeout=60))
+                "s3",
+                config=Config(
+                    retries={"max_attempts": 5, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=60,
+                ),
+            )
         return client
 
 
@@ -91,13 +102,13 @@ class S3Store(ObjectStore):
         ):
             for obj in page.get("Contents", []):
                 k = obj["Key"]
-                out.append(k[len(self.prefix) + 1:] if self.prefix else k)
+                out.append(k[len(self.prefix) + 1 :] if self.prefix else k)
         return sorted(out)
 
     def delete_prefix(self, prefix):
         keys = self.list(prefix)
         for i in range(0, len(keys), 1000):
-            chunk = [{"Key": self._key(k)} for k in keys[i:i + 1000]]
+            chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})
         return len(keys)
 
@@ -106,5 +117,4 @@ class S3Store(ObjectStore):
         params = {"Bucket": self.bucket, "Key": self._key(key)}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.client.generate_presigned_url("get_object", Params=params,
-                                                  ExpiresIn=seconds)
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)

@@ -17,8 +17,14 @@ _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker] = {}
 
 
-PG_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
-                   "keepalives_interval": 5, "keepalives_count": 3, "tcp_user_timeout": 30000}
+PG_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,
+}
 
 
 def make_engine(url: str) -> Engine:
@@ -27,7 +33,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+        def _sqlite_pragmas(dbapi_conn, _record):
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -37,8 +43,9 @@ def make_engine(url: str) -> Engine:
         return engine
     # A connection that a network cut left half-open must fail, not hang a writer forever:
     # libpq's connect timeout and TCP keepalives bound both a connect and a silent peer.
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                         connect_args=PG_CONNECT_ARGS)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS
+    )
 
 
 def get_engine(url: str) -> Engine:
@@ -70,8 +77,10 @@ def session_scope(url: str) -> Iterator[Session]:
         from sqlalchemy.exc import OperationalError
 
         if isinstance(exc, OperationalError):
-            raise Unavailable("the database is unavailable; its operator can run any fitfleet "
-                              "server command (e.g. `fitfleet db current`) to see why") from exc
+            raise Unavailable(
+                "the database is unavailable; its operator can run any fitfleet "
+                "server command (e.g. `fitfleet db current`) to see why"
+            ) from exc
         raise
     finally:
         session.close()

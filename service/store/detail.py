@@ -60,7 +60,8 @@ def steps_per_second(url: str, job_id: str, attempt: int) -> float | None:
         rows = s.execute(
             select(Metric.step, Metric.wall_time, Metric.attempt)
             .where(Metric.job_id == job_id, Metric.kind == "batch")
-            .order_by(Metric.step.desc()).limit(RECENT)
+            .order_by(Metric.step.desc())
+            .limit(RECENT)
         ).all()
     rows = [r for r in rows if r.attempt == attempt]
     if len(rows) < 2:

@@ -25,24 +25,44 @@ class FleetStore:
     def __init__(self, database_url: str):
         self.url = database_url
 
-    def report(self, name: str, *, hostname: str, pid: int, queues: list[str], state: str,
-               job_id: str | None = None, gpus: int = 0) -> None:
+    def report(
+        self,
+        name: str,
+        *,
+        hostname: str,
+        pid: int,
+        queues: list[str],
+        state: str,
+        job_id: str | None = None,
+        gpus: int = 0,
+    ) -> None:
         """Insert or update the worker's row with a fresh heartbeat."""
         from service.store.rollups import insert_for
 
         now = utcnow()
-        values = {"name": name, "hostname": hostname, "pid": pid, "queues": list(queues),
-                  "state": state, "job_id": job_id, "gpus": gpus, "heartbeat_at": now}
+        values = {
+            "name": name,
+            "hostname": hostname,
+            "pid": pid,
+            "queues": list(queues),
+            "state": state,
+            "job_id": job_id,
+            "gpus": gpus,
+            "heartbeat_at": now,
+        }
         insert = insert_for(get_engine(self.url).dialect.name)
         stmt = insert(Worker).values(started_at=now, **values)
         with session_scope(self.url) as s:
-            s.execute(stmt.on_conflict_do_update(
-                index_elements=[Worker.name],
-                set_={k: getattr(stmt.excluded, k) for k in values if k != "name"},
-            ))
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[Worker.name],
+                    set_={k: getattr(stmt.excluded, k) for k in values if k != "name"},
+                )
+            )
 
-    def workers(self, stale_after: float, include_stopped: bool = True,
-                project: str | None = None) -> list[dict]:
+    def workers(
+        self, stale_after: float, include_stopped: bool = True, project: str | None = None
+    ) -> list[dict]:
         """Every worker, newest heartbeat first, with its job's last lease renewal.
 
         With ``project``, a job of another project is not named (the worker shows busy).
@@ -52,8 +72,10 @@ class FleetStore:
             rows = s.execute(
                 select(Worker, Job.state, Job.project, Attempt.heartbeat_at)
                 .outerjoin(Job, Job.id == Worker.job_id)
-                .outerjoin(Attempt, (Attempt.id == Job.current_attempt_id)
-                           & (Attempt.worker == Worker.name))
+                .outerjoin(
+                    Attempt,
+                    (Attempt.id == Job.current_attempt_id) & (Attempt.worker == Worker.name),
+                )
                 .order_by(Worker.heartbeat_at.desc())
             ).all()
         out = []
@@ -64,14 +86,21 @@ class FleetStore:
                 state = "lost"
             if state == "stopped" and not include_stopped:
                 continue
-            out.append({
-                "name": w.name, "hostname": w.hostname, "pid": w.pid, "queues": w.queues,
-                "state": state, "job_id": w.job_id if shown else None,
-                "job_state": job_state if shown else None, "gpus": w.gpus,
-                "started_at": w.started_at.isoformat(),
-                "heartbeat_at": w.heartbeat_at.isoformat(),
-                "lease_renewed_at": renewed.isoformat() if renewed and shown else None,
-            })
+            out.append(
+                {
+                    "name": w.name,
+                    "hostname": w.hostname,
+                    "pid": w.pid,
+                    "queues": w.queues,
+                    "state": state,
+                    "job_id": w.job_id if shown else None,
+                    "job_state": job_state if shown else None,
+                    "gpus": w.gpus,
+                    "started_at": w.started_at.isoformat(),
+                    "heartbeat_at": w.heartbeat_at.isoformat(),
+                    "lease_renewed_at": renewed.isoformat() if renewed and shown else None,
+                }
+            )
         return out
 
     def job_counts(self) -> dict[str, dict[str, int]]:
@@ -79,7 +108,8 @@ class FleetStore:
         with session_scope(self.url) as s:
             rows = s.execute(
                 select(Job.queue, Job.state, func.count())
-                .where(Job.state.in_(("queued", "running"))).group_by(Job.queue, Job.state)
+                .where(Job.state.in_(("queued", "running")))
+                .group_by(Job.queue, Job.state)
             ).all()
         out: dict[str, dict[str, int]] = {}
         for queue, state, n in rows:
@@ -103,10 +133,18 @@ def fleet_view(settings, stale_after: float | None = None, project: str | None =
     queues = []
     for name in sorted(names):
         c = counts.get(name, {"queued": 0, "running": 0})
-        consumers = sum(1 for w in workers if w["state"] in ("idle", "busy")
-                        and name in w["queues"])
-        queues.append({"name": name, "depth": depths.get(name), "queued_jobs": c["queued"],
-                       "running_jobs": c["running"], "workers": consumers})
+        consumers = sum(
+            1 for w in workers if w["state"] in ("idle", "busy") and name in w["queues"]
+        )
+        queues.append(
+            {
+                "name": name,
+                "depth": depths.get(name),
+                "queued_jobs": c["queued"],
+                "running_jobs": c["running"],
+                "workers": consumers,
+            }
+        )
     return {"workers": workers, "queues": queues, "stale_after_seconds": stale_after}
 
 

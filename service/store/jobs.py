@@ -37,8 +37,15 @@ class JobStore(WorkerTransitions):
 
     # -- the API side ---------------------------------------------------------------
 
-    def create(self, spec: dict, *, epochs: int, summary: dict | None, max_attempts: int,
-               project: str = "default") -> dict:
+    def create(
+        self,
+        spec: dict,
+        *,
+        epochs: int,
+        summary: dict | None,
+        max_attempts: int,
+        project: str = "default",
+    ) -> dict:
         job = Job(
             id=uuid.uuid4().hex,
             name=spec.get("name") or "job",
@@ -76,8 +83,9 @@ class JobStore(WorkerTransitions):
         with session_scope(self.url) as s:
             return self._job(s, job_id, project).summary
 
-    def list(self, state: str | None, limit: int, cursor: str | None,
-             project: str | None = None) -> tuple[list[dict], str | None]:
+    def list(
+        self, state: str | None, limit: int, cursor: str | None, project: str | None = None
+    ) -> tuple[list[dict], str | None]:
         """Newest first; ``cursor`` is the id of the last job of the previous page.
 
         A page takes the same number of queries whatever its size (views read in bulk).
@@ -100,7 +108,9 @@ class JobStore(WorkerTransitions):
                         and_(Job.created_at == last.created_at, Job.id < last.id),
                     )
                 )
-            rows = s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
+            rows = s.scalars(
+                q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+            ).all()
             more = len(rows) > limit
             rows = rows[:limit]
             return job_views(s, rows), (rows[-1].id if more else None)
@@ -133,8 +143,9 @@ class JobStore(WorkerTransitions):
             ).all()
             return [attempt_view(a) for a in rows]
 
-    def checkpoints(self, job_id: str, include_deleted: bool = False,
-                    project: str | None = None) -> list[dict]:
+    def checkpoints(
+        self, job_id: str, include_deleted: bool = False, project: str | None = None
+    ) -> list[dict]:
         """Committed checkpoints of a job, oldest first."""
         with session_scope(self.url) as s:
             self._job(s, job_id, project)
@@ -180,8 +191,9 @@ class JobStore(WorkerTransitions):
     def queued_counts(self) -> dict[str, int]:
         """Queued jobs per queue."""
         with session_scope(self.url) as s:
-            rows = s.execute(select(Job.queue, func.count()).where(Job.state == "queued")
-                             .group_by(Job.queue)).all()
+            rows = s.execute(
+                select(Job.queue, func.count()).where(Job.state == "queued").group_by(Job.queue)
+            ).all()
             return {queue: n for queue, n in rows}
 
     def stale_queued(self, seconds: float) -> list[dict]:
@@ -192,16 +204,24 @@ class JobStore(WorkerTransitions):
         with session_scope(self.url) as s:
             rows = s.execute(
                 select(Job.id, Job.queue, Job.priority)
-                .where(Job.state == "queued", Job.updated_at < cutoff).limit(500)
+                .where(Job.state == "queued", Job.updated_at < cutoff)
+                .limit(500)
             ).all()
             for job_id, queue, priority in rows:
                 done = s.execute(
-                    update(Job).where(Job.id == job_id, Job.state == "queued",
-                                      Job.updated_at < cutoff).values(updated_at=now)
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == "queued", Job.updated_at < cutoff)
+                    .values(updated_at=now)
                 ).rowcount
                 if done:
-                    out.append({"id": job_id, "queue": queue, "priority": priority,
-                                "why": f"queued and unclaimed for over {seconds:g}s"})
+                    out.append(
+                        {
+                            "id": job_id,
+                            "queue": queue,
+                            "priority": priority,
+                            "why": f"queued and unclaimed for over {seconds:g}s",
+                        }
+                    )
         return out
 
     # -- views ------------------------------------------------------------------------

@@ -47,8 +47,11 @@ class WorkerTransitions:
         with session_scope(self.url) as s:
             claimable = or_(
                 Job.state == "queued",
-                and_(Job.state == "running", Job.lease_expires_at < now,
-                     Job.lost_attempts + 1 < Job.max_attempts),
+                and_(
+                    Job.state == "running",
+                    Job.lease_expires_at < now,
+                    Job.lost_attempts + 1 < Job.max_attempts,
+                ),
             )
             row = s.execute(
                 update(Job)
@@ -76,8 +79,15 @@ class WorkerTransitions:
                     .where(Attempt.id == previous, Attempt.state == "running")
                     .values(state="lost", ended_at=now, error_code=code, error_message=message)
                 )
-            attempt = Attempt(job_id=job_id, number=number, worker=worker, state="running",
-                              started_at=now, heartbeat_at=now, resumed_from_step=0)
+            attempt = Attempt(
+                job_id=job_id,
+                number=number,
+                worker=worker,
+                state="running",
+                started_at=now,
+                heartbeat_at=now,
+                resumed_from_step=0,
+            )
             s.add(attempt)
             s.flush()
             s.execute(update(Job).where(Job.id == job_id).values(current_attempt_id=attempt.id))
@@ -87,18 +97,26 @@ class WorkerTransitions:
                 .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
                 .order_by(Checkpoint.step.desc())
             ).all()
-            return Claim(job_id, attempt.id, number, job.spec, [checkpoint_view(c) for c in cps],
-                         project=job.project)
+            return Claim(
+                job_id,
+                attempt.id,
+                number,
+                job.spec,
+                [checkpoint_view(c) for c in cps],
+                project=job.project,
+            )
 
     def mark_resumed(self, job_id: str, attempt_id: int, step: int) -> None:
         with session_scope(self.url) as s:
             s.execute(
-                update(Attempt).where(Attempt.id == attempt_id)
+                update(Attempt)
+                .where(Attempt.id == attempt_id)
                 .values(resumed_from_step=step, last_step=step)
             )
 
-    def renew(self, job_id: str, attempt_id: int, lease_seconds: float,
-              progress: dict | None = None) -> bool:
+    def renew(
+        self, job_id: str, attempt_id: int, lease_seconds: float, progress: dict | None = None
+    ) -> bool:
         """Extend the lease and record progress; True if a cancel was asked for.
 
         Raises LeaseLost when the attempt is no longer the job's current one.
@@ -106,13 +124,19 @@ class WorkerTransitions:
         now = utcnow()
         values = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now}
         if progress:
-            values.update({k: progress[k] for k in ("epoch", "batch", "step", "steps_per_epoch")
-                           if k in progress})
+            values.update(
+                {
+                    k: progress[k]
+                    for k in ("epoch", "batch", "step", "steps_per_epoch")
+                    if k in progress
+                }
+            )
         with session_scope(self.url) as s:
             row = s.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.current_attempt_id == attempt_id,
-                       Job.state == "running")
+                .where(
+                    Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
+                )
                 .values(**values)
                 .returning(Job.cancel_requested)
             ).first()
@@ -129,14 +153,18 @@ class WorkerTransitions:
         now = utcnow()
         with session_scope(self.url) as s:
             held = s.execute(
-                select(Job.id).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
-                                     Job.state == "running").with_for_update()
+                select(Job.id)
+                .where(
+                    Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
+                )
+                .with_for_update()
             ).first()
             if held is None:
                 raise LeaseLost("this attempt no longer holds the job; checkpoint not committed")
             old = s.scalars(
-                select(Checkpoint).where(Checkpoint.job_id == job_id,
-                                         Checkpoint.step == record["step"])
+                select(Checkpoint).where(
+                    Checkpoint.job_id == job_id, Checkpoint.step == record["step"]
+                )
             ).first()
             if old is not None:  # a replay of a step a lost attempt had saved: replace it
                 s.delete(old)
@@ -144,21 +172,34 @@ class WorkerTransitions:
             cp = Checkpoint(job_id=job_id, attempt_id=attempt_id, created_at=now, **record)
             s.add(cp)
             s.flush()
-            s.execute(update(Job).where(Job.id == job_id)
-                      .values(latest_checkpoint_id=cp.id, updated_at=now))
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(latest_checkpoint_id=cp.id, updated_at=now)
+            )
             return cp.id
 
     def mark_checkpoints_deleted(self, job_id: str, steps: list[int]) -> None:
         if not steps:
             return
         with session_scope(self.url) as s:
-            s.execute(update(Checkpoint)
-                      .where(Checkpoint.job_id == job_id, Checkpoint.step.in_(steps))
-                      .values(deleted=True))
+            s.execute(
+                update(Checkpoint)
+                .where(Checkpoint.job_id == job_id, Checkpoint.step.in_(steps))
+                .values(deleted=True)
+            )
 
-    def finish(self, job_id: str, attempt_id: int, state: str, *, error_code: str | None = None,
-               error_message: str | None = None, model_uri: str | None = None,
-               stopped: dict | None = None) -> None:
+    def finish(
+        self,
+        job_id: str,
+        attempt_id: int,
+        state: str,
+        *,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        model_uri: str | None = None,
+        stopped: dict | None = None,
+    ) -> None:
         """End the job (succeeded, failed or cancelled), fenced by the attempt.
 
         ``stopped`` (where and why a callback such as EarlyStopping ended training) goes
@@ -166,34 +207,56 @@ class WorkerTransitions:
         """
         now = utcnow()
         with session_scope(self.url) as s:
-            values = {"state": state, "finished_at": now, "updated_at": now,
-                      "lease_expires_at": None, "error_code": error_code,
-                      "error_message": error_message}
+            values = {
+                "state": state,
+                "finished_at": now,
+                "updated_at": now,
+                "lease_expires_at": None,
+                "error_code": error_code,
+                "error_message": error_message,
+            }
             if model_uri:
                 values["model_uri"] = model_uri
             if stopped:
                 summary = s.scalar(select(Job.summary).where(Job.id == job_id))
                 values["summary"] = {**(summary or {}), "stopped": stopped}
             done = s.execute(
-                update(Job).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
-                                  Job.state == "running").values(**values)
+                update(Job)
+                .where(
+                    Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
+                )
+                .values(**values)
             ).rowcount
             if not done:
                 raise LeaseLost("this attempt no longer holds the job; state not changed")
-            s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
-                state=state, ended_at=now, error_code=error_code, error_message=error_message))
+            s.execute(
+                update(Attempt)
+                .where(Attempt.id == attempt_id)
+                .values(
+                    state=state, ended_at=now, error_code=error_code, error_message=error_message
+                )
+            )
 
     def release(self, job_id: str, attempt_id: int, reason: str) -> bool:
         """Give a running job back to the queue (preemption); True if it was still ours."""
         now = utcnow()
         with session_scope(self.url) as s:
             done = s.execute(
-                update(Job).where(Job.id == job_id, Job.current_attempt_id == attempt_id,
-                                  Job.state == "running")
+                update(Job)
+                .where(
+                    Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
+                )
                 .values(state="queued", worker=None, lease_expires_at=None, updated_at=now)
             ).rowcount
             if done:
-                s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
-                    state="preempted", ended_at=now, error_code="preempted",
-                    error_message=reason))
+                s.execute(
+                    update(Attempt)
+                    .where(Attempt.id == attempt_id)
+                    .values(
+                        state="preempted",
+                        ended_at=now,
+                        error_code="preempted",
+                        error_message=reason,
+                    )
+                )
             return bool(done)

@@ -18,8 +18,15 @@ from service.store.tables import Attempt, Job
 
 LEASE_EXPIRED = ("lease_expired", "the worker stopped renewing its lease")
 OUT_OF_MEMORY = "resource_exhausted"
-COLUMNS = (Job.id, Job.current_attempt_id, Job.lost_attempts, Job.max_attempts, Job.queue,
-           Job.priority, Job.cancel_requested)
+COLUMNS = (
+    Job.id,
+    Job.current_attempt_id,
+    Job.lost_attempts,
+    Job.max_attempts,
+    Job.queue,
+    Job.priority,
+    Job.cancel_requested,
+)
 
 
 def lose(s, row, code: str, message: str, now: datetime, *guard) -> str | None:
@@ -30,21 +37,32 @@ def lose(s, row, code: str, message: str, now: datetime, *guard) -> str | None:
     hold on the job row. Returns the job's new state; None when the row had moved on.
     """
     job_id, attempt_id, lost, max_attempts, _queue, _priority, cancel = row
-    state, job_code, job_message = _next_state(s, job_id, lost, max_attempts, cancel,
-                                               code, message)
-    values = {"state": state, "lost_attempts": Job.lost_attempts + 1, "worker": None,
-              "lease_expires_at": None, "updated_at": now, "error_code": job_code,
-              "error_message": job_message}
+    state, job_code, job_message = _next_state(s, job_id, lost, max_attempts, cancel, code, message)
+    values = {
+        "state": state,
+        "lost_attempts": Job.lost_attempts + 1,
+        "worker": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "error_code": job_code,
+        "error_message": job_message,
+    }
     if state != "queued":
         values["finished_at"] = now
     done = s.execute(
-        update(Job).where(Job.id == job_id, Job.state == "running",
-                          Job.current_attempt_id == attempt_id, *guard).values(**values)
+        update(Job)
+        .where(
+            Job.id == job_id, Job.state == "running", Job.current_attempt_id == attempt_id, *guard
+        )
+        .values(**values)
     ).rowcount
     if not done:
         return None
-    s.execute(update(Attempt).where(Attempt.id == attempt_id).values(
-        state="lost", ended_at=now, error_code=code, error_message=message))
+    s.execute(
+        update(Attempt)
+        .where(Attempt.id == attempt_id)
+        .values(state="lost", ended_at=now, error_code=code, error_message=message)
+    )
     return state
 
 
@@ -61,19 +79,31 @@ def held_by(s, worker: str) -> list:
     return s.execute(select(*COLUMNS).where(Job.state == "running", Job.worker == worker)).all()
 
 
-def _next_state(s, job_id: str, lost: int, max_attempts: int, cancel: bool, code: str,
-                message: str) -> tuple[str, str | None, str | None]:
+def _next_state(
+    s, job_id: str, lost: int, max_attempts: int, cancel: bool, code: str, message: str
+) -> tuple[str, str | None, str | None]:
     if cancel:
         return "cancelled", None, None
     if lost + 1 < max_attempts:
         return "queued", None, None
-    codes = s.scalars(select(Attempt.error_code).where(
-        Attempt.job_id == job_id, Attempt.state == "lost")).all() + [code]
+    codes = s.scalars(
+        select(Attempt.error_code).where(Attempt.job_id == job_id, Attempt.state == "lost")
+    ).all() + [code]
     if all(c == OUT_OF_MEMORY for c in codes):
-        return "failed", OUT_OF_MEMORY, (
-            f"the job ran out of memory on every attempt ({len(codes)} of "
-            f"max_attempts={max_attempts}); the last one: {message}. Give it less to hold "
-            "(a smaller batch_size or model) or run it on workers with more memory")
-    return "failed", "max_attempts_exceeded", (
-        f"the job's worker was lost {lost + 1} times (max_attempts={max_attempts}); "
-        f"the last one: {message}")
+        return (
+            "failed",
+            OUT_OF_MEMORY,
+            (
+                f"the job ran out of memory on every attempt ({len(codes)} of "
+                f"max_attempts={max_attempts}); the last one: {message}. Give it less to hold "
+                "(a smaller batch_size or model) or run it on workers with more memory"
+            ),
+        )
+    return (
+        "failed",
+        "max_attempts_exceeded",
+        (
+            f"the job's worker was lost {lost + 1} times (max_attempts={max_attempts}); "
+            f"the last one: {message}"
+        ),
+    )

@@ -34,8 +34,10 @@ class MetricStore:
         insert = rollups.insert_for(get_engine(self.url).dialect.name)
         # Keep the last value of each key within one batch of rows.
         unique = {(r["kind"], r["step"]): r for r in rows}
-        values = [{"job_id": job_id, **r, "logs": nonfinite.encode_logs(r.get("logs"))}
-                  for r in unique.values()]
+        values = [
+            {"job_id": job_id, **r, "logs": nonfinite.encode_logs(r.get("logs"))}
+            for r in unique.values()
+        ]
         with session_scope(self.url) as s:
             kinds = sorted({v["kind"] for v in values})
             for kind in kinds:  # the series row's lock orders concurrent writers of a job
@@ -43,8 +45,10 @@ class MetricStore:
             stmt = insert(Metric)
             stmt = stmt.on_conflict_do_update(  # one cached statement, sent executemany-style
                 index_elements=[Metric.job_id, Metric.kind, Metric.step],
-                set_={c: getattr(stmt.excluded, c)
-                      for c in ("epoch", "batch", "attempt", "logs", "wall_time")},
+                set_={
+                    c: getattr(stmt.excluded, c)
+                    for c in ("epoch", "batch", "attempt", "logs", "wall_time")
+                },
             )
             s.execute(stmt, values)
             for kind in kinds:
@@ -60,14 +64,24 @@ class MetricStore:
             counts[r["kind"]] = counts.get(r["kind"], 0) + 1
         with session_scope(self.url) as s:
             for kind, n in sorted(counts.items()):
-                stmt = insert(MetricSeries).values(job_id=job_id, kind=kind, version=0,
-                                                   updated_at=utcnow(), rows_rejected=n,
-                                                   rejected_reason=reason[:500])
-                s.execute(stmt.on_conflict_do_update(
-                    index_elements=[MetricSeries.job_id, MetricSeries.kind],
-                    set_={"rows_rejected": MetricSeries.rows_rejected + n,
-                          "rejected_reason": stmt.excluded.rejected_reason,
-                          "updated_at": stmt.excluded.updated_at}))
+                stmt = insert(MetricSeries).values(
+                    job_id=job_id,
+                    kind=kind,
+                    version=0,
+                    updated_at=utcnow(),
+                    rows_rejected=n,
+                    rejected_reason=reason[:500],
+                )
+                s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[MetricSeries.job_id, MetricSeries.kind],
+                        set_={
+                            "rows_rejected": MetricSeries.rows_rejected + n,
+                            "rejected_reason": stmt.excluded.rejected_reason,
+                            "updated_at": stmt.excluded.updated_at,
+                        },
+                    )
+                )
 
     def version(self, job_id: str, kind: str, project: str | None = None) -> int:
         """How many writes the series has had (0 before the first), in one query.
@@ -78,8 +92,9 @@ class MetricStore:
         with session_scope(self.url) as s:
             row = s.execute(
                 select(Job.project, MetricSeries.version)
-                .outerjoin(MetricSeries, (MetricSeries.job_id == Job.id)
-                           & (MetricSeries.kind == kind))
+                .outerjoin(
+                    MetricSeries, (MetricSeries.job_id == Job.id) & (MetricSeries.kind == kind)
+                )
                 .where(Job.id == job_id)
             ).first()
         if row is None or (project is not None and row[0] != project):
@@ -92,9 +107,16 @@ class MetricStore:
             bump_version(s, job_id, kind)
             rollups.rebuild(s, job_id, kind)
 
-    def read(self, job_id: str, kind: str, after: int | None = None,
-             max_points: int | None = None, limit: int = 10_000,
-             metric: str = "loss", project: str | None = None) -> dict:
+    def read(
+        self,
+        job_id: str,
+        kind: str,
+        after: int | None = None,
+        max_points: int | None = None,
+        limit: int = 10_000,
+        metric: str = "loss",
+        project: str | None = None,
+    ) -> dict:
         """Rows with step > ``after`` ascending; at most ``max_points`` of them if asked.
 
         Downsampling keeps the last row and, in each bucket of steps, the rows with the
@@ -104,24 +126,30 @@ class MetricStore:
         if kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", details={"kind": kind})
         if not METRIC_NAME.match(metric or ""):
-            raise BadRequest("metric must be a metric name (letters, digits, _ . - /)",
-                             details={"parameter": "metric"})
+            raise BadRequest(
+                "metric must be a metric name (letters, digits, _ . - /)",
+                details={"parameter": "metric"},
+            )
         after = -1 if after is None else after
         with session_scope(self.url) as s:
-            if project is not None and s.scalar(
-                    select(Job.project).where(Job.id == job_id)) != project:
+            if (
+                project is not None
+                and s.scalar(select(Job.project).where(Job.id == job_id)) != project
+            ):
                 raise NotFound(f"no job with id {job_id!r}")
             base = (Metric.job_id == job_id, Metric.kind == kind, Metric.step > after)
             many = False
             if max_points:  # more than max_points rows? (the primary key answers, no logs)
-                head = s.scalars(select(Metric.step).where(*base).order_by(Metric.step)
-                                 .limit(max_points + 1)).all()
+                head = s.scalars(
+                    select(Metric.step).where(*base).order_by(Metric.step).limit(max_points + 1)
+                ).all()
                 many = len(head) > max_points
             if many:
                 rows = _downsampled(s, job_id, kind, head[0], max_points, metric)
             else:
-                rows = s.scalars(select(Metric).where(*base).order_by(Metric.step)
-                                 .limit(max_points or limit)).all()
+                rows = s.scalars(
+                    select(Metric).where(*base).order_by(Metric.step).limit(max_points or limit)
+                ).all()
             out = [_row(m) for m in rows]
         body = {"kind": kind, "rows": out, "next": out[-1]["step"] if out else after}
         if max_points:
@@ -131,7 +159,8 @@ class MetricStore:
     def count(self, job_id: str, kind: str) -> int:
         with session_scope(self.url) as s:
             return s.scalar(
-                select(func.count()).select_from(Metric)
+                select(func.count())
+                .select_from(Metric)
                 .where(Metric.job_id == job_id, Metric.kind == kind)
             )
 
@@ -147,14 +176,17 @@ def bump_version(s, job_id: str, kind: str) -> None:
 
 def _bump(s, insert, job_id: str, kind: str) -> None:
     stmt = insert(MetricSeries).values(job_id=job_id, kind=kind, version=1, updated_at=utcnow())
-    s.execute(stmt.on_conflict_do_update(
-        index_elements=[MetricSeries.job_id, MetricSeries.kind],
-        set_={"version": MetricSeries.version + 1, "updated_at": stmt.excluded.updated_at},
-    ))
+    s.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[MetricSeries.job_id, MetricSeries.kind],
+            set_={"version": MetricSeries.version + 1, "updated_at": stmt.excluded.updated_at},
+        )
+    )
 
 
-def _downsampled(s, job_id: str, kind: str, first: int, max_points: int,
-                 metric: str) -> list[Metric]:
+def _downsampled(
+    s, job_id: str, kind: str, first: int, max_points: int, metric: str
+) -> list[Metric]:
     """The last row and each bucket's extremes of ``metric``: at most ``max_points`` rows."""
     where = (Metric.job_id == job_id, Metric.kind == kind)
     last = s.scalar(select(func.max(Metric.step)).where(*where))
@@ -166,11 +198,18 @@ def _downsampled(s, job_id: str, kind: str, first: int, max_points: int,
     steps, size = sorted(steps), rollups.batch_size(s.get_bind().dialect.name, 1) - 10
     rows = []
     for i in range(0, len(steps), size):
-        rows += s.scalars(select(Metric).where(*where, Metric.step.in_(steps[i:i + size]))
-                          .order_by(Metric.step)).all()
+        rows += s.scalars(
+            select(Metric).where(*where, Metric.step.in_(steps[i : i + size])).order_by(Metric.step)
+        ).all()
     return rows
 
 
 def _row(m: Metric) -> dict:
-    return {"step": m.step, "epoch": m.epoch, "batch": m.batch, "attempt": m.attempt,
-            "logs": nonfinite.encode_logs(m.logs), "wall_time": m.wall_time}
+    return {
+        "step": m.step,
+        "epoch": m.epoch,
+        "batch": m.batch,
+        "attempt": m.attempt,
+        "logs": nonfinite.encode_logs(m.logs),
+        "wall_time": m.wall_time,
+    }

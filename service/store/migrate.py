@@ -23,7 +23,7 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     from alembic import command
 
     if database_url.startswith("sqlite:///"):
-        Path(database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(database_url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(database_url), revision)
 
 
@@ -45,7 +45,7 @@ def current(database_url: str) -> str | None:
     with get_engine(database_url).connect() as conn:
         try:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except Exception:
+        except Exception:  # noqa: BLE001 - no alembic_version table (an empty database)
             return None
 
 

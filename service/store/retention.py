@@ -68,8 +68,13 @@ def kept_steps(steps: list[int], max_points: int) -> set[int]:
     return keep
 
 
-def compact_metrics(database_url: str, older_than_seconds: float, max_points: int,
-                    dry_run: bool = False, now: float | None = None) -> tuple[int, int]:
+def compact_metrics(
+    database_url: str,
+    older_than_seconds: float,
+    max_points: int,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> tuple[int, int]:
     """Thin each job's batch rows older than the age to ``max_points`` and rebuild what
     polls read from them (rollups, version); returns (jobs, rows deleted)."""
     if max_points < 1:
@@ -77,8 +82,12 @@ def compact_metrics(database_url: str, older_than_seconds: float, max_points: in
     cutoff = (time.time() if now is None else now) - older_than_seconds
     old = (Metric.kind == "batch", Metric.wall_time < cutoff)
     with session_scope(database_url) as s:
-        jobs = s.scalars(select(Metric.job_id).where(*old).group_by(Metric.job_id)
-                         .having(func.count() > max_points)).all()
+        jobs = s.scalars(
+            select(Metric.job_id)
+            .where(*old)
+            .group_by(Metric.job_id)
+            .having(func.count() > max_points)
+        ).all()
     deleted = 0
     for job_id in jobs:
         with session_scope(database_url) as s:
@@ -87,12 +96,18 @@ def compact_metrics(database_url: str, older_than_seconds: float, max_points: in
             drop = len(steps) - len(keep)
             if not dry_run and drop > 0:
                 bump_version(s, job_id, "batch")
-                s.execute(delete(Metric).where(Metric.job_id == job_id, *old,
-                                               Metric.step.not_in(keep)))
+                s.execute(
+                    delete(Metric).where(Metric.job_id == job_id, *old, Metric.step.not_in(keep))
+                )
                 rollups.rebuild(s, job_id, "batch")
             deleted += drop
-        log.info("job %s: %s %d old batch metric rows, %d kept", job_id,
-                 "would delete" if dry_run else "deleted", drop, len(keep))
+        log.info(
+            "job %s: %s %d old batch metric rows, %d kept",
+            job_id,
+            "would delete" if dry_run else "deleted",
+            drop,
+            len(keep),
+        )
     return len(jobs), deleted
 
 
@@ -100,9 +115,13 @@ def _best_step(rows: list[Checkpoint], keep_best: dict | None) -> int | None:
     if not keep_best or not keep_best.get("monitor"):
         return None
     monitor, mode = keep_best["monitor"], keep_best.get("mode", "min")
-    scored = [(r.logs[monitor], r.step) for r in rows  # a NaN or inf score is never the best
-              if isinstance(r.logs, dict) and isinstance(r.logs.get(monitor), (int, float))
-              and math.isfinite(r.logs[monitor])]
+    scored = [
+        (r.logs[monitor], r.step)
+        for r in rows  # a NaN or inf score is never the best
+        if isinstance(r.logs, dict)
+        and isinstance(r.logs.get(monitor), (int, float))
+        and math.isfinite(r.logs[monitor])
+    ]
     if not scored:
         return None
     return (min(scored) if mode == "min" else max(scored, key=lambda p: (p[0], -p[1])))[1]
@@ -114,8 +133,9 @@ def _prune_job(database_url: str, job_id: str, dry_run: bool) -> list[str]:
         job = s.get(Job, job_id)
         if job is None or job.state not in ENDED:
             return []
-        rows = s.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)
-                         .order_by(Checkpoint.step)).all()
+        rows = s.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+        ).all()
         live = [r for r in rows if not r.deleted]
         keep = {_best_step(live, (job.spec.get("checkpoint") or {}).get("keep_best"))}
         if job.model_uri is None and live:
@@ -124,8 +144,11 @@ def _prune_job(database_url: str, job_id: str, dry_run: bool) -> list[str]:
         if dry_run or not drop:
             return [r.uri for r in drop if not r.deleted]
         kept = [r for r in live if r.step in keep]
-        s.execute(update(Job).where(Job.id == job_id, Job.state.in_(ENDED))
-                  .values(latest_checkpoint_id=kept[-1].id if kept else None))
+        s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(ENDED))
+            .values(latest_checkpoint_id=kept[-1].id if kept else None)
+        )
         s.execute(delete(Checkpoint).where(Checkpoint.id.in_([r.id for r in drop])))
         return [r.uri for r in drop if not r.deleted]
 
@@ -133,10 +156,15 @@ def _prune_job(database_url: str, job_id: str, dry_run: bool) -> list[str]:
 def _surplus():
     """Ended jobs that may hold more checkpoints than they keep (a pruned job is skipped)."""
     deleted = func.sum(case((Checkpoint.deleted.is_(True), 1), else_=0))
-    return (select(Checkpoint.job_id).join(Job, Job.id == Checkpoint.job_id)
-            .where(Job.state.in_(ENDED)).group_by(Checkpoint.job_id, Job.model_uri)
-            .having(or_(func.count() > 2, deleted > 0,
-                        and_(func.count() == 2, Job.model_uri.is_not(None)))))
+    return (
+        select(Checkpoint.job_id)
+        .join(Job, Job.id == Checkpoint.job_id)
+        .where(Job.state.in_(ENDED))
+        .group_by(Checkpoint.job_id, Job.model_uri)
+        .having(
+            or_(func.count() > 2, deleted > 0, and_(func.count() == 2, Job.model_uri.is_not(None)))
+        )
+    )
 
 
 def prune_checkpoints(database_url: str, dry_run: bool = False) -> tuple[int, int, int]:
@@ -154,24 +182,36 @@ def prune_checkpoints(database_url: str, dry_run: bool = False) -> tuple[int, in
             try:  # each checkpoint is a prefix; its own URL opens a store rooted there
                 objects += open_store(uri).delete_prefix("")
             except Exception:
-                log.warning("job %s: could not delete checkpoint objects at %s", job_id, uri,
-                            exc_info=True)
+                log.warning(
+                    "job %s: could not delete checkpoint objects at %s", job_id, uri, exc_info=True
+                )
         if uris:
-            log.info("job %s: %s %d checkpoints", job_id,
-                     "would prune" if dry_run else "pruned", len(uris))
+            log.info(
+                "job %s: %s %d checkpoints",
+                job_id,
+                "would prune" if dry_run else "pruned",
+                len(uris),
+            )
     return pruned, checkpoints, objects
 
 
-def run(settings: Settings, *, metrics_age_hours: float | None = None,
-        max_points: int | None = None, dry_run: bool = False) -> Report:
+def run(
+    settings: Settings,
+    *,
+    metrics_age_hours: float | None = None,
+    max_points: int | None = None,
+    dry_run: bool = False,
+) -> Report:
     """One retention pass with the settings' age and size (or the ones given)."""
     hours = settings.metrics_retention_hours if metrics_age_hours is None else metrics_age_hours
     points = settings.metrics_retention_points if max_points is None else max_points
     report = Report(dry_run=dry_run)
     report.jobs_compacted, report.metric_rows_deleted = compact_metrics(
-        settings.database_url, hours * 3600.0, points, dry_run)
+        settings.database_url, hours * 3600.0, points, dry_run
+    )
     report.jobs_pruned, report.checkpoints_deleted, report.objects_deleted = prune_checkpoints(
-        settings.database_url, dry_run)
+        settings.database_url, dry_run
+    )
     return report
 
 
@@ -211,5 +251,6 @@ class Schedule:
             self.last = run(self.settings)
             log.info("retention pass: %s", self.last.as_dict())
         except Exception:
-            log.exception("retention pass failed; next one in %.0fs",
-                          self.settings.retention_interval)
+            log.exception(
+                "retention pass failed; next one in %.0fs", self.settings.retention_interval
+            )

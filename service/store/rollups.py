@@ -94,8 +94,9 @@ def refresh(s, job_id: str, kind: str, lo: int, hi: int) -> None:
     size = SIZES[0]
     start, end = lo // size * size, (hi // size + 1) * size - 1
     points = s.execute(
-        select(Metric.step, Metric.logs)
-        .where(Metric.job_id == job_id, Metric.kind == kind, Metric.step.between(start, end))
+        select(Metric.step, Metric.logs).where(
+            Metric.job_id == job_id, Metric.kind == kind, Metric.step.between(start, end)
+        )
     ).all()
     groups: dict[int, list] = {}
     for step, logs in points:
@@ -105,16 +106,28 @@ def refresh(s, job_id: str, kind: str, lo: int, hi: int) -> None:
         size, below = SIZES[level], SIZES[level - 1]
         start, end = lo // size * size, (hi // size + 1) * size - 1
         rows = s.execute(
-            select(MetricRollup.start, MetricRollup.first_step, MetricRollup.last_step,
-                   MetricRollup.rows, MetricRollup.stats)
-            .where(*where, MetricRollup.level == level - 1,
-                   MetricRollup.start.between(start, end - below + 1))
+            select(
+                MetricRollup.start,
+                MetricRollup.first_step,
+                MetricRollup.last_step,
+                MetricRollup.rows,
+                MetricRollup.stats,
+            ).where(
+                *where,
+                MetricRollup.level == level - 1,
+                MetricRollup.start.between(start, end - below + 1),
+            )
         ).all()
         groups = {}
         for r in rows:
             groups.setdefault(r.start // size * size, []).append(
-                {"first_step": r.first_step, "last_step": r.last_step, "rows": r.rows,
-                 "stats": r.stats})
+                {
+                    "first_step": r.first_step,
+                    "last_step": r.last_step,
+                    "rows": r.rows,
+                    "stats": r.stats,
+                }
+            )
         _store(s, job_id, kind, level, {k: merge(v) for k, v in groups.items()})
 
 
@@ -123,26 +136,36 @@ def _store(s, job_id: str, kind: str, level: int, blocks: dict[int, dict]) -> No
         return
     dialect = s.get_bind().dialect.name
     insert, size = insert_for(dialect), batch_size(dialect, 8)
-    values = [{"job_id": job_id, "kind": kind, "level": level, "start": start, **b}
-              for start, b in blocks.items()]
+    values = [
+        {"job_id": job_id, "kind": kind, "level": level, "start": start, **b}
+        for start, b in blocks.items()
+    ]
     for i in range(0, len(values), size):
-        stmt = insert(MetricRollup).values(values[i:i + size])
-        s.execute(stmt.on_conflict_do_update(
-            index_elements=[MetricRollup.job_id, MetricRollup.kind, MetricRollup.level,
-                            MetricRollup.start],
-            set_={c: getattr(stmt.excluded, c) for c in ("first_step", "last_step", "rows",
-                                                          "stats")},
-        ))
+        stmt = insert(MetricRollup).values(values[i : i + size])
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[
+                    MetricRollup.job_id,
+                    MetricRollup.kind,
+                    MetricRollup.level,
+                    MetricRollup.start,
+                ],
+                set_={
+                    c: getattr(stmt.excluded, c)
+                    for c in ("first_step", "last_step", "rows", "stats")
+                },
+            )
+        )
 
 
 def rebuild(s, job_id: str, kind: str) -> None:
     """Drop and recompute every block of a series (rows written by other means)."""
-    s.execute(delete(MetricRollup).where(MetricRollup.job_id == job_id,
-                                         MetricRollup.kind == kind))
+    s.execute(delete(MetricRollup).where(MetricRollup.job_id == job_id, MetricRollup.kind == kind))
     top = SIZES[-1]
     chunks = s.scalars(
         select((Metric.step // top).label("chunk"))
-        .where(Metric.job_id == job_id, Metric.kind == kind).distinct()
+        .where(Metric.job_id == job_id, Metric.kind == kind)
+        .distinct()
     ).all()
     for chunk in sorted(chunks):
         refresh(s, job_id, kind, chunk * top, (chunk + 1) * top - 1)
@@ -159,12 +182,10 @@ def cover(a: int, b: int, level: int) -> list[tuple[int, int, int]]:
     first, last = -(-a // size) * size, (b + 1) // size * size - 1
     if first > last:
         return cover(a, b, level - 1)
-    return cover(a, first - 1, level - 1) + [(level, first, last)] + cover(last + 1, b,
-                                                                           level - 1)
+    return cover(a, first - 1, level - 1) + [(level, first, last)] + cover(last + 1, b, level - 1)
 
 
-def extremes(s, job_id: str, kind: str, a: int, b: int, width: int,
-             metric: str) -> set[int]:
+def extremes(s, job_id: str, kind: str, a: int, b: int, width: int, metric: str) -> set[int]:
     """Steps of the minimum and maximum of ``metric`` in each bucket of ``width`` steps
     from ``a`` to ``b`` (a block counts in the bucket where it starts)."""
     level = max((i for i, size in enumerate(SIZES) if size <= width), default=-1)
@@ -175,9 +196,12 @@ def extremes(s, job_id: str, kind: str, a: int, b: int, width: int,
                 _candidate(best, (step - a) // width, value, step, value, step)
             continue
         rows = s.execute(
-            select(MetricRollup.start, MetricRollup.first_step, MetricRollup.stats)
-            .where(MetricRollup.job_id == job_id, MetricRollup.kind == kind,
-                   MetricRollup.level == lvl, MetricRollup.start.between(lo, hi))
+            select(MetricRollup.start, MetricRollup.first_step, MetricRollup.stats).where(
+                MetricRollup.job_id == job_id,
+                MetricRollup.kind == kind,
+                MetricRollup.level == lvl,
+                MetricRollup.start.between(lo, hi),
+            )
         ).all()
         for start, first, stats in rows:
             item = stats.get(metric)
@@ -204,8 +228,9 @@ def _candidate(best: dict, bucket: int, lo, lo_step: int, hi, hi_step: int) -> N
         have[2], have[3] = khi, hi_step
 
 
-def _row_extremes(s, job_id: str, kind: str, lo: int, hi: int, a: int, width: int,
-                  metric: str) -> list[tuple[int, float | None]]:
+def _row_extremes(
+    s, job_id: str, kind: str, lo: int, hi: int, a: int, width: int, metric: str
+) -> list[tuple[int, float | None]]:
     """Per bucket, the rows holding the min and max of ``metric``, chosen in SQL."""
     value, text = Metric.logs[metric].as_float(), Metric.logs[metric].as_string()
     rank = case((text == "-Infinity", 0), (text == "Infinity", 2), (text == "NaN", 3), else_=1)
@@ -213,19 +238,25 @@ def _row_extremes(s, job_id: str, kind: str, lo: int, hi: int, a: int, width: in
     missing = value.is_(None)
     inner = (
         select(
-            Metric.step.label("step"), value.label("value"), rank.label("rank"),
-            func.row_number().over(
-                partition_by=bucket,
-                order_by=(missing, rank.asc(), value.asc(), Metric.step)).label("rmin"),
-            func.row_number().over(
-                partition_by=bucket,
-                order_by=(missing, rank.desc(), value.desc(), Metric.step)).label("rmax"),
+            Metric.step.label("step"),
+            value.label("value"),
+            rank.label("rank"),
+            func.row_number()
+            .over(partition_by=bucket, order_by=(missing, rank.asc(), value.asc(), Metric.step))
+            .label("rmin"),
+            func.row_number()
+            .over(partition_by=bucket, order_by=(missing, rank.desc(), value.desc(), Metric.step))
+            .label("rmax"),
         )
         .where(Metric.job_id == job_id, Metric.kind == kind, Metric.step.between(lo, hi))
         .subquery()
     )
     special = {0: -math.inf, 2: math.inf, 3: math.nan}
-    return [(step, special.get(r, v) if v is not None else None) for step, v, r in s.execute(
-        select(inner.c.step, inner.c.value, inner.c.rank)
-        .where((inner.c.rmin == 1) | (inner.c.rmax == 1))
-    ).all()]
+    return [
+        (step, special.get(r, v) if v is not None else None)
+        for step, v, r in s.execute(
+            select(inner.c.step, inner.c.value, inner.c.rank).where(
+                (inner.c.rmin == 1) | (inner.c.rmax == 1)
+            )
+        ).all()
+    ]

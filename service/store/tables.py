@@ -129,8 +129,10 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_jobs_state_lease", "state", "lease_expires_at"),
-                      CheckConstraint(_one_of("state", STATES), name="state"))
+    __table_args__ = (
+        Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+        CheckConstraint(_one_of("state", STATES), name="state"),
+    )
 
 
 class Attempt(Base):
@@ -153,9 +155,7 @@ class Attempt(Base):
 class Metric(Base):
     __tablename__ = "metrics"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     step: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer)
@@ -223,9 +223,7 @@ class MetricSeries(Base):
 
     __tablename__ = "metric_series"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -242,9 +240,7 @@ class MetricRollup(Base):
 
     __tablename__ = "metric_rollups"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     level: Mapped[int] = mapped_column(Integer, primary_key=True)
     start: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -46,8 +46,11 @@ def hash_secret(secret: str) -> str:
 def check_project(name: object) -> str:
     """A project name usable in object-store keys; BadRequest otherwise."""
     if not isinstance(name, str) or not PROJECT_RE.fullmatch(name) or ".." in name:
-        raise BadRequest("a project name is 1 to 100 letters, digits, '_', '.' or '-', "
-                         "starting with a letter or digit", code="bad_project")
+        raise BadRequest(
+            "a project name is 1 to 100 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit",
+            code="bad_project",
+        )
     return name
 
 
@@ -61,8 +64,14 @@ class TokenStore:
         """A new token; returns (its listing, the secret). The secret is never stored."""
         check_project(project)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        token = Token(project=project, name=name[:200], prefix=secret[:10],
-                      token_hash=hash_secret(secret), is_admin=admin, created_at=utcnow())
+        token = Token(
+            project=project,
+            name=name[:200],
+            prefix=secret[:10],
+            token_hash=hash_secret(secret),
+            is_admin=admin,
+            created_at=utcnow(),
+        )
         with session_scope(self.url) as s:
             s.add(token)
             s.flush()
@@ -110,6 +119,13 @@ def _view(t: Token) -> dict:
     def iso(value):
         return value.isoformat() if value else None
 
-    return {"id": t.id, "project": t.project, "name": t.name, "prefix": t.prefix,
-            "admin": t.is_admin, "created_at": iso(t.created_at),
-            "last_used_at": iso(t.last_used_at), "revoked_at": iso(t.revoked_at)}
+    return {
+        "id": t.id,
+        "project": t.project,
+        "name": t.name,
+        "prefix": t.prefix,
+        "admin": t.is_admin,
+        "created_at": iso(t.created_at),
+        "last_used_at": iso(t.last_used_at),
+        "revoked_at": iso(t.revoked_at),
+    }

@@ -13,8 +13,11 @@ from service.store.tables import Attempt, Checkpoint, Job, MetricSeries
 def job_views(s, jobs: list[Job]) -> list[dict]:
     """Views of many jobs in two queries whatever their number (checkpoints, metric series)."""
     ids = [j.latest_checkpoint_id for j in jobs if j.latest_checkpoint_id]
-    latest = {c.id: c for c in s.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))
-              } if ids else {}
+    latest = (
+        {c.id: c for c in s.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))}
+        if ids
+        else {}
+    )
     rejected = _rejected(s, [j.id for j in jobs])
     return [_view(j, latest.get(j.latest_checkpoint_id), rejected.get(j.id)) for j in jobs]
 
@@ -26,11 +29,15 @@ def job_view(s, job: Job) -> dict:
 
 def _rejected(s, job_ids: list[str]) -> dict[str, dict]:
     """Per job, the metric rows its writers set aside and the latest reason."""
-    rows = s.execute(
-        select(MetricSeries.job_id, MetricSeries.rows_rejected, MetricSeries.rejected_reason)
-        .where(MetricSeries.job_id.in_(job_ids), MetricSeries.rows_rejected > 0)
-        .order_by(MetricSeries.updated_at)
-    ).all() if job_ids else []
+    rows = (
+        s.execute(
+            select(MetricSeries.job_id, MetricSeries.rows_rejected, MetricSeries.rejected_reason)
+            .where(MetricSeries.job_id.in_(job_ids), MetricSeries.rows_rejected > 0)
+            .order_by(MetricSeries.updated_at)
+        ).all()
+        if job_ids
+        else []
+    )
     out: dict[str, dict] = {}
     for job_id, n, reason in rows:
         have = out.setdefault(job_id, {"rows_rejected": 0, "rejected_reason": None})
@@ -57,15 +64,18 @@ def _view(job: Job, latest: Checkpoint | None, rejected: dict | None) -> dict:
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
         "progress": {
-            "epoch": job.epoch, "epochs": job.epochs, "batch": job.batch,
-            "steps_per_epoch": spe, "step": job.step, "total_steps": total,
+            "epoch": job.epoch,
+            "epochs": job.epochs,
+            "batch": job.batch,
+            "steps_per_epoch": spe,
+            "step": job.step,
+            "total_steps": total,
             "percent": round(100.0 * job.step / total, 2) if total else 0.0,
         },
         "latest_checkpoint": served_checkpoint(checkpoint_view(latest)) if latest else None,
         "model_available": job.model_uri is not None,
         "metrics": rejected or {"rows_rejected": 0, "rejected_reason": None},
-        "error": {"code": job.error_code, "message": job.error_message}
-        if job.error_code else None,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "stopped": (job.summary or {}).get("stopped"),
         "spec": job.spec,
     }
@@ -82,9 +92,14 @@ def iso(t: datetime | None) -> str | None:
 
 def attempt_view(a: Attempt) -> dict:
     return {
-        "id": a.id, "number": a.number, "worker": a.worker, "state": a.state,
-        "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
-        "heartbeat_at": iso(a.heartbeat_at), "resumed_from_step": a.resumed_from_step,
+        "id": a.id,
+        "number": a.number,
+        "worker": a.worker,
+        "state": a.state,
+        "started_at": iso(a.started_at),
+        "ended_at": iso(a.ended_at),
+        "heartbeat_at": iso(a.heartbeat_at),
+        "resumed_from_step": a.resumed_from_step,
         "last_step": a.last_step,
         "error": {"code": a.error_code, "message": a.error_message} if a.error_code else None,
     }
@@ -92,7 +107,14 @@ def attempt_view(a: Attempt) -> dict:
 
 def checkpoint_view(c: Checkpoint) -> dict:
     return {
-        "step": c.step, "epoch": c.epoch, "batch": c.batch, "uri": c.uri, "bytes": c.bytes,
-        "sha256": c.sha256, "files": c.files, "created_at": iso(c.created_at), "logs": c.logs,
+        "step": c.step,
+        "epoch": c.epoch,
+        "batch": c.batch,
+        "uri": c.uri,
+        "bytes": c.bytes,
+        "sha256": c.sha256,
+        "files": c.files,
+        "created_at": iso(c.created_at),
+        "logs": c.logs,
         "attempt_id": c.attempt_id,
     }

@@ -19,19 +19,32 @@ from service.store.tokens import Identity, TokenStore
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-OPEN_ENDPOINTS = frozenset({
-    "health.get_health", "health.get_readiness", "health_root.get_health",
-    "health_root.get_readiness", "openapi.get_openapi", "prometheus.get_metrics",
-    "dashboard.show_jobs", "dashboard.show_job", "dashboard.show_fleet", "dashboard.plotly_js",
-    "dashboard.static", "static"})
+OPEN_ENDPOINTS = frozenset(
+    {
+        "health.get_health",
+        "health.get_readiness",
+        "health_root.get_health",
+        "health_root.get_readiness",
+        "openapi.get_openapi",
+        "prometheus.get_metrics",
+        "dashboard.show_jobs",
+        "dashboard.show_job",
+        "dashboard.show_fleet",
+        "dashboard.plotly_js",
+        "dashboard.static",
+        "static",
+    }
+)
 OPEN_IDENTITY = Identity(token_id=None, project="default", is_admin=True)  # FITFLEET_AUTH=off
 
 
 def register_auth(app: Flask, settings: Settings) -> None:
     """Install the token check; with ``FITFLEET_AUTH=off`` every caller is an admin."""
     if settings.auth.strip().lower() == "off":
-        log.warning("authentication is OFF (FITFLEET_AUTH=off): anyone who reaches this API "
-                    "can read and submit jobs of every project")
+        log.warning(
+            "authentication is OFF (FITFLEET_AUTH=off): anyone who reaches this API "
+            "can read and submit jobs of every project"
+        )
         app.before_request(_open)
         return
     if settings.auth.strip().lower() != "on":
@@ -53,8 +66,9 @@ def caller() -> Identity:
     """
     identity = g.get("identity")
     if not isinstance(identity, Identity):
-        raise _unauthorized("this endpoint needs an API token: send "
-                            "'Authorization: Bearer <token>'")
+        raise _unauthorized(
+            "this endpoint needs an API token: send 'Authorization: Bearer <token>'"
+        )
     return identity
 
 
@@ -85,9 +99,11 @@ def _identity(tokens: TokenStore) -> Identity:
     header = request.headers.get("Authorization", "")
     scheme, _, secret = header.strip().partition(" ")
     if not header:
-        raise _unauthorized("this endpoint needs an API token: send "
-                            "'Authorization: Bearer <token>' (create one with "
-                            "`fitfleet token create --project NAME`)")
+        raise _unauthorized(
+            "this endpoint needs an API token: send "
+            "'Authorization: Bearer <token>' (create one with "
+            "`fitfleet token create --project NAME`)"
+        )
     if scheme.lower() != "bearer" or not secret.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
     identity = tokens.verify(secret.strip())

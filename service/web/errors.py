@@ -38,8 +38,14 @@ def register_error_handlers(app: Flask) -> None:
 
 def _project_error(exc: FitfleetError):
     if exc.status >= 500:
-        log.warning("%s %s -> %s: %s", request.method, request.path, exc.code, exc.message,
-                    exc_info=exc.__cause__ is not None)
+        log.warning(
+            "%s %s -> %s: %s",
+            request.method,
+            request.path,
+            exc.code,
+            exc.message,
+            exc_info=exc.__cause__ is not None,
+        )
     return envelope(exc.status, exc.code, exc.message, exc.details)
 
 

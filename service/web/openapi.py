@@ -20,8 +20,9 @@ OPEN = {"/api/v1/healthz", "/api/v1/readyz", "/api/v1/openapi.json"}
 
 
 STR = {"type": "string"}
-NON_FINITE = ("NaN, inf and -inf, which JSON cannot hold, are the strings \"NaN\", "
-              "\"Infinity\" and \"-Infinity\"")
+NON_FINITE = (
+    'NaN, inf and -inf, which JSON cannot hold, are the strings "NaN", "Infinity" and "-Infinity"'
+)
 
 
 def _ref(name: str) -> dict:
@@ -33,81 +34,121 @@ def _json(description: str, schema: dict) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    text = {400: "bad request", 401: "no valid API token", 404: "no such job in the "
-            "caller's project", 409: "the job has already ended", 413: "the body is too large",
-            422: "the spec was refused (field, limit or rule named; "
-            "code data_not_found: a data location that does not exist)", 503: "unavailable"}
+    text = {
+        400: "bad request",
+        401: "no valid API token",
+        404: "no such job in the caller's project",
+        409: "the job has already ended",
+        413: "the body is too large",
+        422: "the spec was refused (field, limit or rule named; "
+        "code data_not_found: a data location that does not exist)",
+        503: "unavailable",
+    }
     return {str(c): _json(text[c], _ref("Error")) for c in codes}
 
 
 def _query(name: str, schema: dict, text: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": text}
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
 
 
 OPERATIONS = {
     ("post", "/api/v1/jobs"): {
-        "summary": "Submit a job", "operationId": "create_job",
-        "requestBody": {"required": True,
-                        "content": {"application/json": {"schema": _ref("JobSpec")}}},
-        "responses": {"201": _json("the job, queued", _ref("Job")),
-                      **_errors(400, 401, 413, 422, 503)},
+        "summary": "Submit a job",
+        "operationId": "create_job",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("JobSpec")}},
+        },
+        "responses": {
+            "201": _json("the job, queued", _ref("Job")),
+            **_errors(400, 401, 413, 422, 503),
+        },
     },
     ("get", "/api/v1/jobs"): {
-        "summary": "List jobs, newest first", "operationId": "list_jobs",
+        "summary": "List jobs, newest first",
+        "operationId": "list_jobs",
         "parameters": [
             _query("state", {"enum": list(STATES)}, "only jobs in this state"),
             _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
-            _query("cursor", STR, "the next cursor of the previous page")],
+            _query("cursor", STR, "the next cursor of the previous page"),
+        ],
         "responses": {"200": _json("a page of jobs", _ref("JobList")), **_errors(400, 401)},
     },
     ("get", "/api/v1/jobs/{job_id}"): {
-        "summary": "A job", "operationId": "get_job",
+        "summary": "A job",
+        "operationId": "get_job",
         "responses": {"200": _json("the job", _ref("Job")), **_errors(401, 404)},
     },
     ("post", "/api/v1/jobs/{job_id}/cancel"): {
-        "summary": "Cancel a job", "operationId": "cancel_job",
-        "responses": {"202": _json("the job, cancelled or stopping", _ref("Job")),
-                      **_errors(401, 404, 409)},
+        "summary": "Cancel a job",
+        "operationId": "cancel_job",
+        "responses": {
+            "202": _json("the job, cancelled or stopping", _ref("Job")),
+            **_errors(401, 404, 409),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/attempts"): {
-        "summary": "A job's attempts", "operationId": "list_attempts",
-        "responses": {"200": _json("attempts, oldest first", _ref("AttemptList")),
-                      **_errors(401, 404)},
+        "summary": "A job's attempts",
+        "operationId": "list_attempts",
+        "responses": {
+            "200": _json("attempts, oldest first", _ref("AttemptList")),
+            **_errors(401, 404),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/checkpoints"): {
-        "summary": "A job's committed checkpoints", "operationId": "list_checkpoints",
-        "responses": {"200": _json("checkpoints, oldest first", _ref("CheckpointList")),
-                      **_errors(401, 404)},
+        "summary": "A job's committed checkpoints",
+        "operationId": "list_checkpoints",
+        "responses": {
+            "200": _json("checkpoints, oldest first", _ref("CheckpointList")),
+            **_errors(401, 404),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/summary"): {
-        "summary": "The Keras model summary", "operationId": "get_summary",
-        "responses": {"200": _json("layers and parameter counts", _ref("Summary")),
-                      **_errors(401, 404)},
+        "summary": "The Keras model summary",
+        "operationId": "get_summary",
+        "responses": {
+            "200": _json("layers and parameter counts", _ref("Summary")),
+            **_errors(401, 404),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/metrics"): {
-        "summary": "Metric rows after a step", "operationId": "get_metrics",
+        "summary": "Metric rows after a step",
+        "operationId": "get_metrics",
         "parameters": [
             _query("kind", {"enum": ["batch", "epoch"]}, "batch or epoch rows"),
             _query("after", {"type": "integer", "minimum": -1}, "rows with a larger step"),
-            _query("max_points", {"type": "integer", "minimum": 1, "maximum": 100000},
-                   "downsample to at most this many rows: the last one and each bucket's "
-                   "minimum and maximum of `metric` (ordered -inf < numbers < inf < NaN)"),
-            _query("metric", {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,100}$"},
-                   "the metric whose extremes downsampling keeps (default loss)")],
+            _query(
+                "max_points",
+                {"type": "integer", "minimum": 1, "maximum": 100000},
+                "downsample to at most this many rows: the last one and each bucket's "
+                "minimum and maximum of `metric` (ordered -inf < numbers < inf < NaN)",
+            ),
+            _query(
+                "metric",
+                {"type": "string", "pattern": "^[A-Za-z0-9_./-]{1,100}$"},
+                "the metric whose extremes downsampling keeps (default loss)",
+            ),
+        ],
         "description": f"Rows with step > `after`, ascending. {NON_FINITE}.",
-        "responses": {"200": _json("rows, ascending", _ref("MetricsPage")),
+        "responses": {
+            "200": _json("rows, ascending", _ref("MetricsPage")),
             "304": {"description": "nothing written since the copy named by If-None-Match"},
-            **_errors(400, 401, 404)},
+            **_errors(400, 401, 404),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/model"): {
-        "summary": "The trained .keras file", "operationId": "download_model",
+        "summary": "The trained .keras file",
+        "operationId": "download_model",
         "responses": {
-            "200": {"description": "the file",
-                    "content": {"application/octet-stream": {"schema": {
-                        "type": "string", "format": "binary"}}}},
+            "200": {
+                "description": "the file",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
             "302": {"description": "a short-lived presigned link to the file (S3 stores)"},
-            **_errors(401, 404)},
+            **_errors(401, 404),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/detail"): {
         "summary": "A job with throughput, ETA, attempts timeline, checkpoints and summary",
@@ -115,33 +156,53 @@ OPERATIONS = {
         "responses": {"200": _json("the job's detail", _ref("Detail")), **_errors(401, 404)},
     },
     ("get", "/api/v1/jobs/{job_id}/checkpoints/{step}/{name}"): {
-        "summary": "One file of a committed checkpoint", "operationId": "download_checkpoint_file",
+        "summary": "One file of a committed checkpoint",
+        "operationId": "download_checkpoint_file",
         "responses": {
-            "200": {"description": "the file", "content": {"application/octet-stream": {
-                "schema": {"type": "string", "format": "binary"}}}},
-            **_errors(401, 404)},
+            "200": {
+                "description": "the file",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            },
+            **_errors(401, 404),
+        },
     },
     ("get", "/api/v1/fleet"): {
-        "summary": "Workers and queue depths", "operationId": "get_fleet",
+        "summary": "Workers and queue depths",
+        "operationId": "get_fleet",
         "responses": {"200": _json("the fleet", _ref("Fleet")), **_errors(401)},
     },
     ("post", "/api/v1/data"): {
-        "summary": "Upload an .npz of arrays into the store", "operationId": "upload_data",
-        "requestBody": {"required": True, "content": {"application/octet-stream": {
-            "schema": {"type": "string", "format": "binary"}}}},
-        "responses": {"201": _json("where the data now is", _ref("Upload")),
-                      **_errors(400, 401, 413)},
+        "summary": "Upload an .npz of arrays into the store",
+        "operationId": "upload_data",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        "responses": {
+            "201": _json("where the data now is", _ref("Upload")),
+            **_errors(400, 401, 413),
+        },
     },
     ("get", "/api/v1/healthz"): {
-        "summary": "Liveness", "operationId": "get_health", "security": [],
+        "summary": "Liveness",
+        "operationId": "get_health",
+        "security": [],
         "responses": {"200": _json("alive", _ref("Health"))},
     },
     ("get", "/api/v1/readyz"): {
-        "summary": "Readiness", "operationId": "get_readiness", "security": [],
+        "summary": "Readiness",
+        "operationId": "get_readiness",
+        "security": [],
         "responses": {"200": _json("ready", _ref("Health")), **_errors(503)},
     },
     ("get", "/api/v1/openapi.json"): {
-        "summary": "This document", "operationId": "get_openapi", "security": [],
+        "summary": "This document",
+        "operationId": "get_openapi",
+        "security": [],
         "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
     },
 }
@@ -161,25 +222,35 @@ def document(app) -> dict:
         path = openapi_path(rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op = dict(OPERATIONS.get((method.lower(), path)) or _generic(method, path, rule))
-            params = [{"name": a, "in": "path", "required": True, "schema": _converted(rule, a)}
-                      for a in sorted(rule.arguments)]
+            params = [
+                {"name": a, "in": "path", "required": True, "schema": _converted(rule, a)}
+                for a in sorted(rule.arguments)
+            ]
             if params or op.get("parameters"):
                 op["parameters"] = params + list(op.get("parameters", []))
-            if path not in OPEN and "401" not in op["responses"] and "default" not in \
-                    op["responses"]:
+            if (
+                path not in OPEN
+                and "401" not in op["responses"]
+                and "default" not in op["responses"]
+            ):
                 op["responses"] = {**op["responses"], **_errors(401)}
             paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "fitfleet", "version": "1",
-                 "description": "Keras fit as a service. Every /api/v1 route but the health "
-                                "checks and this document needs 'Authorization: Bearer "
-                                "<token>'; another project's job answers 404."},
+        "info": {
+            "title": "fitfleet",
+            "version": "1",
+            "description": "Keras fit as a service. Every /api/v1 route but the health "
+            "checks and this document needs 'Authorization: Bearer "
+            "<token>'; another project's job answers 404.",
+        },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": components(),
-                       "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 
@@ -194,8 +265,11 @@ def _converted(rule, name: str) -> dict:
 def _generic(method: str, path: str, rule) -> dict:
     view = current_app.view_functions.get(rule.endpoint)
     text = (view.__doc__ or "").strip().splitlines()[0] if view and view.__doc__ else path
-    return {"summary": text, "operationId": f"{rule.endpoint}_{method.lower()}",
-            "responses": {"default": {"description": "see the API reference"}}}
+    return {
+        "summary": text,
+        "operationId": f"{rule.endpoint}_{method.lower()}",
+        "responses": {"default": {"description": "see the API reference"}},
+    }
 
 
 @bp.get("/openapi.json")

@@ -21,8 +21,9 @@ class PollCache:
         etag, body = cache.answer((job_id, query), etag_now, compute)
     """
 
-    def __init__(self, max_entries: int = 256, max_bytes: int = 32 << 20,
-                 max_item_bytes: int = 2 << 20):
+    def __init__(
+        self, max_entries: int = 256, max_bytes: int = 32 << 20, max_item_bytes: int = 2 << 20
+    ):
         self.max_entries, self.max_bytes, self.max_item = max_entries, max_bytes, max_item_bytes
         self._items: OrderedDict[tuple, tuple[str, bytes]] = OrderedDict()
         self._bytes = 0
@@ -70,8 +71,9 @@ class PollCache:
                 self._bytes -= len(old[1])
             self._items[question] = (etag, body)
             self._bytes += len(body)
-            while self._items and (len(self._items) > self.max_entries
-                                   or self._bytes > self.max_bytes):
+            while self._items and (
+                len(self._items) > self.max_entries or self._bytes > self.max_bytes
+            ):
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= len(dropped[1])
 

@@ -78,8 +78,9 @@ class Stopped(Answer):
 
 
 class RefusedRows(Answer):
-    rows_rejected: int = Field(description="metric rows the database refused, set aside so "
-                                           "the others were stored")
+    rows_rejected: int = Field(
+        description="metric rows the database refused, set aside so the others were stored"
+    )
     rejected_reason: str | None = Field(description="the latest reason")
 
 
@@ -102,8 +103,9 @@ class Job(Answer):
     metrics: RefusedRows
     model_available: bool
     error: Failure | None
-    stopped: Stopped | None = Field(None, description="set when a callback ended training "
-                                                      "before its last epoch")
+    stopped: Stopped | None = Field(
+        None, description="set when a callback ended training before its last epoch"
+    )
     spec: dict
 
 
@@ -123,8 +125,9 @@ class Attempt(Answer):
     resumed_from_step: int | None
     last_step: int | None
     error: Failure | None
-    steps_redone: int = Field(description="steps the attempt before had done past this "
-                                          "attempt's checkpoint")
+    steps_redone: int = Field(
+        description="steps the attempt before had done past this attempt's checkpoint"
+    )
 
 
 class AttemptList(Answer):
@@ -149,8 +152,9 @@ class MetricRow(Answer):
     batch: int | None
     logs: dict[str, float | NonFinite] = Field(
         description="the Keras logs of that step: metric name to value; NaN, inf and -inf, "
-                    "which JSON cannot hold, are the strings \"NaN\", \"Infinity\" and "
-                    "\"-Infinity\"")
+        'which JSON cannot hold, are the strings "NaN", "Infinity" and '
+        '"-Infinity"'
+    )
 
 
 class MetricsPage(Answer):
@@ -213,8 +217,22 @@ class Health(Answer):
     checks: dict[str, str] | None = None
 
 
-ANSWERS = (Error, Job, JobList, Attempt, AttemptList, Checkpoint, CheckpointList, Summary,
-           MetricsPage, Detail, Fleet, Upload, Health, JobSpec)
+ANSWERS = (
+    Error,
+    Job,
+    JobList,
+    Attempt,
+    AttemptList,
+    Checkpoint,
+    CheckpointList,
+    Summary,
+    MetricsPage,
+    Detail,
+    Fleet,
+    Upload,
+    Health,
+    JobSpec,
+)
 
 
 def components() -> dict[str, dict]:
@@ -222,6 +240,5 @@ def components() -> dict[str, dict]:
     from pydantic.json_schema import models_json_schema
 
     modes = [(m, "validation" if m is JobSpec else "serialization") for m in ANSWERS]
-    _, top = models_json_schema(modes,
-                                ref_template="#/components/schemas/{model}")
+    _, top = models_json_schema(modes, ref_template="#/components/schemas/{model}")
     return dict(sorted(top["$defs"].items()))

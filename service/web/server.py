@@ -40,8 +40,7 @@ def _child_exit(_server, worker) -> None:
     server_process_exited(worker.pid)
 
 
-def gunicorn_options(settings: Settings, host: str, port: int, workers: int,
-                     threads: int) -> dict:
+def gunicorn_options(settings: Settings, host: str, port: int, workers: int, threads: int) -> dict:
     """The gunicorn settings ``serve`` runs with."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return {
@@ -60,8 +59,13 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int,
     }
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 2,
-          threads: int = 4) -> None:
+def serve(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 2,
+    threads: int = 4,
+) -> None:
     """Check the schema, then serve the API until stopped (SIGTERM/SIGINT)."""
     from service.core.errors import FitfleetError
     from service.ops.prometheus import prepare_multiprocess

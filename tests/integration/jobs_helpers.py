@@ -44,5 +44,3 @@ def metric_rows(stack, job_id: str, kind: str) -> list[dict]:
 def s3_keys(s3, prefix: str) -> list[str]:
     out = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
     return [o["Key"] for o in out.get("Contents", [])]
-
-

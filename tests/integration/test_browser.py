@@ -15,8 +15,14 @@ from tests.specs import mlp_spec
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
@@ -60,8 +66,7 @@ def test_dashboard_shows_live_training_and_a_cancelled_job(stack, s3, browser_pa
     row = page.locator(f'tr[data-job-id="{job["id"]}"]')
     row.wait_for()
     assert "browser-mlp" in row.inner_text()
-    page.wait_for_selector(f'tr[data-job-id="{job["id"]}"][data-state="running"]',
-                           timeout=180_000)
+    page.wait_for_selector(f'tr[data-job-id="{job["id"]}"][data-state="running"]', timeout=180_000)
     shot(page, "jobs")
 
     page.click(f'tr[data-job-id="{job["id"]}"] a')
@@ -69,20 +74,25 @@ def test_dashboard_shows_live_training_and_a_cancelled_job(stack, s3, browser_pa
     chart = "#batch-chart-loss"
     page.wait_for_function(
         f"document.querySelector('{chart}') && +document.querySelector('{chart}')"
-        ".dataset.points > 0", timeout=120_000)
+        ".dataset.points > 0",
+        timeout=120_000,
+    )
     first = points(page, chart)
     page.wait_for_function(  # the chart gains points as the job trains
-        f"+document.querySelector('{chart}').dataset.points > {first}", timeout=60_000)
+        f"+document.querySelector('{chart}').dataset.points > {first}", timeout=60_000
+    )
     assert points(page, chart) > first
     assert page.locator(f"{chart} .main-svg").count() >= 1  # Plotly drew it
     assert page.evaluate("sessionStorage.getItem('fitfleet.token')") == secret
     assert page.locator("#summary-table tbody tr").count() == len(
-        spec["model"]["config"]["layers"]) - (1 if _has_input_layer(spec) else 0)
+        spec["model"]["config"]["layers"]
+    ) - (1 if _has_input_layer(spec) else 0)
     shot(page, "job-running")
 
     page.click("#cancel")
     page.wait_for_function(
-        "document.getElementById('job-state').textContent === 'cancelled'", timeout=60_000)
+        "document.getElementById('job-state').textContent === 'cancelled'", timeout=60_000
+    )
     assert stack.job(job["id"])["state"] == "cancelled"
     assert page.locator("#cancel").is_hidden()
     shot(page, "job-cancelled")
@@ -101,17 +111,21 @@ def _has_input_layer(spec: dict) -> bool:
     return spec["model"]["config"]["layers"][0]["class_name"] == "InputLayer"
 
 
-
 def test_job_page_marks_resume_points_and_steps_redone(stack, pg_clean, browser_page):
     from service.store.jobs import JobStore
     from service.store.metrics import MetricStore
 
     jobs, metrics = JobStore(pg_clean), MetricStore(pg_clean)
-    job_id = jobs.create({"name": "resumed", "model": {}}, epochs=4, summary=None,
-                         max_attempts=3, project="test")["id"]
+    job_id = jobs.create(
+        {"name": "resumed", "model": {}}, epochs=4, summary=None, max_attempts=3, project="test"
+    )["id"]
     first = jobs.claim(job_id, "w1:1", 300)
-    jobs.renew(job_id, first.attempt_id, 300, {"epoch": 1, "batch": 40, "step": 140,
-                                                "steps_per_epoch": 100})
+    jobs.renew(
+        job_id,
+        first.attempt_id,
+        300,
+        {"epoch": 1, "batch": 40, "step": 140, "steps_per_epoch": 100},
+    )
     metrics.write(job_id, _rows(range(1, 141), 1))
     jobs.release(job_id, first.attempt_id, "preempted")
     second = jobs.claim(job_id, "w2:2", 300)
@@ -131,9 +145,18 @@ def test_job_page_marks_resume_points_and_steps_redone(stack, pg_clean, browser_
 
 
 def _rows(steps, attempt: int) -> list[dict]:
-    return [{"kind": "batch", "step": s, "epoch": (s - 1) // 100, "batch": (s - 1) % 100,
-             "attempt": attempt, "logs": {"loss": 1.0 / s}, "wall_time": 1000.0 + s}
-            for s in steps]
+    return [
+        {
+            "kind": "batch",
+            "step": s,
+            "epoch": (s - 1) // 100,
+            "batch": (s - 1) % 100,
+            "attempt": attempt,
+            "logs": {"loss": 1.0 / s},
+            "wall_time": 1000.0 + s,
+        }
+        for s in steps
+    ]
 
 
 def test_job_page_shows_nan_and_inf_and_marks_the_divergence(stack, pg_clean, browser_page):
@@ -142,12 +165,25 @@ def test_job_page_shows_nan_and_inf_and_marks_the_divergence(stack, pg_clean, br
     from service.store.jobs import JobStore
     from service.store.metrics import MetricStore
 
-    job_id = JobStore(pg_clean).create({"name": "diverged", "model": {}}, epochs=1,
-                                       summary=None, max_attempts=1, project="test")["id"]
+    job_id = JobStore(pg_clean).create(
+        {"name": "diverged", "model": {}}, epochs=1, summary=None, max_attempts=1, project="test"
+    )["id"]
     values = {1: 0.5, 2: 0.25, 3: math.inf, 4: math.nan, 5: -math.inf}
-    MetricStore(pg_clean).write(job_id, [
-        {"kind": "batch", "step": s, "epoch": 0, "batch": s - 1, "attempt": 1,
-         "logs": {"loss": v}, "wall_time": 1000.0 + s} for s, v in values.items()])
+    MetricStore(pg_clean).write(
+        job_id,
+        [
+            {
+                "kind": "batch",
+                "step": s,
+                "epoch": 0,
+                "batch": s - 1,
+                "attempt": 1,
+                "logs": {"loss": v},
+                "wall_time": 1000.0 + s,
+            }
+            for s, v in values.items()
+        ],
+    )
     stack.start_api()
     page = browser_page
     page.goto(f"{stack.api_url}/jobs/{job_id}")
@@ -162,6 +198,9 @@ def test_job_page_shows_nan_and_inf_and_marks_the_divergence(stack, pg_clean, br
     assert line["y"] == ["0.5", "0.25", "Infinity", "NaN", "-Infinity"]  # numbers, not text
     assert marks["x"] == [3, 4, 5] and marks["y"] == ["0.25"] * 3
     assert marks["text"][0] == "diverged @3"
-    assert marks["hover"] == ["loss = Infinity at step 3", "loss = NaN at step 4",
-                              "loss = -Infinity at step 5"]
+    assert marks["hover"] == [
+        "loss = Infinity at step 3",
+        "loss = NaN at step 4",
+        "loss = -Infinity at step 5",
+    ]
     shot(page, "job-diverged")

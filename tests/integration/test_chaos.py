@@ -25,9 +25,19 @@ def test_random_sigkills_until_done(stack, s3, tmp_path):
     stack.start_reaper()
     stack.start_worker("ref", queues="reference")  # never killed
     chaos = [stack.start_worker(f"c{i}") for i in range(2)]
-    specs = [mlp_spec(upload_blobs(s3, n=1500, features=12, seed=i), features=12, hidden=24,
-                      epochs=EPOCHS, batch_size=8, seed=100 + i, max_attempts=20,
-                      checkpoint={"every_n_batches": 25}) for i in range(JOBS)]
+    specs = [
+        mlp_spec(
+            upload_blobs(s3, n=1500, features=12, seed=i),
+            features=12,
+            hidden=24,
+            epochs=EPOCHS,
+            batch_size=8,
+            seed=100 + i,
+            max_attempts=20,
+            checkpoint={"every_n_batches": 25},
+        )
+        for i in range(JOBS)
+    ]
     refs, jobs = [], []
     for spec in specs:
         status, ref = stack.http("POST", "/api/v1/jobs", {**spec, "queue": "reference"})
@@ -65,12 +75,16 @@ def test_random_sigkills_until_done(stack, s3, tmp_path):
         assert job["state"] == "succeeded", job["error"]
         attempts = stack.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]
         lost += sum(a["state"] == "lost" for a in attempts)
-        for a, b in zip(model_weights(stack, ref_id, tmp_path),
-                        model_weights(stack, job_id, tmp_path), strict=True):
+        for a, b in zip(
+            model_weights(stack, ref_id, tmp_path),
+            model_weights(stack, job_id, tmp_path),
+            strict=True,
+        ):
             np.testing.assert_array_equal(a, b)
         spe = job["progress"]["steps_per_epoch"]
         steps = [r["step"] for r in metric_rows(stack, job_id, "batch")]
         assert steps == list(range(1, EPOCHS * spe + 1))
         assert [r["logs"] for r in metric_rows(stack, job_id, "epoch")] == [
-            r["logs"] for r in metric_rows(stack, ref_id, "epoch")]
+            r["logs"] for r in metric_rows(stack, ref_id, "epoch")
+        ]
     assert lost >= 1  # at least one kill hit a job mid-training

@@ -20,16 +20,28 @@ EPOCHS = 5
 
 def cli(stack, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**stack.env, "FITFLEET_TOKEN": getattr(stack, "token", None) or ""}
-    return subprocess.run([PYTHON, "-m", "fitfleet", *args, "--api", stack.api_url], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [PYTHON, "-m", "fitfleet", *args, "--api", stack.api_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_logs_follow_shows_progress_across_a_killed_worker(stack, s3, tmp_path):
     stack.start_api()
     stack.start_reaper()
     w1 = stack.start_worker("w1")
-    spec = mlp_spec(upload_blobs(s3, n=2000, features=16), features=16, hidden=32,
-                    epochs=EPOCHS, batch_size=8, checkpoint={"every_n_batches": 40})
+    spec = mlp_spec(
+        upload_blobs(s3, n=2000, features=16),
+        features=16,
+        hidden=32,
+        epochs=EPOCHS,
+        batch_size=8,
+        checkpoint={"every_n_batches": 40},
+    )
     status, job = stack.http("POST", "/api/v1/jobs", spec)
     assert status == 201, job
     job_id = job["id"]
@@ -38,11 +50,19 @@ def test_logs_follow_shows_progress_across_a_killed_worker(stack, s3, tmp_path):
     with open(log, "w") as out:
         follow = subprocess.Popen(
             [PYTHON, "-m", "fitfleet", "logs", job_id, "--follow", "--api", stack.api_url],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         wait_for(lambda: "Epoch 1/" in log.read_text(), 120, 0.1, "the first progress line")
-        wait_for(lambda: stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]
-                 ["checkpoints"], 120, 0.05, "a checkpoint")
+        wait_for(
+            lambda: stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
+            120,
+            0.05,
+            "a checkpoint",
+        )
         stack.kill(w1, signal.SIGKILL)
         w1.wait(10)
         stack.start_worker("w2")
@@ -61,8 +81,11 @@ def test_logs_follow_shows_progress_across_a_killed_worker(stack, s3, tmp_path):
     assert len(rows) == EPOCHS
     for row in rows:  # each epoch: its header once, and its line once, as fit(verbose=2) ends it
         assert lines.count(f"Epoch {row['epoch'] + 1}/{EPOCHS}") == 1
-        final = re.compile(rf"^{spe}/{spe} - \d+s - \d+(s|ms|us)/step - "
-                           + re.escape(format_logs(row["logs"], verbose=2)) + "$")
+        final = re.compile(
+            rf"^{spe}/{spe} - \d+s - \d+(s|ms|us)/step - "
+            + re.escape(format_logs(row["logs"], verbose=2))
+            + "$"
+        )
         assert sum(1 for line in lines if final.match(line)) == 1, lines
     assert not any("━" in line for line in lines)  # not a terminal: no bars, as Keras's verbose=2
 

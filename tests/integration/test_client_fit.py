@@ -18,11 +18,20 @@ pytestmark = pytest.mark.slow
 
 
 def compiled_mlp():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dropout(0.2), keras.layers.Dense(3)], name="remote-mlp")
-    model.compile(optimizer=keras.optimizers.Adam(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3),
+        ],
+        name="remote-mlp",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -33,9 +42,17 @@ def test_fit_returns_keras_history_and_the_trained_model(stack, tmp_path):
     x, y = blobs(n=240, features=6)
     model = compiled_mlp()
     before = [w.numpy() for w in model.weights]
-    run = client.fit(model, x[:200], y[:200], validation_data=(x[200:], y[200:]), epochs=3,
-                     batch_size=16, checkpoint_every=5, seed=11,
-                     callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=9)])
+    run = client.fit(
+        model,
+        x[:200],
+        y[:200],
+        validation_data=(x[200:], y[200:]),
+        epochs=3,
+        batch_size=16,
+        checkpoint_every=5,
+        seed=11,
+        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=9)],
+    )
     out = io.StringIO()
     job = run.wait(timeout=300, poll=0.5, stream=out)
     assert job["state"] == "succeeded", job["error"]

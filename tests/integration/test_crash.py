@@ -20,8 +20,15 @@ EPOCHS = 12
 
 def long_spec(s3, **kw):
     """About 1,500 steps of a tiny MLP: long enough to kill it in the middle."""
-    return mlp_spec(upload_blobs(s3, n=2000, features=16), features=16, hidden=32,
-                    epochs=EPOCHS, batch_size=8, checkpoint={"every_n_batches": 40}, **kw)
+    return mlp_spec(
+        upload_blobs(s3, n=2000, features=16),
+        features=16,
+        hidden=32,
+        epochs=EPOCHS,
+        batch_size=8,
+        checkpoint={"every_n_batches": 40},
+        **kw,
+    )
 
 
 def submit(stack, spec) -> str:
@@ -117,11 +124,19 @@ def test_frozen_worker_cannot_commit_after_losing_its_lease(stack, s3, tmp_path)
     wait_for(lambda: checkpoints(stack, job_id), 120, 0.05, "first checkpoint")
     stack.kill(w1, signal.SIGSTOP)  # a zombie: alive, but silent
     try:
-        wait_for(lambda: stack.job(job_id)["state"] == "queued"
-                 or stack.job(job_id)["attempts"] > 1, 60, 0.2, "requeue")
+        wait_for(
+            lambda: stack.job(job_id)["state"] == "queued" or stack.job(job_id)["attempts"] > 1,
+            60,
+            0.2,
+            "requeue",
+        )
         stack.start_worker("w2")
-        wait_for(lambda: stack.job(job_id)["attempts"] >= 2
-                 and stack.job(job_id)["state"] == "running", 120, 0.2, "second attempt")
+        wait_for(
+            lambda: stack.job(job_id)["attempts"] >= 2 and stack.job(job_id)["state"] == "running",
+            120,
+            0.2,
+            "second attempt",
+        )
     finally:
         stack.kill(w1, signal.SIGCONT)
     done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
@@ -142,8 +157,14 @@ def test_poison_job_fails_after_max_attempts(stack, s3):
     job_id = submit(stack, spec)
     for n in (1, 2):
         w = stack.start_worker(f"w{n}")
-        wait_for(lambda n=n: stack.job(job_id)["attempts"] == n
-                 and stack.job(job_id)["state"] == "running", 120, 0.1, f"attempt {n}")
+        wait_for(
+            lambda n=n: (
+                stack.job(job_id)["attempts"] == n and stack.job(job_id)["state"] == "running"
+            ),
+            120,
+            0.1,
+            f"attempt {n}",
+        )
         stack.kill(w, signal.SIGKILL)  # the job "kills its worker" every time
         w.wait(10)
     done = stack.wait_state(job_id, ["failed"], timeout=60)
@@ -154,8 +175,14 @@ def test_poison_job_fails_after_max_attempts(stack, s3):
 
 def validation_spec(s3):
     """Validation nine times the size of training: seconds per epoch."""
-    spec = mlp_spec(upload_blobs(s3, n=20000, features=16), features=16, hidden=32, epochs=4,
-                    batch_size=8, checkpoint={"every_n_batches": 40})
+    spec = mlp_spec(
+        upload_blobs(s3, n=20000, features=16),
+        features=16,
+        hidden=32,
+        epochs=4,
+        batch_size=8,
+        checkpoint={"every_n_batches": 40},
+    )
     spec["fit"]["validation_split"] = 0.9
     return spec
 
@@ -193,11 +220,13 @@ def test_sigkill_during_validation(stack, s3, tmp_path):
     spe = done["progress"]["steps_per_epoch"]
     # The epoch that was validating is trained (and validated) again.
     assert tried[1]["resumed_from_step"] < epochs_done * spe
-    for a, b in zip(model_weights(stack, ref_id, tmp_path),
-                    model_weights(stack, job_id, tmp_path), strict=True):
+    for a, b in zip(
+        model_weights(stack, ref_id, tmp_path), model_weights(stack, job_id, tmp_path), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     assert [r["logs"] for r in metric_rows(stack, job_id, "epoch")] == [
-        r["logs"] for r in metric_rows(stack, ref_id, "epoch")]
+        r["logs"] for r in metric_rows(stack, ref_id, "epoch")
+    ]
 
 
 def test_sigterm_during_validation_abandons_it_and_resumes_bit_identical(stack, s3, tmp_path):
@@ -220,7 +249,10 @@ def test_sigterm_during_validation_abandons_it_and_resumes_bit_identical(stack, 
     spe = stack.job(job_id)["progress"]["steps_per_epoch"]
     newest = max(checkpoints(stack, job_id), key=lambda c: c["step"])
     assert (newest["step"], newest["epoch"], newest["batch"]) == (
-        epochs_done * spe, epochs_done - 1, spe)  # after the last batch, not validated
+        epochs_done * spe,
+        epochs_done - 1,
+        spe,
+    )  # after the last batch, not validated
     assert not any(k.startswith("val_") for k in newest["logs"])
     stack.start_worker("w2")
     done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=300)
@@ -228,8 +260,10 @@ def test_sigterm_during_validation_abandons_it_and_resumes_bit_identical(stack, 
     tried = attempts(stack, job_id)
     assert [a["state"] for a in tried] == ["preempted", "succeeded"]
     assert tried[1]["resumed_from_step"] == epochs_done * spe
-    for a, b in zip(model_weights(stack, ref_id, tmp_path),
-                    model_weights(stack, job_id, tmp_path), strict=True):
+    for a, b in zip(
+        model_weights(stack, ref_id, tmp_path), model_weights(stack, job_id, tmp_path), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     assert [r["logs"] for r in metric_rows(stack, job_id, "epoch")] == [
-        r["logs"] for r in metric_rows(stack, ref_id, "epoch")]
+        r["logs"] for r in metric_rows(stack, ref_id, "epoch")
+    ]

@@ -28,8 +28,13 @@ def job_page(tmp_path, sqlite_url):
     from service.store.tokens import TokenStore
     from service.web.app import create_app
 
-    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path))
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+    )
     (tmp_path / "train.npz").write_bytes(npz_bytes(*blobs()))
     server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -37,21 +42,43 @@ def job_page(tmp_path, sqlite_url):
     try:
         url = f"http://127.0.0.1:{server.server_port}"
         token = TokenStore(settings.database_url).create("demo")[1]
-        job = Client(url, token=token).submit(
-            mlp_spec((tmp_path / "train.npz").as_uri(), epochs=EPOCHS)).job
+        job = (
+            Client(url, token=token)
+            .submit(mlp_spec((tmp_path / "train.npz").as_uri(), epochs=EPOCHS))
+            .job
+        )
         rows = []
         for e in range(EPOCHS):
             for b in range(SPE):
                 step = e * SPE + b + 1
-                rows.append({"kind": "batch", "step": step, "epoch": e, "batch": b,
-                             "attempt": 1, "wall_time": float(step),
-                             "logs": {"accuracy": 1 - 0.9 / step, "loss": 2.0 / step}})
-            rows.append({"kind": "epoch", "step": (e + 1) * SPE, "epoch": e, "batch": None,
-                         "attempt": 1, "wall_time": float((e + 1) * SPE),
-                         # the curves end high (accuracy) and low (loss): where legends sat
-                         "logs": {"accuracy": 1 - 0.5 / (e + 1), "loss": 1.0 / (e + 1),
-                                  "val_accuracy": 0.98 - 0.5 / (e + 1),
-                                  "val_loss": 1.05 / (e + 1)}})
+                rows.append(
+                    {
+                        "kind": "batch",
+                        "step": step,
+                        "epoch": e,
+                        "batch": b,
+                        "attempt": 1,
+                        "wall_time": float(step),
+                        "logs": {"accuracy": 1 - 0.9 / step, "loss": 2.0 / step},
+                    }
+                )
+            rows.append(
+                {
+                    "kind": "epoch",
+                    "step": (e + 1) * SPE,
+                    "epoch": e,
+                    "batch": None,
+                    "attempt": 1,
+                    "wall_time": float((e + 1) * SPE),
+                    # the curves end high (accuracy) and low (loss): where legends sat
+                    "logs": {
+                        "accuracy": 1 - 0.5 / (e + 1),
+                        "loss": 1.0 / (e + 1),
+                        "val_accuracy": 0.98 - 0.5 / (e + 1),
+                        "val_loss": 1.05 / (e + 1),
+                    },
+                }
+            )
         MetricStore(settings.database_url).write(job["id"], rows)
         yield url, token, job["id"]
     finally:
@@ -74,8 +101,12 @@ GEOMETRY = """() => [...document.querySelectorAll('.charts')].map((box) => ({
 
 
 def _overlap(a: dict, b: dict) -> bool:
-    return (a["left"] < b["right"] and b["left"] < a["right"]
-            and a["top"] < b["bottom"] and b["top"] < a["bottom"])
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and b["top"] < a["bottom"]
+    )
 
 
 @pytest.mark.parametrize("width", [1400, 800])
@@ -98,8 +129,9 @@ def test_charts_use_the_width_and_keep_legends_off_the_curves(job_page, width):
             geometry = page.evaluate(GEOMETRY)  # before the screenshot, which resizes the page
             shot(page, f"layout-{width}")
             cases = [(s, 26, 5) for s in (0, 1, 25, 26, 27, 129, 130)] + [(7, None, 3)]
-            js = page.evaluate("(cases) => cases.map(([s, n, e]) => FF.position(s, n, e).text)",
-                               cases)
+            js = page.evaluate(
+                "(cases) => cases.map(([s, n, e]) => FF.position(s, n, e).text)", cases
+            )
         finally:
             browser.close()
 
@@ -122,6 +154,10 @@ def test_charts_use_the_width_and_keep_legends_off_the_curves(job_page, width):
             if c["legend"] is None:
                 continue
             assert not _overlap(c["legend"], c["plot"]), c  # above the plot area, never on it
-            assert c["rect"]["left"] <= c["legend"]["left"] <= c["legend"]["right"] \
+            assert (
+                c["rect"]["left"]
+                <= c["legend"]["left"]
+                <= c["legend"]["right"]
                 <= c["rect"]["right"] + 1
+            )
     assert any(c["legend"] for g in geometry for c in g["charts"])  # training vs validation

@@ -22,8 +22,11 @@ SERVING = re.compile(r"the dashboard stays up at (\S+) \(api (\d+), worker (\d+)
 def _clean_env() -> dict[str, str]:
     """The environment minus every setting fitfleet reads: only the defaults apply."""
     drop = ("DATABASE_URL", "CELERY_BROKER_URL", "AWS_")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("FITFLEET_") and not k.startswith(drop)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FITFLEET_") and not k.startswith(drop)
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -37,8 +40,15 @@ def _alive(pid: int) -> bool:
 
 
 def _fitfleet(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fitfleet", *args], check=False, cwd=cwd,
-                          env=_clean_env(), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fitfleet", *args],
+        check=False,
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -49,8 +59,13 @@ def demo(tmp_path):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fitfleet", "demo", "--example", "mlp_csv", "--port", str(port)],
-            cwd=tmp_path, env=_clean_env(), stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            cwd=tmp_path,
+            env=_clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         yield proc, log, port
     finally:
@@ -61,8 +76,12 @@ def demo(tmp_path):
 
 def test_demo_serves_until_sigterm_then_stops_every_process(demo, tmp_path):
     proc, log, port = demo
-    match = wait_for(lambda: SERVING.search(log.read_text()) or proc.poll() is not None,
-                     600, 0.5, "the demo's job to end and the dashboard to stay up")
+    match = wait_for(
+        lambda: SERVING.search(log.read_text()) or proc.poll() is not None,
+        600,
+        0.5,
+        "the demo's job to end and the dashboard to stay up",
+    )
     assert match is not True, log.read_text()[-3000:]
     assert match[1] == f"http://127.0.0.1:{port}/"
     pids = [int(p) for p in match.groups()[1:]]
@@ -104,8 +123,12 @@ def _children(pid: int) -> list[int]:
 
 def test_sigterm_while_training_stops_every_process(demo):
     proc, log, _ = demo
-    wait_for(lambda: "submitted" in log.read_text() or proc.poll() is not None, 300, 0.2,
-             "the demo's job")
+    wait_for(
+        lambda: "submitted" in log.read_text() or proc.poll() is not None,
+        300,
+        0.2,
+        "the demo's job",
+    )
     pids = _children(proc.pid)
     assert len(pids) >= 3, (pids, log.read_text()[-2000:])  # the API, the worker, the reaper
     proc.send_signal(signal.SIGTERM)
@@ -117,10 +140,25 @@ def test_sigterm_while_training_stops_every_process(demo):
 def test_demo_no_keep_exits_by_itself(tmp_path):
     port = free_port()
     done = subprocess.run(
-        [sys.executable, "-m", "fitfleet", "demo", "--example", "mlp_csv", "--port", str(port),
-         "--no-keep"], check=False, cwd=tmp_path, env=_clean_env(), capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "fitfleet",
+            "demo",
+            "--example",
+            "mlp_csv",
+            "--port",
+            str(port),
+            "--no-keep",
+        ],
+        check=False,
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
         text=True,
-        timeout=600, start_new_session=True)
+        timeout=600,
+        start_new_session=True,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "trained model: " in done.stdout and "stays up" not in done.stdout
     time.sleep(0.5)

@@ -38,7 +38,10 @@ def test_job_trains_on_a_worker_with_metrics_checkpoints_and_model(stack, s3, tm
         prefix = urlparse(cp["uri"]).path.lstrip("/")
         keys = s3_keys(s3, prefix)
         assert sorted(k.rsplit("/", 1)[1] for k in keys) == [
-            "model.keras", "state.json", "state.npz"]
+            "model.keras",
+            "state.json",
+            "state.npz",
+        ]
     final_keys = [k for k in s3_keys(s3, "runs/") if k.endswith(f"{job['id']}/model.keras")]
     assert len(final_keys) == 1
 

@@ -29,21 +29,35 @@ SCHEDULES = {
     "PiecewiseConstantDecay": lambda s: s.PiecewiseConstantDecay([10, 20], [0.1, 0.01, 0.001]),
     "PolynomialDecay": lambda s: s.PolynomialDecay(0.01, 50),
 }
-OPTIMIZERS = ("SGD", "RMSprop", "Adam", "AdamW", "Adadelta", "Adagrad", "Adamax", "Adafactor",
-              "Nadam", "Ftrl", "Lion", "Lamb")
+OPTIMIZERS = (
+    "SGD",
+    "RMSprop",
+    "Adam",
+    "AdamW",
+    "Adadelta",
+    "Adagrad",
+    "Adamax",
+    "Adafactor",
+    "Nadam",
+    "Ftrl",
+    "Lion",
+    "Lamb",
+)
 
 
 @pytest.fixture
 def api(tmp_path, db_url, s3):
     """``(client, settings)``: the API on each database, data read from ``tmp_path`` or S3."""
-    settings = make_settings(tmp_path, db_url, data_file_roots=str(tmp_path),
-                             data_s3_locations=s3.bucket)
+    settings = make_settings(
+        tmp_path, db_url, data_file_roots=str(tmp_path), data_s3_locations=s3.bucket
+    )
     return api_client(settings), settings
 
 
 def tiny_json() -> dict:
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
-                             name="tiny")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")], name="tiny"
+    )
     return json.loads(model.to_json())
 
 
@@ -69,9 +83,12 @@ def s3_object(s3, body: bytes, suffix: str) -> str:
 
 
 def job_spec(train: str, model: dict | None = None, **sections) -> dict:
-    spec = {"model": model or tiny_json(),
-            "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
-            "data": {"train": train}, "fit": {"epochs": 1, "batch_size": 4}}
+    spec = {
+        "model": model or tiny_json(),
+        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+        "data": {"train": train},
+        "fit": {"epochs": 1, "batch_size": 4},
+    }
     for key, value in sections.items():
         spec[key] = {**spec.get(key, {}), **value}
     return spec
@@ -79,8 +96,7 @@ def job_spec(train: str, model: dict | None = None, **sections) -> dict:
 
 def default_data(tmp_path) -> str:
     rng = np.random.default_rng(0)
-    return npz_file(tmp_path, x=rng.normal(size=(12, 4)).astype("float32"),
-                    y=np.arange(12) % 3)
+    return npz_file(tmp_path, x=rng.normal(size=(12, 4)).astype("float32"), y=np.arange(12) % 3)
 
 
 def submitted(client, spec) -> dict:
@@ -103,8 +119,9 @@ def refused(client, settings, spec, status: int = 422, code: str = "invalid_spec
 def strip_module(value):
     """A serialized Keras object without ``module`` and ``registered_name``, at any depth."""
     if isinstance(value, dict):
-        return {k: strip_module(v) for k, v in value.items()
-                if k not in ("module", "registered_name")}
+        return {
+            k: strip_module(v) for k, v in value.items() if k not in ("module", "registered_name")
+        }
     if isinstance(value, list):
         return [strip_module(v) for v in value]
     return value
@@ -112,8 +129,11 @@ def strip_module(value):
 
 def optimizer_forms() -> dict:
     s = keras.optimizers.schedules
-    forms = {"name": "adam", "name sgd": "sgd",
-             "dict config": {"class_name": "Adam", "config": {"learning_rate": 0.01}}}
+    forms = {
+        "name": "adam",
+        "name sgd": "sgd",
+        "dict config": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+    }
     for name in OPTIMIZERS:
         forms[f"serialized {name}"] = keras.optimizers.serialize(getattr(keras.optimizers, name)())
     for name, make in SCHEDULES.items():
@@ -121,9 +141,14 @@ def optimizer_forms() -> dict:
         forms[f"Adam({name})"] = serialized
         forms[f"Adam({name}) without module"] = strip_module(serialized)
     forms["SGD(schedule as a dict config)"] = {
-        "class_name": "SGD", "config": {"learning_rate": {
-            "class_name": "ExponentialDecay",
-            "config": {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.9}}}}
+        "class_name": "SGD",
+        "config": {
+            "learning_rate": {
+                "class_name": "ExponentialDecay",
+                "config": {"initial_learning_rate": 0.1, "decay_steps": 3, "decay_rate": 0.9},
+            }
+        },
+    }
     return forms
 
 
@@ -151,8 +176,10 @@ def test_an_optimizer_compiled_with_a_schedule_by_client_fit_form(api, tmp_path)
     ``Client.fit`` sends ``get_compile_config()['optimizer']``, which fitfleet stores as is."""
     client, settings = api
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.01, 20)),
-                  loss="sparse_categorical_crossentropy")
+    model.compile(
+        keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.01, 20)),
+        loss="sparse_categorical_crossentropy",
+    )
     optimizer = json.loads(json.dumps(model.get_compile_config()["optimizer"]))
     job = submitted(client, job_spec(default_data(tmp_path), compile={"optimizer": optimizer}))
     stored = JobStore(settings.database_url).get(job["id"])["spec"]["compile"]["optimizer"]
@@ -172,8 +199,12 @@ def test_a_missing_file_is_data_not_found(api, tmp_path):
     assert url in error["message"] and error["details"]["field"] == "data.train"
     assert error["details"]["url"] == url
     val = (tmp_path / "absent-val.npz").as_uri()
-    error = refused(client, settings, job_spec(default_data(tmp_path), data={"validation": val}),
-                    code="data_not_found")
+    error = refused(
+        client,
+        settings,
+        job_spec(default_data(tmp_path), data={"validation": val}),
+        code="data_not_found",
+    )
     assert val in error["message"] and error["details"]["field"] == "data.validation"
 
 
@@ -199,8 +230,9 @@ def test_a_prefix_without_shards_is_data_not_found(api, s3, tmp_path):
     (folder / "README.txt").write_text("no shards here")
     error = refused(client, settings, job_spec(folder.as_uri() + "/"), code="data_not_found")
     assert "no data shard" in error["message"]
-    refused(client, settings, job_spec((tmp_path / "nowhere").as_uri() + "/"),
-            code="data_not_found")
+    refused(
+        client, settings, job_spec((tmp_path / "nowhere").as_uri() + "/"), code="data_not_found"
+    )
 
 
 def test_a_prefix_with_shards_is_accepted_and_its_first_shard_checked(api, s3):
@@ -213,8 +245,9 @@ def test_a_prefix_with_shards_is_accepted_and_its_first_shard_checked(api, s3):
         s3.client().put_object(Bucket=s3.bucket, Key=f"{base}part-{i}.npz", Body=buf.getvalue())
     submitted(client, job_spec(f"s3://{s3.bucket}/{base}"))
     wide = keras.Sequential([keras.Input((9,)), keras.layers.Dense(3, activation="softmax")])
-    error = refused(client, settings, job_spec(f"s3://{s3.bucket}/{base}",
-                                               model=json.loads(wide.to_json())))
+    error = refused(
+        client, settings, job_spec(f"s3://{s3.bucket}/{base}", model=json.loads(wide.to_json()))
+    )
     assert "expects input (None, 9)" in error["message"] and "part-0.npz" in error["message"]
 
 
@@ -241,8 +274,12 @@ def test_string_labels_are_refused_saying_to_encode_them(api, tmp_path, s3, wher
     error = refused(client, settings, job_spec(url))
     assert "labels y (data.y) are strings (dtype U3)" in error["message"]
     assert "encode the classes as integers" in error["message"]
-    assert error["details"] == {"field": "data.y", "data": "data.train", "array": "y",
-                                "dtype": "U3"}
+    assert error["details"] == {
+        "field": "data.y",
+        "data": "data.train",
+        "array": "y",
+        "dtype": "U3",
+    }
     refused(client, settings, job_spec(url, compile={"loss": "mse"}))  # any loss
 
 
@@ -268,14 +305,22 @@ def test_integer_labels_stored_as_floats_are_accepted(api, tmp_path):
 
 def two_output_data(tmp_path) -> str:
     rng = np.random.default_rng(1)
-    return npz_file(tmp_path, x=rng.normal(size=(12, 4)).astype("float32"),
-                    labels=np.arange(12) % 3, target=rng.normal(size=(12, 1)).astype("float32"),
-                    wide=np.arange(12) % 10)
+    return npz_file(
+        tmp_path,
+        x=rng.normal(size=(12, 4)).astype("float32"),
+        labels=np.arange(12) % 3,
+        target=rng.normal(size=(12, 1)).astype("float32"),
+        wide=np.arange(12) % 10,
+    )
 
 
 def two_output_spec(train: str, y) -> dict:
-    return job_spec(train, model=two_outputs_json(), data={"y": y},
-                    compile={"loss": {"cls": "sparse_categorical_crossentropy", "reg": "mse"}})
+    return job_spec(
+        train,
+        model=two_outputs_json(),
+        data={"y": y},
+        compile={"loss": {"cls": "sparse_categorical_crossentropy", "reg": "mse"}},
+    )
 
 
 def test_targets_by_output_name_are_accepted_and_stored(api, tmp_path):
@@ -299,12 +344,14 @@ def test_an_unknown_output_name_is_refused(api, tmp_path):
     """Keras: a target dict key that names no output is an error. fitfleet refuses at submit,
     naming the key, the array and the outputs there are."""
     client, settings = api
-    error = refused(client, settings, two_output_spec(two_output_data(tmp_path),
-                                                      {"cls": "labels", "regr": "target"}))
+    error = refused(
+        client,
+        settings,
+        two_output_spec(two_output_data(tmp_path), {"cls": "labels", "regr": "target"}),
+    )
     assert "no output 'regr' for array 'target' (outputs: cls, reg)" in error["message"]
     assert error["details"]["field"] == "data.y.regr"
-    error = refused(client, settings, two_output_spec(two_output_data(tmp_path),
-                                                      {"cls": "labels"}))
+    error = refused(client, settings, two_output_spec(two_output_data(tmp_path), {"cls": "labels"}))
     assert "no array for output 'reg'" in error["message"]
 
 
@@ -328,8 +375,12 @@ def test_arrays_named_like_the_outputs_in_another_order_are_refused(api, tmp_pat
     train swapped in Keras (a list is positional). fitfleet refuses and points to the dict."""
     client, settings = api
     rng = np.random.default_rng(2)
-    url = npz_file(tmp_path, x=rng.normal(size=(12, 4)).astype("float32"),
-                   cls=np.arange(12) % 3, reg=rng.normal(size=(12, 1)))
+    url = npz_file(
+        tmp_path,
+        x=rng.normal(size=(12, 4)).astype("float32"),
+        cls=np.arange(12) % 3,
+        reg=rng.normal(size=(12, 1)),
+    )
     error = refused(client, settings, two_output_spec(url, ["reg", "cls"]))
     assert "in another order" in error["message"] and "{output: array}" in error["message"]
     submitted(client, two_output_spec(url, {"reg": "reg", "cls": "cls"}))
@@ -339,10 +390,15 @@ def test_labels_of_each_output_are_checked(api, tmp_path):
     """Keras: sparse labels 0..9 for a 3-unit output fail at the first batch (or give NaN on
     GPU). fitfleet checks each output's labels at submit and names the output."""
     client, settings = api
-    error = refused(client, settings, two_output_spec(two_output_data(tmp_path),
-                                                      {"cls": "wide", "reg": "target"}))
-    assert "model output 'cls' (None, 3) has 3 units but labels wide range from 0 to 9" \
+    error = refused(
+        client,
+        settings,
+        two_output_spec(two_output_data(tmp_path), {"cls": "wide", "reg": "target"}),
+    )
+    assert (
+        "model output 'cls' (None, 3) has 3 units but labels wide range from 0 to 9"
         in error["message"]
+    )
 
 
 # -- CSV, Parquet and TFRecord ----------------------------------------------------------------
@@ -377,20 +433,31 @@ def test_a_non_numeric_csv_cell_is_refused_naming_column_row_and_value(api, tmp_
     for url in (csv_data(tmp_path, text), s3_object(s3, text.encode(), ".csv")):
         error = refused(client, settings, job_spec(url, data={"y": "label"}))
         assert "column 'b', row 4 has a non-numeric value 'abc'" in error["message"]
-    error = refused(client, settings, job_spec(
-        csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows(2) + "1,2,,3,0\n"), data={"y": "label"}))
+    error = refused(
+        client,
+        settings,
+        job_spec(
+            csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows(2) + "1,2,,3,0\n"), data={"y": "label"}
+        ),
+    )
     assert "column 'c', row 3 is empty" in error["message"]
-    error = refused(client, settings, job_spec(
-        csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows(2) + "1,2,3,4,cat\n"),
-        data={"y": "label"}))
+    error = refused(
+        client,
+        settings,
+        job_spec(
+            csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows(2) + "1,2,3,4,cat\n"),
+            data={"y": "label"},
+        ),
+    )
     assert "column 'label', row 3 has a non-numeric value 'cat'" in error["message"]
 
 
 def test_a_well_formed_csv_is_accepted(api, tmp_path):
     """Keras: four float feature columns and integer labels train; fitfleet accepts them."""
     client, _ = api
-    submitted(client, job_spec(csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows()),
-                               data={"y": "label"}))
+    submitted(
+        client, job_spec(csv_data(tmp_path, "a,b,c,d,label\n" + csv_rows()), data={"y": "label"})
+    )
 
 
 def parquet_data(tmp_path, width: int, label=None) -> str:
@@ -426,11 +493,13 @@ def test_a_parquet_list_column_wider_than_the_input_is_refused(api, tmp_path, s3
 def test_parquet_labels_are_checked_like_npz(api, tmp_path):
     """As for .npz: string labels and out-of-range classes are refused at submit."""
     client, settings = api
-    error = refused(client, settings, job_spec(
-        parquet_data(tmp_path, 4, label=[str(v) for v in string_labels()])))
+    error = refused(
+        client,
+        settings,
+        job_spec(parquet_data(tmp_path, 4, label=[str(v) for v in string_labels()])),
+    )
     assert "labels y (data.y) are strings" in error["message"]
-    error = refused(client, settings, job_spec(parquet_data(tmp_path, 4,
-                                                            label=np.arange(12))))
+    error = refused(client, settings, job_spec(parquet_data(tmp_path, 4, label=np.arange(12))))
     assert "labels y range from 0 to 11 (12 classes)" in error["message"]
 
 
@@ -442,8 +511,18 @@ def test_a_parquet_string_feature_column_is_refused(api, tmp_path):
 
     client, settings = api
     path = tmp_path / "mixed.parquet"
-    pq.write_table(pa.table({"a": np.zeros(12), "b": ["x"] * 12, "c": np.zeros(12),
-                             "d": np.zeros(12), "y": np.arange(12) % 3}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "a": np.zeros(12),
+                "b": ["x"] * 12,
+                "c": np.zeros(12),
+                "d": np.zeros(12),
+                "y": np.arange(12) % 3,
+            }
+        ),
+        path,
+    )
     error = refused(client, settings, job_spec(path.as_uri()))
     assert "input x (data.x) are strings" in error["message"]
     error = refused(client, settings, job_spec(path.as_uri(), data={"y": "label"}))
@@ -456,10 +535,13 @@ def tfrecord_data(tmp_path, width: int) -> str:
     path = tmp_path / f"{uuid.uuid4().hex[:8]}.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as w:
         for i in range(12):
-            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5] * width)),
-                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3]))}
-            w.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                    .SerializeToString())
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5] * width)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3])),
+            }
+            w.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
     return path.as_uri()
 
 
@@ -467,11 +549,15 @@ def test_a_tfrecord_feature_wider_than_the_input_is_refused(api, tmp_path):
     """Keras: the same 9-wide rows for ``Input((6,))`` fail in the first batch; fitfleet
     reads the first Example at submit and refuses, naming the feature's shape."""
     client, settings = api
-    error = refused(client, settings, job_spec(tfrecord_data(tmp_path, 9),
-                                               model=wide_input_model(6)))
+    error = refused(
+        client, settings, job_spec(tfrecord_data(tmp_path, 9), model=wide_input_model(6))
+    )
     assert "model expects input (None, 6) but data x has shape (None, 9)" in error["message"]
-    error = refused(client, settings, job_spec(tfrecord_data(tmp_path, 6),
-                                               model=wide_input_model(6), data={"y": "label"}))
+    error = refused(
+        client,
+        settings,
+        job_spec(tfrecord_data(tmp_path, 6), model=wide_input_model(6), data={"y": "label"}),
+    )
     assert "the TFRecord file has no feature 'label' (features: x, y)" in error["message"]
     submitted(client, job_spec(tfrecord_data(tmp_path, 6), model=wide_input_model(6)))
 

@@ -25,11 +25,20 @@ WIDTH = "expected axis -1 of input shape to have value 6, but received input wit
 
 
 def compiled_mlp():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dropout(0.2), keras.layers.Dense(3)], name="wmlp")
-    model.compile(optimizer=keras.optimizers.Adam(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3),
+        ],
+        name="wmlp",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -53,9 +62,18 @@ def test_client_fit_with_sample_weight_trains_as_model_fit(stack, tmp_path):
     x, y = blobs(n=120, features=6, seed=4)
     w = np.random.default_rng(9).uniform(0.2, 3.0, 120).astype("float32")
     model = compiled_mlp()
-    run = client_of(stack).fit(model, x[:96], y[:96], 16, 3, 0, sample_weight=w[:96],
-                               validation_data=(x[96:], y[96:], w[96:]), shuffle=False,
-                               seed=5)
+    run = client_of(stack).fit(
+        model,
+        x[:96],
+        y[:96],
+        16,
+        3,
+        0,
+        sample_weight=w[:96],
+        validation_data=(x[96:], y[96:], w[96:]),
+        shuffle=False,
+        seed=5,
+    )
     out = io.StringIO()
     job = run.wait(timeout=300, poll=0.5, stream=out)
     assert job["state"] == "succeeded", job["error"]
@@ -66,8 +84,16 @@ def test_client_fit_with_sample_weight_trains_as_model_fit(stack, tmp_path):
     keras.utils.set_random_seed(5)
     plain = modelspec.build_model(run.job["spec"]["model"])
     modelspec.compile_model(plain, run.job["spec"]["compile"])
-    history = plain.fit(x[:96], y[:96], sample_weight=w[:96], batch_size=16, epochs=3,
-                        validation_data=(x[96:], y[96:], w[96:]), shuffle=False, verbose=0)
+    history = plain.fit(
+        x[:96],
+        y[:96],
+        sample_weight=w[:96],
+        batch_size=16,
+        epochs=3,
+        validation_data=(x[96:], y[96:], w[96:]),
+        shuffle=False,
+        verbose=0,
+    )
     got = model_weights(stack, run.id, tmp_path)
     for a, b in zip(got, plain.weights):
         np.testing.assert_array_equal(a, b.numpy())
@@ -124,8 +150,10 @@ def test_submit_refuses_sample_weights_that_cannot_fit_and_stores_nothing(stack,
     buf = io.BytesIO()
     np.savez(buf, x=x, y=y, w=np.ones(39))
     _, url = put(s3, buf.getvalue())
-    for name, words in (("weights", "no array named 'weights'"),
-                        ("w", "has 39 weights but the data has 40 samples")):
+    for name, words in (
+        ("weights", "no array named 'weights'"),
+        ("w", "has 39 weights but the data has 40 samples"),
+    ):
         with pytest.raises(FitfleetAPIError) as info:
             client.fit(compiled_mlp(), url, "y", sample_weight=name)
         assert info.value.status == 422 and words in info.value.message

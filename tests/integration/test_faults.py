@@ -27,8 +27,11 @@ EPOCHS = 10
 @pytest.fixture
 def proxies(stack_env):
     made = {}
-    for name, var in (("db", "DATABASE_URL"), ("broker", "CELERY_BROKER_URL"),
-                      ("s3", "AWS_ENDPOINT_URL_S3")):
+    for name, var in (
+        ("db", "DATABASE_URL"),
+        ("broker", "CELERY_BROKER_URL"),
+        ("s3", "AWS_ENDPOINT_URL_S3"),
+    ):
         url = urlparse(stack_env[var])
         made[name] = FaultProxy(url.hostname, url.port)
     yield made
@@ -40,11 +43,15 @@ def proxies(stack_env):
 def faulty(stack_env, proxies, tmp_path):
     """A stack whose processes reach PostgreSQL, Redis and S3 through the proxies."""
     env = dict(stack_env)
-    for name, var in (("db", "DATABASE_URL"), ("broker", "CELERY_BROKER_URL"),
-                      ("s3", "AWS_ENDPOINT_URL_S3")):
+    for name, var in (
+        ("db", "DATABASE_URL"),
+        ("broker", "CELERY_BROKER_URL"),
+        ("s3", "AWS_ENDPOINT_URL_S3"),
+    ):
         url = urlparse(env[var])
-        env[var] = url._replace(netloc=url.netloc.replace(
-            f"{url.hostname}:{url.port}", proxies[name].url_host())).geturl()
+        env[var] = url._replace(
+            netloc=url.netloc.replace(f"{url.hostname}:{url.port}", proxies[name].url_host())
+        ).geturl()
     env["FITFLEET_REDISPATCH_SECONDS"] = "3"
     s = Stack(env, tmp_path / "faulty-logs")
     try:
@@ -54,8 +61,14 @@ def faulty(stack_env, proxies, tmp_path):
 
 
 def spec_for(s3):
-    return mlp_spec(upload_blobs(s3, n=2000, features=16), features=16, hidden=32,
-                    epochs=EPOCHS, batch_size=8, checkpoint={"every_n_batches": 40})
+    return mlp_spec(
+        upload_blobs(s3, n=2000, features=16),
+        features=16,
+        hidden=32,
+        epochs=EPOCHS,
+        batch_size=8,
+        checkpoint={"every_n_batches": 40},
+    )
 
 
 def submit(stack, spec) -> str:
@@ -67,7 +80,8 @@ def submit(stack, spec) -> str:
 def assert_exactly_once(stack, job_id):
     spe = stack.job(job_id)["progress"]["steps_per_epoch"]
     assert [r["step"] for r in metric_rows(stack, job_id, "batch")] == list(
-        range(1, EPOCHS * spe + 1))
+        range(1, EPOCHS * spe + 1)
+    )
     assert [r["epoch"] for r in metric_rows(stack, job_id, "epoch")] == list(range(EPOCHS))
 
 
@@ -75,8 +89,12 @@ def test_object_store_unreachable_for_30s(faulty, proxies, s3, tmp_path):
     faulty.start_api()
     faulty.start_worker("w1")
     job_id = submit(faulty, spec_for(s3))
-    wait_for(lambda: faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]
-             ["checkpoints"], 120, 0.05, "first checkpoint")
+    wait_for(
+        lambda: faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
+        120,
+        0.05,
+        "first checkpoint",
+    )
     proxies["s3"].cut()
     time.sleep(30)
     assert faulty.job(job_id)["state"] == "running"  # training went on without the store
@@ -105,8 +123,11 @@ def test_database_outage_mid_job(faulty, proxies, s3, tmp_path):
     done = faulty.wait_state(job_id, ["succeeded", "failed"], timeout=300)
     assert done["state"] == "succeeded", done["error"]
     assert_exactly_once(faulty, job_id)
-    for a, b in zip(model_weights(faulty, ref_id, tmp_path),
-                    model_weights(faulty, job_id, tmp_path), strict=True):
+    for a, b in zip(
+        model_weights(faulty, ref_id, tmp_path),
+        model_weights(faulty, job_id, tmp_path),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -121,8 +142,9 @@ def test_broker_restart_loses_messages_and_jobs_still_run(faulty, proxies, s3, t
     wait_for(lambda: faulty.job(running_id)["progress"]["step"] > 50, 120, 0.05, "progress")
     waiting_id = submit(faulty, mlp_spec(upload_blobs(s3), epochs=2, queue="later"))
     proxies["broker"].cut()
-    client = redis.Redis.from_url(faulty.env["CELERY_BROKER_URL"].replace(
-        proxies["broker"].url_host(), "127.0.0.1:6379"))
+    client = redis.Redis.from_url(
+        faulty.env["CELERY_BROKER_URL"].replace(proxies["broker"].url_host(), "127.0.0.1:6379")
+    )
     client.flushdb()  # a restart without persistence: every message is gone
     client.close()
     time.sleep(5)
@@ -148,8 +170,12 @@ def test_sigkill_during_a_checkpoint_upload(faulty, proxies, s3, tmp_path):
     ref_id = submit(faulty, spec)
     assert faulty.wait_state(ref_id, ["succeeded", "failed"], 300)["state"] == "succeeded"
     job_id = submit(faulty, spec)
-    wait_for(lambda: faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]
-             ["checkpoints"], 120, 0.05, "first checkpoint")
+    wait_for(
+        lambda: faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
+        120,
+        0.05,
+        "first checkpoint",
+    )
     proxies["s3"].cut()
     wait_for(lambda: "checkpoint upload" in faulty.tail("w1", 10**6), 60, 0.2, "upload retry")
     committed = faulty.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"]
@@ -162,6 +188,9 @@ def test_sigkill_during_a_checkpoint_upload(faulty, proxies, s3, tmp_path):
     tried = faulty.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]
     assert tried[1]["resumed_from_step"] == max(c["step"] for c in committed)
     assert_exactly_once(faulty, job_id)
-    for a, b in zip(model_weights(faulty, ref_id, tmp_path),
-                    model_weights(faulty, job_id, tmp_path), strict=True):
+    for a, b in zip(
+        model_weights(faulty, ref_id, tmp_path),
+        model_weights(faulty, job_id, tmp_path),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)

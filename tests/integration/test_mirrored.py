@@ -21,8 +21,15 @@ def test_mirrored_job_resumes_bit_identical(stack, s3, tmp_path):
     stack.start_api()
     stack.start_reaper()
     w1 = stack.start_worker("w1", env=TWO_CPUS)
-    spec = mlp_spec(upload_blobs(s3, n=1600, features=12), features=12, hidden=24, epochs=6,
-                    batch_size=16, distribute="mirrored", checkpoint={"every_n_batches": 20})
+    spec = mlp_spec(
+        upload_blobs(s3, n=1600, features=12),
+        features=12,
+        hidden=24,
+        epochs=6,
+        batch_size=16,
+        distribute="mirrored",
+        checkpoint={"every_n_batches": 20},
+    )
     status, ref = stack.http("POST", "/api/v1/jobs", spec)
     assert status == 201, ref
     done = stack.wait_state(ref["id"], ["succeeded", "failed"], timeout=300)
@@ -32,8 +39,12 @@ def test_mirrored_job_resumes_bit_identical(stack, s3, tmp_path):
 
     status, job = stack.http("POST", "/api/v1/jobs", spec)
     job_id = job["id"]
-    wait_for(lambda: stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
-             120, 0.05, "first checkpoint")
+    wait_for(
+        lambda: stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
+        120,
+        0.05,
+        "first checkpoint",
+    )
     stack.kill(w1, signal.SIGKILL)
     w1.wait(10)
     stack.start_worker("w2", env=TWO_CPUS)
@@ -42,8 +53,11 @@ def test_mirrored_job_resumes_bit_identical(stack, s3, tmp_path):
     attempts = stack.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]
     assert [a["state"] for a in attempts] == ["lost", "succeeded"]
     assert attempts[1]["resumed_from_step"] > 0
-    for a, b in zip(model_weights(stack, ref["id"], tmp_path),
-                    model_weights(stack, job_id, tmp_path), strict=True):
+    for a, b in zip(
+        model_weights(stack, ref["id"], tmp_path),
+        model_weights(stack, job_id, tmp_path),
+        strict=True,
+    ):
         np.testing.assert_array_equal(a, b)
     # Weights are bit-identical. Logged metrics are not bitwise reproducible under
     # MirroredStrategy even without interruption (the cross-replica reduction of metric

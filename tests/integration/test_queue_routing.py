@@ -19,8 +19,11 @@ pytestmark = pytest.mark.slow
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels) -> float:
@@ -70,15 +73,16 @@ def test_queues_priorities_and_a_queue_nobody_serves(fleet, s3, tmp_path):
     stack.start_api()
     del stack.env["PROMETHEUS_MULTIPROC_DIR"]
     port_a = free_port()
-    stack.start_worker("wa", queues="alpha",
-                       env={"FITFLEET_WORKER_METRICS_PORT": str(port_a)})
+    stack.start_worker("wa", queues="alpha", env={"FITFLEET_WORKER_METRICS_PORT": str(port_a)})
     stack.start_worker("wb", queues="beta", env={"FITFLEET_LOG_FORMAT": "json"})
     data = upload_blobs(s3)
     small = {"epochs": 2, "checkpoint": {"every_epoch": True}}
 
     # Worker A is kept busy while two jobs of different priorities wait behind it.
-    blocker = submit(stack, mlp_spec(upload_blobs(s3, n=2000), epochs=500, batch_size=8,
-                                     queue="alpha", name="blocker"))
+    blocker = submit(
+        stack,
+        mlp_spec(upload_blobs(s3, n=2000), epochs=500, batch_size=8, queue="alpha", name="blocker"),
+    )
     stack.wait_state(blocker, "running", timeout=180)
     low = submit(stack, mlp_spec(data, queue="alpha", priority=1, name="low", **small))
     high = submit(stack, mlp_spec(data, queue="alpha", priority=8, name="high", **small))
@@ -109,8 +113,16 @@ def test_queues_priorities_and_a_queue_nobody_serves(fleet, s3, tmp_path):
     assert value(api, "fitfleet_queue_depth", queue="alpha") == 0
     assert value(api, "fitfleet_jobs", state="succeeded") == 3
     assert value(api, "fitfleet_jobs", state="cancelled") == 1
-    assert value(api, "fitfleet_api_request_duration_seconds_count", method="POST",
-                 route="/api/v1/jobs", status="201") >= 5
+    assert (
+        value(
+            api,
+            "fitfleet_api_request_duration_seconds_count",
+            method="POST",
+            route="/api/v1/jobs",
+            status="201",
+        )
+        >= 5
+    )
 
     # Worker A's own figures moved with the four jobs it ran.
     wa = scrape(f"http://127.0.0.1:{port_a}/metrics")
@@ -120,9 +132,18 @@ def test_queues_priorities_and_a_queue_nobody_serves(fleet, s3, tmp_path):
     assert value(wa, "fitfleet_metric_rows_written_total") >= 2 * (2 * 6 + 2)
     assert value(wa, "fitfleet_worker_attempts_total", outcome="cancelled") == 1
     # Counted when the task returns, a moment after the job's row says succeeded.
-    wait_for(lambda: value(scrape(f"http://127.0.0.1:{port_a}/metrics"),
-                           "fitfleet_worker_attempts_total", outcome="succeeded") == 2,
-             timeout=30, what="two attempts counted on worker A")
+    wait_for(
+        lambda: (
+            value(
+                scrape(f"http://127.0.0.1:{port_a}/metrics"),
+                "fitfleet_worker_attempts_total",
+                outcome="succeeded",
+            )
+            == 2
+        ),
+        timeout=30,
+        what="two attempts counted on worker A",
+    )
 
     # A worker for "gamma" arrives: the waiting job runs.
     stack.start_worker("wg", queues="gamma,beta")
@@ -130,7 +151,10 @@ def test_queues_priorities_and_a_queue_nobody_serves(fleet, s3, tmp_path):
     assert attempts(stack, nobody)[0]["worker"].startswith("wg@")
 
     # Worker B logged JSON lines naming the job and attempt it trained.
-    lines = wait_for(lambda: [r for r in json_lines(stack.tail("wb", 200_000))
-                              if r.get("job_id") == beta], timeout=10, what="JSON log lines")
+    lines = wait_for(
+        lambda: [r for r in json_lines(stack.tail("wb", 200_000)) if r.get("job_id") == beta],
+        timeout=10,
+        what="JSON log lines",
+    )
     assert all(r["attempt"] == 1 for r in lines)
     assert any("attempt 1" in r["message"] for r in lines)

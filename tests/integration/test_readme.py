@@ -56,9 +56,14 @@ def parse(text: str) -> list[Block]:
             continue
         end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
         mark = MARK.fullmatch(lines[i - 1].strip()) if i else None
-        block = Block(fence[1], lines[i + 1:end], (mark[1], mark[2]) if mark else None)
-        if block.lang == "text" and blocks and blocks[-1].lang == "sh" \
-                and previous is not None and previous.startswith("```"):
+        block = Block(fence[1], lines[i + 1 : end], (mark[1], mark[2]) if mark else None)
+        if (
+            block.lang == "text"
+            and blocks
+            and blocks[-1].lang == "sh"
+            and previous is not None
+            and previous.startswith("```")
+        ):
             blocks[-1].expect = block.lines
         blocks.append(block)
         previous, i = lines[end], end + 1
@@ -66,8 +71,11 @@ def parse(text: str) -> list[Block]:
 
 
 def _clean_env(port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FITFLEET_", "DATABASE_URL", "CELERY_BROKER_URL", "AWS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FITFLEET_", "DATABASE_URL", "CELERY_BROKER_URL", "AWS_"))
+    }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["FITFLEET_API_URL"] = f"http://127.0.0.1:{port}"  # the free port, see above
     return env
@@ -89,8 +97,9 @@ class Walk:
         if words == ["source", ".venv/bin/activate"]:
             assert (Path(sys.executable).parent / "activate").is_file()
             return None
-        assert words[0] in ("fitfleet", ".venv/bin/fitfleet"), \
+        assert words[0] in ("fitfleet", ".venv/bin/fitfleet"), (
             f"README command {line!r} is neither run by this walk nor marked readme-test: skip"
+        )
         words = [self.job_id if w == "JOB_ID" else w for w in words[1:]]
         if words[0] in ("demo", "api"):
             words += ["--port", str(self.port)]
@@ -106,8 +115,15 @@ class Walk:
             if block.mark and block.mark[0] == "background":
                 self._start(argv)
                 continue
-            done = subprocess.run(argv, cwd=self.folder, env=self.env, capture_output=True,
-                                  text=True, timeout=900, check=False)
+            done = subprocess.run(
+                argv,
+                cwd=self.folder,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
             assert done.returncode == 0, (line, done.stdout[-3000:], done.stderr[-3000:])
             out.append(done.stdout + done.stderr)
             found = re.search(r"job ([0-9a-f]{32}) submitted", done.stdout)
@@ -116,15 +132,23 @@ class Walk:
 
     def _start(self, argv: list[str]) -> None:
         log = open(self.folder / f"background-{len(self.background)}.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(argv, cwd=self.folder, env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.folder,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.background.append(proc)
         wait_for(lambda: self._healthy() or proc.poll() is not None, 120, 0.3, "fitfleet api")
         assert proc.poll() is None, (self.folder / log.name).read_text()[-3000:]
 
     def _healthy(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.env['FITFLEET_API_URL']}/api/v1/healthz", timeout=2):
+            with urllib.request.urlopen(
+                f"{self.env['FITFLEET_API_URL']}/api/v1/healthz", timeout=2
+            ):
                 return True
         except OSError:
             return False
@@ -173,8 +197,10 @@ def check_output(output: str, expected: list[str], job_id: str | None) -> None:
 
 
 def test_parse_finds_markers_and_expected_output():
-    blocks = parse("x\n<!-- readme-test: skip: why -->\n```sh\nmake a\n```\n\n```text\nout\n```\n"
-                   "```sh\nfitfleet list\n```\nprose\n```text\nnot its output\n```\n")
+    blocks = parse(
+        "x\n<!-- readme-test: skip: why -->\n```sh\nmake a\n```\n\n```text\nout\n```\n"
+        "```sh\nfitfleet list\n```\nprose\n```text\nnot its output\n```\n"
+    )
     assert [b.lang for b in blocks] == ["sh", "text", "sh", "text"]
     assert blocks[0].mark == ("skip", "why") and blocks[0].expect == ["out"]
     assert blocks[2].mark is None and blocks[2].expect == []

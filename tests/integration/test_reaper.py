@@ -14,14 +14,24 @@ from service.core.config import Settings
 from service.ops import reaper
 from service.store.jobs import JobStore
 
-SPEC = {"name": "reaped", "model": {"class_name": "Sequential", "config": {}},
-        "compile": {"loss": "mse"}, "data": {"train": "file:///tmp/x.npz"}}
+SPEC = {
+    "name": "reaped",
+    "model": {"class_name": "Sequential", "config": {}},
+    "compile": {"loss": "mse"},
+    "data": {"train": "file:///tmp/x.npz"},
+}
 
 
 @pytest.fixture
 def settings(pg_clean, redis_url, tmp_path):
-    return Settings.from_env({}, database_url=pg_clean, broker_url=redis_url,
-                             home=str(tmp_path), lease_seconds=0.2, reaper_interval=0.1)
+    return Settings.from_env(
+        {},
+        database_url=pg_clean,
+        broker_url=redis_url,
+        home=str(tmp_path),
+        lease_seconds=0.2,
+        reaper_interval=0.1,
+    )
 
 
 def queued_messages(redis_url: str, queue: str = "default") -> list[dict]:

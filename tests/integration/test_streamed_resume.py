@@ -25,7 +25,7 @@ def upload_shards(s3, tmp_path, n: int = 1800, features: int = 16) -> tuple[str,
     cuts = [0, 350, 800, 1100, 1600]
     client = s3.client()
     for i in range(4):
-        part, a, b = tmp_path / f"part-{i}", x[cuts[i]:cuts[i + 1]], y[cuts[i]:cuts[i + 1]]
+        part, a, b = tmp_path / f"part-{i}", x[cuts[i] : cuts[i + 1]], y[cuts[i] : cuts[i + 1]]
         if i % 2:
             column = pa.FixedSizeListArray.from_arrays(pa.array(a.ravel()), features)
             pq.write_table(pa.table({"x": column, "y": pa.array(b)}), part)
@@ -52,8 +52,9 @@ def test_streamed_shards_resume_bit_identical_from_the_local_cache(stack, s3, tm
     stack.start_reaper()
     w1 = stack.start_worker("w1")
     prefix, val, shards = upload_shards(s3, tmp_path)
-    spec = mlp_spec(prefix, features=16, hidden=32, epochs=6, batch_size=8,
-                    checkpoint={"every_n_batches": 40})
+    spec = mlp_spec(
+        prefix, features=16, hidden=32, epochs=6, batch_size=8, checkpoint={"every_n_batches": 40}
+    )
     spec["data"]["validation"] = val
     spec["fit"]["validation_split"] = 0.0
     ref_id = submit(stack, spec)
@@ -62,8 +63,12 @@ def test_streamed_shards_resume_bit_identical_from_the_local_cache(stack, s3, tm
     assert stack.tail("w1", 10**6).count("downloaded") == shards + 1
 
     job_id = submit(stack, spec)
-    wait_for(lambda: stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
-             120, 0.05, "a checkpoint")
+    wait_for(
+        lambda: stack.http("GET", f"/api/v1/jobs/{job_id}/checkpoints")[1]["checkpoints"],
+        120,
+        0.05,
+        "a checkpoint",
+    )
     stack.kill(w1, signal.SIGKILL)
     w1.wait(10)
     stack.start_worker("w2")  # the same machine: the same FITFLEET_HOME and data cache
@@ -73,11 +78,13 @@ def test_streamed_shards_resume_bit_identical_from_the_local_cache(stack, s3, tm
     assert [a["state"] for a in tried] == ["lost", "succeeded"]
     assert tried[1]["resumed_from_step"] > 0
 
-    for a, b in zip(model_weights(stack, ref_id, tmp_path),
-                    model_weights(stack, job_id, tmp_path), strict=True):
+    for a, b in zip(
+        model_weights(stack, ref_id, tmp_path), model_weights(stack, job_id, tmp_path), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     assert [r["logs"] for r in metric_rows(stack, job_id, "epoch")] == [
-        r["logs"] for r in metric_rows(stack, ref_id, "epoch")]
+        r["logs"] for r in metric_rows(stack, ref_id, "epoch")
+    ]
     w2_log = stack.tail("w2", 10**6)
     assert "downloaded" not in w2_log
     assert w2_log.count("read from the local cache") >= shards + 1

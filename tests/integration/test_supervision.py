@@ -31,16 +31,27 @@ def parent_of(pid: int) -> int:
 
 def live_workers(stack, prefix: str) -> dict[str, str]:
     workers = stack.http("GET", "/api/v1/fleet")[1]["workers"]
-    return {w["name"]: w["state"] for w in workers
-            if w["name"].startswith(prefix) and w["state"] in ("idle", "busy")}
+    return {
+        w["name"]: w["state"]
+        for w in workers
+        if w["name"].startswith(prefix) and w["state"] in ("idle", "busy")
+    }
 
 
 def test_a_killed_child_is_replaced_and_its_job_resumes_at_once(stack, s3, tmp_path):
     stack.env["FITFLEET_LEASE_SECONDS"] = str(LEASE)
     stack.start_api()
     stack.start_reaper()
-    pool = stack.spawn("pool", "worker", "--queues", "default", "--concurrency", "2",
-                       "--hostname", "pool@fitfleet-test")
+    pool = stack.spawn(
+        "pool",
+        "worker",
+        "--queues",
+        "default",
+        "--concurrency",
+        "2",
+        "--hostname",
+        "pool@fitfleet-test",
+    )
     spec = long_spec(s3)
     ref = reference_weights(stack, spec, tmp_path)
     wait_for(lambda: len(live_workers(stack, "pool@")) == 2, 120, 0.2, "two idle children")
@@ -84,8 +95,16 @@ def test_an_out_of_memory_kill_fails_the_job_saying_so(stack, s3, tmp_path):
     (cgroup / "memory.max").write_text(f"{768 << 20}\n")
     stack.env["FITFLEET_CGROUP_ROOT"] = str(cgroup)
     stack.start_api()
-    pool = stack.spawn("pool", "worker", "--queues", "default", "--concurrency", "2",
-                       "--hostname", "pool@fitfleet-test")
+    pool = stack.spawn(
+        "pool",
+        "worker",
+        "--queues",
+        "default",
+        "--concurrency",
+        "2",
+        "--hostname",
+        "pool@fitfleet-test",
+    )
     job_id = submit(stack, long_spec(s3, max_attempts=1))
     wait_for(lambda: stack.job(job_id)["progress"]["step"] > 50, 180, 0.05, "progress")
     pid = int(stack.job(job_id)["worker"].rsplit(":", 1)[1])

@@ -16,8 +16,15 @@ keras = pytest.importorskip("keras")
 
 
 def sequential_json() -> dict:
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dropout(0.1), keras.layers.Dense(3)], name="tiny")
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(3),
+        ],
+        name="tiny",
+    )
     return json.loads(model.to_json())
 
 
@@ -32,18 +39,35 @@ def base_job_spec(models: dict, folder) -> dict:
     with arrays for both models (x and y; a and b for the two-input one)."""
     path = folder / "train.npz"
     if not path.exists():
-        np.savez(path, x=np.zeros((8, 4), "float32"), a=np.zeros((8, 3), "float32"),
-                 b=np.zeros((8, 2), "float32"), y=np.arange(8) % 3)
-    return {"model": copy.deepcopy(models["sequential"]),
-            "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-                        "metrics": ["accuracy"]},
-            "data": {"train": path.as_uri()}, "fit": {"epochs": 2}}
+        np.savez(
+            path,
+            x=np.zeros((8, 4), "float32"),
+            a=np.zeros((8, 3), "float32"),
+            b=np.zeros((8, 2), "float32"),
+            y=np.arange(8) % 3,
+        )
+    return {
+        "model": copy.deepcopy(models["sequential"]),
+        "compile": {
+            "optimizer": "adam",
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
+        "data": {"train": path.as_uri()},
+        "fit": {"epochs": 2},
+    }
 
 
 def make_settings(tmp_path, database_url: str, **overrides) -> Settings:
-    values = {"database_url": database_url, "broker_url": "filesystem://",
-              "storage_url": (tmp_path / "store").as_uri(), "home": str(tmp_path),
-              "max_spec_bytes": 100_000, "data_file_roots": str(tmp_path), **overrides}
+    values = {
+        "database_url": database_url,
+        "broker_url": "filesystem://",
+        "storage_url": (tmp_path / "store").as_uri(),
+        "home": str(tmp_path),
+        "max_spec_bytes": 100_000,
+        "data_file_roots": str(tmp_path),
+        **overrides,
+    }
     return Settings.from_env({}, **values)
 
 

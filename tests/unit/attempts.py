@@ -45,8 +45,9 @@ def run_job(settings, spec, preempt_at=None, validating=False, spe=6, extra=()):
     from workers.training.attempt import Attempt
 
     jobs = JobStore(settings.database_url)
-    job = jobs.create(normalize(spec, settings), epochs=spec["fit"]["epochs"], summary=None,
-                      max_attempts=3)
+    job = jobs.create(
+        normalize(spec, settings), epochs=spec["fit"]["epochs"], summary=None, max_attempts=3
+    )
     outcomes = []
     for _ in range(3):
         claim = jobs.claim(job["id"], "test-worker", settings.lease_seconds)

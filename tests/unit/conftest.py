@@ -12,8 +12,9 @@ import pytest
 def model_json():
     """``json.loads(model.to_json())`` of a tiny Keras model (4 inputs, 3 classes)."""
     keras = pytest.importorskip("keras")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")],
-                             name="tiny")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")], name="tiny"
+    )
     return json.loads(model.to_json())
 
 
@@ -28,8 +29,12 @@ def served_api(tmp_path, sqlite_url):
     from service.store.tokens import TokenStore
 
     settings = Settings.from_env(
-        {}, database_url=sqlite_url, broker_url="filesystem://",
-        storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path))
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+    )
     server = make_server("127.0.0.1", 0, web_app.create_app(settings), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

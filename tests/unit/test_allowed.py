@@ -16,7 +16,8 @@ SETTINGS = Settings.from_env({}, max_epochs=1000, max_attempts=4)
 
 def test_the_clients_copy_of_the_callbacks_equals_the_servers():
     assert remote.CALLBACKS == allowed.CALLBACKS, (
-        "fitfleet/remote.py CALLBACKS drifted from service/admission/allowed.py; copy it over")
+        "fitfleet/remote.py CALLBACKS drifted from service/admission/allowed.py; copy it over"
+    )
 
 
 def test_every_suffix_names_an_allowed_format_and_every_format_has_one():
@@ -36,13 +37,16 @@ def test_the_workers_read_the_same_formats_and_suffixes():
         formats.format_of("s3://b/k/train.h5", None)
 
 
-@pytest.mark.parametrize(("url", "fmt", "want"), [
-    ("file:///d/train.npz", None, "npz"),
-    ("s3://bucket/x/shard-0.TFRECORDS", None, "tfrecord"),
-    ("s3://bucket/x/data.pq?versionId=1", None, "parquet"),
-    ("s3://bucket/x/data.bin", "csv", "csv"),
-    ("s3://bucket/x/data.h5", None, None),
-])
+@pytest.mark.parametrize(
+    ("url", "fmt", "want"),
+    [
+        ("file:///d/train.npz", None, "npz"),
+        ("s3://bucket/x/shard-0.TFRECORDS", None, "tfrecord"),
+        ("s3://bucket/x/data.pq?versionId=1", None, "parquet"),
+        ("s3://bucket/x/data.bin", "csv", "csv"),
+        ("s3://bucket/x/data.h5", None, None),
+    ],
+)
 def test_format_of_prefers_the_spec_then_the_suffix(url, fmt, want):
     assert allowed.format_of(url, fmt) == want
 
@@ -54,18 +58,25 @@ def minimal(**extra) -> dict:
 def test_the_spec_accepts_each_name_and_refuses_others_listing_them():
     pytest.importorskip("keras")  # the tiny model's JSON comes from Keras
     cbs = [{"class_name": n} for n in allowed.CALLBACKS]
-    assert [c["class_name"] for c in normalize(minimal(fit={"callbacks": cbs}), SETTINGS)
-            ["fit"]["callbacks"]] == list(allowed.CALLBACKS)
+    assert [
+        c["class_name"]
+        for c in normalize(minimal(fit={"callbacks": cbs}), SETTINGS)["fit"]["callbacks"]
+    ] == list(allowed.CALLBACKS)
     for fmt in allowed.DATA_FORMATS:
-        assert normalize(minimal(data={"train": "s3://b/d", "format": fmt}),
-                         SETTINGS)["data"]["format"] == fmt
+        assert (
+            normalize(minimal(data={"train": "s3://b/d", "format": fmt}), SETTINGS)["data"][
+                "format"
+            ]
+            == fmt
+        )
     with pytest.raises(InvalidSpec) as exc:
         normalize(minimal(fit={"callbacks": [{"class_name": "ModelCheckpoint"}]}), SETTINGS)
     assert ", ".join(allowed.CALLBACKS) in exc.value.message
     with pytest.raises(InvalidSpec) as exc:
         normalize(minimal(data={"train": "s3://b/d.h5", "format": "hdf5"}), SETTINGS)
-    assert exc.value.message == ('data.format must be null, "npz", "csv", "parquet" or '
-                                 '"tfrecord", got "hdf5"')
+    assert exc.value.message == (
+        'data.format must be null, "npz", "csv", "parquet" or "tfrecord", got "hdf5"'
+    )
     spec = minimal()
     spec["model"]["class_name"] = "Lambda"
     with pytest.raises(InvalidSpec) as exc:

@@ -17,11 +17,11 @@ import pytest
 jsonschema = pytest.importorskip("jsonschema")
 pytest.importorskip("flask")
 
-from service.store.fleet import FleetStore  # noqa: E402
-from service.store.jobs import JobStore  # noqa: E402
-from service.store.metrics import MetricStore  # noqa: E402
-from service.web.openapi import openapi_path  # noqa: E402
-from tests.unit.apihelpers import api_client, make_settings  # noqa: E402
+from service.store.fleet import FleetStore
+from service.store.jobs import JobStore
+from service.store.metrics import MetricStore
+from service.web.openapi import openapi_path
+from tests.unit.apihelpers import api_client, make_settings
 
 
 @pytest.fixture
@@ -30,9 +30,13 @@ def world(tmp_path, sqlite_url):
     settings = make_settings(tmp_path, sqlite_url)
     client = api_client(settings)
     jobs = JobStore(sqlite_url)
-    job = jobs.create({"name": "doc", "model": {}, "compile": {}, "data": {}}, epochs=2,
-                      summary={"layers": [], "total_params": 0}, max_attempts=3,
-                      project="test")
+    job = jobs.create(
+        {"name": "doc", "model": {}, "compile": {}, "data": {}},
+        epochs=2,
+        summary={"layers": [], "total_params": 0},
+        max_attempts=3,
+        project="test",
+    )
     first = jobs.claim(job["id"], "w1", 0.01)
     time.sleep(0.05)
     jobs.reap()
@@ -43,18 +47,50 @@ def world(tmp_path, sqlite_url):
     payload = b"bytes" * 10
     (folder / "model.keras").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
-    jobs.commit_checkpoint(job["id"], claim.attempt_id, {
-        "step": 3, "epoch": 0, "batch": 3, "uri": folder.as_uri(),
-        "files": {"model.keras": {"sha256": digest, "bytes": len(payload)}},
-        "bytes": len(payload), "sha256": digest, "logs": {"loss": 0.5}})
+    jobs.commit_checkpoint(
+        job["id"],
+        claim.attempt_id,
+        {
+            "step": 3,
+            "epoch": 0,
+            "batch": 3,
+            "uri": folder.as_uri(),
+            "files": {"model.keras": {"sha256": digest, "bytes": len(payload)}},
+            "bytes": len(payload),
+            "sha256": digest,
+            "logs": {"loss": 0.5},
+        },
+    )
     now = time.time()
-    MetricStore(sqlite_url).write(job["id"], [
-        {"kind": "batch", "step": s, "epoch": 0, "batch": s, "attempt": claim.number,
-         "logs": {"loss": 1.0 / (s + 1)}, "wall_time": now + s} for s in range(4)] + [
-        {"kind": "epoch", "step": 3, "epoch": 0, "batch": None, "attempt": claim.number,
-         "logs": {"loss": 0.4, "val_loss": 0.5}, "wall_time": now + 4}])
-    FleetStore(sqlite_url).report("w2", hostname="h", pid=1, queues=["default"],
-                                  state="busy", job_id=job["id"])
+    MetricStore(sqlite_url).write(
+        job["id"],
+        [
+            {
+                "kind": "batch",
+                "step": s,
+                "epoch": 0,
+                "batch": s,
+                "attempt": claim.number,
+                "logs": {"loss": 1.0 / (s + 1)},
+                "wall_time": now + s,
+            }
+            for s in range(4)
+        ]
+        + [
+            {
+                "kind": "epoch",
+                "step": 3,
+                "epoch": 0,
+                "batch": None,
+                "attempt": claim.number,
+                "logs": {"loss": 0.4, "val_loss": 0.5},
+                "wall_time": now + 4,
+            }
+        ],
+    )
+    FleetStore(sqlite_url).report(
+        "w2", hostname="h", pid=1, queues=["default"], state="busy", job_id=job["id"]
+    )
     return client, job["id"]
 
 
@@ -66,10 +102,8 @@ def _check(document: dict, method: str, path: str, response) -> None:
     content = (answers.get(status) or answers["default"]).get("content", {})
     if response.is_json:
         assert "application/json" in content, f"{method} {path}: JSON answer undocumented"
-        schema = {**content["application/json"]["schema"],
-                  "components": document["components"]}
-        jsonschema.validate(response.get_json(), schema,
-                            format_checker=jsonschema.FormatChecker())
+        schema = {**content["application/json"]["schema"], "components": document["components"]}
+        jsonschema.validate(response.get_json(), schema, format_checker=jsonschema.FormatChecker())
 
 
 def test_every_route_answers_as_its_document_says(world):

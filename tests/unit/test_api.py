@@ -138,14 +138,17 @@ def test_bad_specs_are_refused_and_create_nothing(client, settings, job_spec, ca
     assert all_jobs(settings) == [] and broker_messages(settings) == []
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    (b"{not json", "bad_json"),
-    (b"", "bad_json"),
-    (b'{"model": NaN}', "bad_json"),
-    (b"\xff\xfe", "bad_json"),
-    (b"[" * 5000 + b"]" * 5000, "bad_json"),
-    (b"[1, 2]", "bad_spec"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "bad_json"),
+        (b"", "bad_json"),
+        (b'{"model": NaN}', "bad_json"),
+        (b"\xff\xfe", "bad_json"),
+        (b"[" * 5000 + b"]" * 5000, "bad_json"),
+        (b"[1, 2]", "bad_spec"),
+    ],
+)
 def test_malformed_bodies_are_bad_requests(client, settings, body, code):
     response = client.post("/api/v1/jobs", data=body, content_type="application/json")
     assert_envelope(response, 400, code)
@@ -155,8 +158,7 @@ def test_malformed_bodies_are_bad_requests(client, settings, body, code):
 def test_oversized_body_is_413(client, settings, job_spec):
     job_spec["name"] = "big"
     job_spec["model"]["config"]["padding"] = "x" * 150_000
-    error = assert_envelope(client.post("/api/v1/jobs", json=job_spec), 413,
-                            "payload_too_large")
+    error = assert_envelope(client.post("/api/v1/jobs", json=job_spec), 413, "payload_too_large")
     assert "100000" in error["message"]
     assert all_jobs(settings) == [] and broker_messages(settings) == []
 
@@ -165,10 +167,12 @@ def test_oversized_body_without_length_is_413(client, settings):
     import io
 
     body = io.BytesIO(b'{"name": "' + b"x" * 150_000 + b'"}')
-    response = client.post("/api/v1/jobs", input_stream=body,
-                           headers={"Transfer-Encoding": "chunked",
-                                    "Content-Type": "application/json"},
-                           environ_overrides={"wsgi.input_terminated": True})
+    response = client.post(
+        "/api/v1/jobs",
+        input_stream=body,
+        headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     assert_envelope(response, 413, "payload_too_large")
     assert all_jobs(settings) == []
 
@@ -219,14 +223,23 @@ def test_list_pages_newest_first(client, job_spec):
     assert len(client.get("/api/v1/jobs?state=queued").get_json()["jobs"]) == 4
 
 
-@pytest.mark.parametrize("query", ["state=paused", "limit=0", "limit=501", "limit=ten",
-                                   "cursor=ffffffffffffffffffffffffffffffff"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "state=paused",
+        "limit=0",
+        "limit=501",
+        "limit=ten",
+        "cursor=ffffffffffffffffffffffffffffffff",
+    ],
+)
 def test_list_bad_parameters(client, query):
     assert_envelope(client.get(f"/api/v1/jobs?{query}"), 400, "bad_request")
 
 
-@pytest.mark.parametrize("path", ["", "/attempts", "/checkpoints", "/summary", "/metrics",
-                                  "/model"])
+@pytest.mark.parametrize(
+    "path", ["", "/attempts", "/checkpoints", "/summary", "/metrics", "/model"]
+)
 def test_unknown_job_is_404(client, path):
     assert_envelope(client.get(f"/api/v1/jobs/{'0' * 32}{path}"), 404, "not_found")
     assert_envelope(client.get(f"/api/v1/jobs/{'x' * 300}{path}"), 404, "not_found")
@@ -235,8 +248,20 @@ def test_unknown_job_is_404(client, path):
 def test_get_job_has_the_api_fields(client, job_spec):
     job = submit(client, job_spec)
     got = client.get(f"/api/v1/jobs/{job['id']}").get_json()
-    for key in ("id", "name", "state", "created_at", "started_at", "finished_at", "attempts",
-                "max_attempts", "progress", "latest_checkpoint", "error", "spec"):
+    for key in (
+        "id",
+        "name",
+        "state",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "max_attempts",
+        "progress",
+        "latest_checkpoint",
+        "error",
+        "spec",
+    ):
         assert key in got
     assert got["progress"]["epochs"] == 2 and got["max_attempts"] == 3
 
@@ -255,12 +280,24 @@ def test_attempts_and_checkpoints(client, settings, job_spec):
     assert client.get(f"{url}/attempts").get_json() == {"attempts": []}
     jobs = JobStore(settings.database_url)
     claim = jobs.claim(job["id"], "worker-1", 30)
-    jobs.commit_checkpoint(job["id"], claim.attempt_id, {
-        "step": 4, "epoch": 0, "batch": 3, "uri": "file:///store/jobs/x/checkpoints/4",
-        "files": {}, "bytes": 10, "sha256": "0" * 64, "logs": {"loss": 0.5}})
+    jobs.commit_checkpoint(
+        job["id"],
+        claim.attempt_id,
+        {
+            "step": 4,
+            "epoch": 0,
+            "batch": 3,
+            "uri": "file:///store/jobs/x/checkpoints/4",
+            "files": {},
+            "bytes": 10,
+            "sha256": "0" * 64,
+            "logs": {"loss": 0.5},
+        },
+    )
     attempts = client.get(f"{url}/attempts").get_json()["attempts"]
-    assert [(a["number"], a["worker"], a["state"]) for a in attempts] == [(1, "worker-1",
-                                                                          "running")]
+    assert [(a["number"], a["worker"], a["state"]) for a in attempts] == [
+        (1, "worker-1", "running")
+    ]
     checkpoints = client.get(f"{url}/checkpoints").get_json()["checkpoints"]
     assert [(c["step"], c["logs"]) for c in checkpoints] == [(4, {"loss": 0.5})]
     assert client.get(url).get_json()["latest_checkpoint"]["step"] == 4
@@ -272,8 +309,18 @@ def test_attempts_and_checkpoints(client, settings, job_spec):
 def test_metrics_cursor(client, settings, job_spec):
     job = submit(client, job_spec)
     url = f"/api/v1/jobs/{job['id']}/metrics"
-    rows = [{"kind": "batch", "step": s, "epoch": 0, "batch": s, "attempt": 1,
-             "logs": {"loss": 1.0 / (s + 1)}, "wall_time": float(s)} for s in range(6)]
+    rows = [
+        {
+            "kind": "batch",
+            "step": s,
+            "epoch": 0,
+            "batch": s,
+            "attempt": 1,
+            "logs": {"loss": 1.0 / (s + 1)},
+            "wall_time": float(s),
+        }
+        for s in range(6)
+    ]
     metrics = MetricStore(settings.database_url)
     metrics.write(job["id"], rows[:4])
     first = client.get(f"{url}?kind=batch").get_json()
@@ -300,8 +347,9 @@ def _finish_with_model(settings, job_id: str, payload: bytes) -> None:
     store.put_bytes(final_model_key("test", job_id), payload)
     jobs = JobStore(settings.database_url)
     claim = jobs.claim(job_id, "worker-1", 30)
-    jobs.finish(job_id, claim.attempt_id, "succeeded",
-                model_uri=store.uri(final_model_key("test", job_id)))
+    jobs.finish(
+        job_id, claim.attempt_id, "succeeded", model_uri=store.uri(final_model_key("test", job_id))
+    )
 
 
 def test_model_download_local_store(client, settings, job_spec):
@@ -393,8 +441,9 @@ def test_unexpected_error_is_a_safe_500(settings, caplog):
         raise RuntimeError("password=hunter2 at /srv/secret/path")
 
     app.add_url_rule("/api/v1/explode", view_func=explode)
-    response = app.test_client().get("/api/v1/explode",
-                                     headers={"Authorization": f"Bearer {admin_token(settings)}"})
+    response = app.test_client().get(
+        "/api/v1/explode", headers={"Authorization": f"Bearer {admin_token(settings)}"}
+    )
     error = assert_envelope(response, 500, "internal_error")
     assert "hunter2" not in response.get_data(as_text=True) and "/srv" not in error["message"]
     assert "hunter2" in caplog.text  # the traceback goes to the log

@@ -29,11 +29,35 @@ def test_api_md_is_the_served_openapi_document():
 
 def test_render_follows_the_document():
     gen = _generator()
-    doc = {"paths": {"/api/v1/x": {"get": {"summary": "An x", "responses": {
-        "200": {"description": "it", "content": {"application/json": {"schema": {
-            "anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}]}}}}}}}},
-           "components": {"schemas": {"X": {"type": "object", "required": ["a"],
-                                            "properties": {"a": {"type": "integer"}}}}}}
+    doc = {
+        "paths": {
+            "/api/v1/x": {
+                "get": {
+                    "summary": "An x",
+                    "responses": {
+                        "200": {
+                            "description": "it",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "anyOf": [
+                                            {"$ref": "#/components/schemas/X"},
+                                            {"type": "null"},
+                                        ]
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "X": {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}}
+            }
+        },
+    }
     text = gen.render(doc)
     assert "| `GET /api/v1/x` | An x |" in text
     assert "| 200 | it | [X](#x) or null |" in text

@@ -66,22 +66,34 @@ def test_project_names_must_be_safe_in_object_keys(sqlite_url, name):
 
 def _spec(tmp_path) -> dict:
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x=rng.normal(size=(20, 4)).astype("float32"),
-             y=rng.integers(0, 3, 20))
+    np.savez(
+        tmp_path / "d.npz", x=rng.normal(size=(20, 4)).astype("float32"), y=rng.integers(0, 3, 20)
+    )
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="tiny")
-    return {"model": json.loads(model.to_json()),
-            "compile": {"loss": "sparse_categorical_crossentropy"},
-            "data": {"train": (tmp_path / "d.npz").as_uri()}}
+    return {
+        "model": json.loads(model.to_json()),
+        "compile": {"loss": "sparse_categorical_crossentropy"},
+        "data": {"train": (tmp_path / "d.npz").as_uri()},
+    }
 
 
 @pytest.fixture
 def world(tmp_path, sqlite_url):
     """An app with projects alpha and beta, a finished alpha job, and one token per caller."""
-    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path))
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+    )
     tokens = TokenStore(sqlite_url)
-    secrets = {"own": tokens.create("alpha")[1], "other": tokens.create("beta")[1],
-               "admin": tokens.create("ops", admin=True)[1], "bad": "ff_not-a-real-token"}
+    secrets = {
+        "own": tokens.create("alpha")[1],
+        "other": tokens.create("beta")[1],
+        "admin": tokens.create("ops", admin=True)[1],
+        "bad": "ff_not-a-real-token",
+    }
     revoked, secrets["revoked"] = tokens.create("alpha")
     tokens.revoke(revoked["id"])
     job_id = _finished_job(settings, "alpha")
@@ -90,19 +102,50 @@ def world(tmp_path, sqlite_url):
 
 def _finished_job(settings, project: str) -> str:
     jobs = JobStore(settings.database_url)
-    job = jobs.create({"name": "j", "fit": {"epochs": 1}}, epochs=1, max_attempts=1,
-                      summary={"layers": [], "total_params": 0}, project=project)
+    job = jobs.create(
+        {"name": "j", "fit": {"epochs": 1}},
+        epochs=1,
+        max_attempts=1,
+        summary={"layers": [], "total_params": 0},
+        project=project,
+    )
     claim = jobs.claim(job["id"], "w", 30)
-    MetricStore(settings.database_url).write(job["id"], [
-        {"kind": "epoch", "step": 1, "epoch": 0, "batch": None, "attempt": 1,
-         "logs": {"loss": 1.0}, "wall_time": 0.0}])
-    jobs.commit_checkpoint(job["id"], claim.attempt_id, {
-        "step": 1, "epoch": 0, "batch": 0, "uri": "file:///nowhere", "files": {},
-        "bytes": 1, "sha256": "0" * 64, "logs": {}})
+    MetricStore(settings.database_url).write(
+        job["id"],
+        [
+            {
+                "kind": "epoch",
+                "step": 1,
+                "epoch": 0,
+                "batch": None,
+                "attempt": 1,
+                "logs": {"loss": 1.0},
+                "wall_time": 0.0,
+            }
+        ],
+    )
+    jobs.commit_checkpoint(
+        job["id"],
+        claim.attempt_id,
+        {
+            "step": 1,
+            "epoch": 0,
+            "batch": 0,
+            "uri": "file:///nowhere",
+            "files": {},
+            "bytes": 1,
+            "sha256": "0" * 64,
+            "logs": {},
+        },
+    )
     store = open_store(settings.storage_url)
     store.put_bytes(final_model_key(project, job["id"]), b"PK model")
-    jobs.finish(job["id"], claim.attempt_id, "succeeded",
-                model_uri=store.uri(final_model_key(project, job["id"])))
+    jobs.finish(
+        job["id"],
+        claim.attempt_id,
+        "succeeded",
+        model_uri=store.uri(final_model_key(project, job["id"])),
+    )
     return job["id"]
 
 
@@ -111,8 +154,15 @@ def _call(client, method: str, path: str, secret: str | None, body=None):
     return client.open(path, method=method, headers=headers, json=body)
 
 
-JOB_ROUTES = [("GET", ""), ("GET", "/attempts"), ("GET", "/checkpoints"), ("GET", "/summary"),
-              ("GET", "/metrics"), ("GET", "/model"), ("POST", "/cancel")]
+JOB_ROUTES = [
+    ("GET", ""),
+    ("GET", "/attempts"),
+    ("GET", "/checkpoints"),
+    ("GET", "/summary"),
+    ("GET", "/metrics"),
+    ("GET", "/model"),
+    ("POST", "/cancel"),
+]
 
 
 @pytest.mark.parametrize("caller", CALLERS)
@@ -192,9 +242,14 @@ def test_pages_and_health_stay_open(world):
 
 
 def test_auth_off_is_explicit_and_logged(tmp_path, sqlite_url, caplog):
-    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path),
-                                 auth="off")
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "s").as_uri(),
+        home=str(tmp_path),
+        auth="off",
+    )
     with caplog.at_level(logging.WARNING):
         client = create_app(settings).test_client()
     assert "authentication is OFF" in caplog.text
@@ -245,10 +300,19 @@ def test_token_commands(sqlite_url, monkeypatch, capsys):
 # -- failing closed -----------------------------------------------------------------------
 
 OPEN_ENDPOINTS = {  # no data: liveness, readiness, the API document, page shells, scrapes
-    "health.get_health", "health.get_readiness", "health_root.get_health",
-    "health_root.get_readiness", "openapi.get_openapi", "prometheus.get_metrics",
-    "dashboard.show_jobs", "dashboard.show_job", "dashboard.show_fleet", "dashboard.plotly_js",
-    "dashboard.static", "static"}
+    "health.get_health",
+    "health.get_readiness",
+    "health_root.get_health",
+    "health_root.get_readiness",
+    "openapi.get_openapi",
+    "prometheus.get_metrics",
+    "dashboard.show_jobs",
+    "dashboard.show_job",
+    "dashboard.show_fleet",
+    "dashboard.plotly_js",
+    "dashboard.static",
+    "static",
+}
 
 
 def _spy_on_views(app) -> list[tuple[str, object]]:
@@ -259,6 +323,7 @@ def _spy_on_views(app) -> list[tuple[str, object]]:
 
     calls = []
     for endpoint, view in list(app.view_functions.items()):
+
         def spy(*args, _endpoint=endpoint, _view=view, **kwargs):
             try:
                 seen = auth.caller()
@@ -266,6 +331,7 @@ def _spy_on_views(app) -> list[tuple[str, object]]:
                 seen = exc
             calls.append((_endpoint, g.get("identity"), seen))
             return _view(*args, **kwargs)
+
         app.view_functions[endpoint] = spy
     return calls
 
@@ -282,6 +348,7 @@ def test_every_route_pages_included_fails_closed_without_a_token(world):
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     assert OPEN_ENDPOINTS <= endpoints  # the open list names real routes
     from service.web.auth import OPEN_ENDPOINTS as declared
+
     assert set(declared) == OPEN_ENDPOINTS  # a new open route is a decision, made here too
     data_routes = 0
     for rule in app.url_map.iter_rules():
@@ -320,8 +387,13 @@ def test_a_data_route_added_later_is_guarded_wherever_it_lives(tmp_path, sqlite_
     """A route outside /api/v1 that is not declared open still needs a token."""
     from service.web.auth import caller
 
-    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path))
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "s").as_uri(),
+        home=str(tmp_path),
+    )
     app = create_app(settings)
     seen = []
 
@@ -339,11 +411,16 @@ def test_a_data_route_added_later_is_guarded_wherever_it_lives(tmp_path, sqlite_
 
 
 def test_auth_off_sets_an_identity_for_every_route(tmp_path, sqlite_url):
-    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path),
-                                 auth="off")
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "s").as_uri(),
+        home=str(tmp_path),
+        auth="off",
+    )
     app = create_app(settings)
     calls = _spy_on_views(app)
     assert app.test_client().get("/api/v1/fleet").status_code == 200
-    (endpoint, identity, seen), = calls
+    ((endpoint, identity, seen),) = calls
     assert endpoint == "fleet.get_fleet" and identity is seen and identity.is_admin

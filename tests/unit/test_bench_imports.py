@@ -33,8 +33,10 @@ def offenders(folder: Path) -> list[str]:
 @pytest.mark.parametrize("folder", ["bench", "testbed"])
 def test_bench_and_testbed_never_import_the_tests(folder):
     found = offenders(ROOT / folder)
-    assert not found, (f"{folder}/ reaches into tests/; move what it needs to testbed/ "
-                       f"and import it from there: {'; '.join(found)}")
+    assert not found, (
+        f"{folder}/ reaches into tests/; move what it needs to testbed/ "
+        f"and import it from there: {'; '.join(found)}"
+    )
 
 
 def test_the_check_sees_every_way_in(tmp_path):
@@ -43,17 +45,26 @@ def test_the_check_sees_every_way_in(tmp_path):
         "import tests.specs\n"
         'sys.path[:0] = [str(ROOT / "tests" / "integration")]\n'
         "from testbed.specs import blobs  # tests share this\n"
-        "import testsuite\n")
+        "import testsuite\n"
+    )
     (tmp_path / "good.py").write_text("from testbed.services import free_port\n")
     found = offenders(tmp_path)
     assert [f.split(":")[:2] for f in found] == [["bad.py", "1"], ["bad.py", "2"], ["bad.py", "3"]]
 
 
 def test_testbed_imports_neither_pytest_nor_the_tests_and_is_not_shipped():
-    code = ("import json, sys\nimport testbed.services, testbed.specs, testbed.stack\n"
-            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    code = (
+        "import json, sys\nimport testbed.services, testbed.specs, testbed.stack\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     modules = set(json.loads(proc.stdout.splitlines()[-1]))
     assert "testbed" in modules and not modules & {"pytest", "tests", "keras", "flask"}

@@ -29,11 +29,18 @@ def spec_file(model_json, tmp_path):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "data.npz", x=rng.normal(size=(32, 4)).astype("float32"),
-             y=rng.integers(0, 3, 32))
-    spec = {"name": "cli-tiny", "model": model_json,
-            "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
-            "data": {"train": "file://{examples}/data.npz"}, "fit": {"epochs": 2}}
+    np.savez(
+        tmp_path / "data.npz",
+        x=rng.normal(size=(32, 4)).astype("float32"),
+        y=rng.integers(0, 3, 32),
+    )
+    spec = {
+        "name": "cli-tiny",
+        "model": model_json,
+        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+        "data": {"train": "file://{examples}/data.npz"},
+        "fit": {"epochs": 2},
+    }
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     return path
@@ -89,20 +96,39 @@ def test_logs_prints_metric_rows(api, spec_file, capsys):
 
     url, settings = api
     job = _json(capsys, ["submit", str(spec_file), "--api", url, "--output", "json"])
-    MetricStore(settings.database_url).write(job["id"], [
-        {"kind": "epoch", "step": s, "epoch": e, "batch": None, "attempt": 1,
-         "logs": {"loss": 0.5 - e / 10}, "wall_time": 0.0} for e, s in ((0, 3), (1, 7))])
+    MetricStore(settings.database_url).write(
+        job["id"],
+        [
+            {
+                "kind": "epoch",
+                "step": s,
+                "epoch": e,
+                "batch": None,
+                "attempt": 1,
+                "logs": {"loss": 0.5 - e / 10},
+                "wall_time": 0.0,
+            }
+            for e, s in ((0, 3), (1, 7))
+        ],
+    )
     assert main(["logs", job["id"], "--api", url, "--output", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
     assert main(["logs", job["id"], "--api", url]) == 0
-    assert capsys.readouterr().out.splitlines() == ["Epoch 1/2 - loss: 0.5000",
-                                                    "Epoch 2/2 - loss: 0.4000"]
+    assert capsys.readouterr().out.splitlines() == [
+        "Epoch 1/2 - loss: 0.5000",
+        "Epoch 2/2 - loss: 0.4000",
+    ]
     assert main(["cancel", job["id"], "--api", url]) == 0
     capsys.readouterr()
     assert main(["logs", job["id"], "--follow", "--api", url]) == 3
     assert capsys.readouterr().out.splitlines() == [
-        "Epoch 1/2", "loss: 0.5000", "Epoch 2/2", "loss: 0.4000", f"-- job {job['id']} cancelled"]
+        "Epoch 1/2",
+        "loss: 0.5000",
+        "Epoch 2/2",
+        "loss: 0.4000",
+        f"-- job {job['id']} cancelled",
+    ]
 
 
 def test_unknown_job_exits_1(api, capsys):
@@ -133,10 +159,17 @@ def test_unreachable_api_exits_1(capsys):
 
 
 def test_format_summary_table():
-    text = format_summary({
-        "name": "m", "layers": [{"name": "dense", "class_name": "Dense",
-                                 "output_shape": [None, 3], "params": 1500}],
-        "total_params": 1500, "trainable_params": 1500, "non_trainable_params": 0})
+    text = format_summary(
+        {
+            "name": "m",
+            "layers": [
+                {"name": "dense", "class_name": "Dense", "output_shape": [None, 3], "params": 1500}
+            ],
+            "total_params": 1500,
+            "trainable_params": 1500,
+            "non_trainable_params": 0,
+        }
+    )
     lines = text.splitlines()
     assert lines[0] == 'Model: "m"'
     assert lines[4].split() == ["dense", "(Dense)", "(None,", "3)", "1,500"]
@@ -144,17 +177,31 @@ def test_format_summary_table():
 
 
 def test_module_help_runs():
-    proc = subprocess.run([sys.executable, "-m", "fitfleet", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fitfleet", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0
     assert "submit" in proc.stdout and "worker" in proc.stdout
 
 
 def test_import_pulls_no_server_or_tensorflow_code():
-    code = ("import sys, fitfleet, fitfleet.cli, fitfleet.demo; "
-            "print(sorted({m.split('.')[0] for m in sys.modules}))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=False)
+    code = (
+        "import sys, fitfleet, fitfleet.cli, fitfleet.demo; "
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     loaded = set(json.loads(proc.stdout.replace("'", '"')))
     assert "fitfleet" in loaded

@@ -40,7 +40,8 @@ def empty_db(request, tmp_path):
 
 
 def test_token_create_on_a_database_without_tables_names_url_and_fix(
-        empty_db, settings_env, capsys):
+    empty_db, settings_env, capsys
+):
     settings_env.setenv("DATABASE_URL", empty_db)
     assert main(["token", "create", "--project", "demo"]) == 1
     err = capsys.readouterr().err
@@ -66,8 +67,9 @@ def test_long_running_commands_warn_once_then_retry(settings_env, fresh_pg, caps
     from fitfleet.cli_checks import warn_if_broker_down, warn_if_database_down
     from service.core.config import Settings
 
-    warn_if_database_down(Settings.from_env(
-        {}, database_url="postgresql+psycopg://fit:pw@127.0.0.1:1/x"))
+    warn_if_database_down(
+        Settings.from_env({}, database_url="postgresql+psycopg://fit:pw@127.0.0.1:1/x")
+    )
     err = capsys.readouterr().err
     assert err.startswith("warning: cannot use the database at postgresql+psycopg://fit:***@")
     warn_if_database_down(Settings.from_env({}, database_url=fresh_pg))  # answers, no tables
@@ -77,8 +79,9 @@ def test_long_running_commands_warn_once_then_retry(settings_env, fresh_pg, caps
     assert "broker at redis://:***@127.0.0.1:1/0" in err and "CELERY_BROKER_URL" in err
 
 
-def test_default_database_says_it_is_the_default_under_fitfleet_home(settings_env, tmp_path,
-                                                                      capsys):
+def test_default_database_says_it_is_the_default_under_fitfleet_home(
+    settings_env, tmp_path, capsys
+):
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "fitfleet.db").touch()
     assert main(["token", "list"]) == 1
@@ -120,14 +123,22 @@ class _ClosedPipe:
 
 
 @pytest.mark.parametrize("command", [["list"], ["status", "ID"], ["logs", "ID", "--kind", "batch"]])
-def test_a_closed_pipe_ends_quietly(served_api, settings_env, model_json, tmp_path, command,
-                                    capsys):
+def test_a_closed_pipe_ends_quietly(
+    served_api, settings_env, model_json, tmp_path, command, capsys
+):
     url, settings, token = served_api
     settings_env.setenv("FITFLEET_TOKEN", token)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"model": model_json, "compile": {
-        "optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
-        "data": {"train": "file://{examples}/data.npz"}, "fit": {"epochs": 1}}))
+    spec.write_text(
+        json.dumps(
+            {
+                "model": model_json,
+                "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+                "data": {"train": "file://{examples}/data.npz"},
+                "fit": {"epochs": 1},
+            }
+        )
+    )
     import numpy as np
 
     np.savez(tmp_path / "data.npz", x=np.zeros((8, 4), "float32"), y=np.zeros(8, "int64"))
@@ -135,9 +146,21 @@ def test_a_closed_pipe_ends_quietly(served_api, settings_env, model_json, tmp_pa
     job_id = capsys.readouterr().out.strip()
     from service.store.metrics import MetricStore
 
-    MetricStore(settings.database_url).write(job_id, [
-        {"kind": "batch", "step": s, "epoch": 0, "batch": s, "attempt": 1,
-         "logs": {"loss": 1.0}, "wall_time": float(s)} for s in range(3)])
+    MetricStore(settings.database_url).write(
+        job_id,
+        [
+            {
+                "kind": "batch",
+                "step": s,
+                "epoch": 0,
+                "batch": s,
+                "attempt": 1,
+                "logs": {"loss": 1.0},
+                "wall_time": float(s),
+            }
+            for s in range(3)
+        ],
+    )
     settings_env.setattr(sys, "stdout", _ClosedPipe())
     argv = [job_id if a == "ID" else a for a in command]
     assert main([*argv, "--api", url]) == 141
@@ -147,23 +170,49 @@ def test_logs_piped_to_head_prints_no_traceback(served_api, model_json, tmp_path
     url, settings, token = served_api
     from service.store.metrics import MetricStore
 
-    env = {**os.environ, "FITFLEET_TOKEN": token,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "FITFLEET_TOKEN": token,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     import numpy as np
 
     np.savez(tmp_path / "data.npz", x=np.zeros((8, 4), "float32"), y=np.zeros(8, "int64"))
-    spec = {"model": model_json, "data": {"train": (tmp_path / "data.npz").as_uri()},
-            "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
-            "fit": {"epochs": 1}}
+    spec = {
+        "model": model_json,
+        "data": {"train": (tmp_path / "data.npz").as_uri()},
+        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+        "fit": {"epochs": 1},
+    }
     from fitfleet import Client
 
     job_id = Client(url, token=token).submit(spec).id
-    MetricStore(settings.database_url).write(job_id, [
-        {"kind": "batch", "step": s, "epoch": 0, "batch": s, "attempt": 1,
-         "logs": {"loss": 1.0, "accuracy": 0.5}, "wall_time": float(s)} for s in range(3000)])
+    MetricStore(settings.database_url).write(
+        job_id,
+        [
+            {
+                "kind": "batch",
+                "step": s,
+                "epoch": 0,
+                "batch": s,
+                "attempt": 1,
+                "logs": {"loss": 1.0, "accuracy": 0.5},
+                "wall_time": float(s),
+            }
+            for s in range(3000)
+        ],
+    )
     done = subprocess.run(
         f"{sys.executable} -m fitfleet logs {job_id} --kind batch --api {url} | head -n 2",
-        shell=True, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.stdout.splitlines() == ["Epoch 1/1 1/? - loss: 1.0000 - accuracy: 0.5000",
-                                        "Epoch 1/1 2/? - loss: 1.0000 - accuracy: 0.5000"]
+        shell=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.splitlines() == [
+        "Epoch 1/1 1/? - loss: 1.0000 - accuracy: 0.5000",
+        "Epoch 1/1 2/? - loss: 1.0000 - accuracy: 0.5000",
+    ]
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr

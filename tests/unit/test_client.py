@@ -35,10 +35,17 @@ def spec(model_json, tmp_path):
     rng = np.random.default_rng(0)
     data = tmp_path / "data.npz"
     np.savez(data, x=rng.normal(size=(64, 4)).astype("float32"), y=rng.integers(0, 3, 64))
-    return {"name": "tiny", "model": model_json,
-            "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-                        "metrics": ["accuracy"]},
-            "data": {"train": data.as_uri()}, "fit": {"epochs": 3, "batch_size": 16}}
+    return {
+        "name": "tiny",
+        "model": model_json,
+        "compile": {
+            "optimizer": "adam",
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+        },
+        "data": {"train": data.as_uri()},
+        "fit": {"epochs": 3, "batch_size": 16},
+    }
 
 
 def _finish(settings, job_id: str, epochs: int = 3, model: bytes | None = None) -> None:
@@ -49,15 +56,39 @@ def _finish(settings, job_id: str, epochs: int = 3, model: bytes | None = None) 
 
     jobs = JobStore(settings.database_url)
     claim = jobs.claim(job_id, "w1", 30)
-    jobs.renew(job_id, claim.attempt_id, 30, {"epoch": epochs - 1, "batch": 3,
-                                              "step": 4 * epochs - 1, "steps_per_epoch": 4})
-    rows = [{"kind": "epoch", "step": 4 * e + 3, "epoch": e, "batch": None, "attempt": 1,
-             "logs": {"loss": 1.0 / (e + 1), "accuracy": 0.5 + e / 10}, "wall_time": float(e)}
-            for e in range(epochs)]
+    jobs.renew(
+        job_id,
+        claim.attempt_id,
+        30,
+        {"epoch": epochs - 1, "batch": 3, "step": 4 * epochs - 1, "steps_per_epoch": 4},
+    )
+    rows = [
+        {
+            "kind": "epoch",
+            "step": 4 * e + 3,
+            "epoch": e,
+            "batch": None,
+            "attempt": 1,
+            "logs": {"loss": 1.0 / (e + 1), "accuracy": 0.5 + e / 10},
+            "wall_time": float(e),
+        }
+        for e in range(epochs)
+    ]
     MetricStore(settings.database_url).write(job_id, rows)
-    jobs.commit_checkpoint(job_id, claim.attempt_id, {
-        "step": 3, "epoch": 0, "batch": 3, "uri": "file:///x/ckpt", "files": {}, "bytes": 10,
-        "sha256": "0" * 64, "logs": {"loss": 1.0}})
+    jobs.commit_checkpoint(
+        job_id,
+        claim.attempt_id,
+        {
+            "step": 3,
+            "epoch": 0,
+            "batch": 3,
+            "uri": "file:///x/ckpt",
+            "files": {},
+            "bytes": 10,
+            "sha256": "0" * 64,
+            "logs": {"loss": 1.0},
+        },
+    )
     uri = None
     if model is not None:
         store = open_store(settings.storage_url)
@@ -107,8 +138,18 @@ def test_metrics_cursor_returns_only_new_rows(api, spec):
     store = MetricStore(settings.database_url)
 
     def rows(steps):
-        return [{"kind": "batch", "step": s, "epoch": 0, "batch": s, "attempt": 1,
-                 "logs": {"loss": 1.0 - s / 10}, "wall_time": float(s)} for s in steps]
+        return [
+            {
+                "kind": "batch",
+                "step": s,
+                "epoch": 0,
+                "batch": s,
+                "attempt": 1,
+                "logs": {"loss": 1.0 - s / 10},
+                "wall_time": float(s),
+            }
+            for s in steps
+        ]
 
     store.write(run.id, rows(range(5)))
     first = client.metrics(run.id, kind="batch")
@@ -222,21 +263,39 @@ def test_progress_printer_shows_latest_batch_and_epoch_lines():
     out = Tty()
     printer = ProgressPrinter(verbose=1, stream=out)
     printer.job({"progress": {"epochs": 2, "steps_per_epoch": 4}, "attempts": 1})
-    batch = [("batch", {"step": s, "epoch": 0, "batch": s, "logs": {"loss": 0.5}})
-             for s in range(3)]
+    batch = [
+        ("batch", {"step": s, "epoch": 0, "batch": s, "logs": {"loss": 0.5}}) for s in range(3)
+    ]
     printer.rows(batch)
-    printer.rows([("epoch", {"step": 3, "epoch": 0, "batch": None,
-                             "logs": {"loss": 0.4, "accuracy": 0.9, "val_loss": 0.7}}),
-                  ("batch", {"step": 4, "epoch": 1, "batch": 0, "logs": {"loss": 0.3}})])
+    printer.rows(
+        [
+            (
+                "epoch",
+                {
+                    "step": 3,
+                    "epoch": 0,
+                    "batch": None,
+                    "logs": {"loss": 0.4, "accuracy": 0.9, "val_loss": 0.7},
+                },
+            ),
+            ("batch", {"step": 4, "epoch": 1, "batch": 0, "logs": {"loss": 0.3}}),
+        ]
+    )
     printer.job({"progress": {"epochs": 2, "steps_per_epoch": 4}, "attempts": 2})
-    screen = [re.sub(r"\x1b\[[0-9;]*m", "", line.split("\r")[-1]).rstrip()
-              for line in out.getvalue().split("\n")[:-1]]
+    screen = [
+        re.sub(r"\x1b\[[0-9;]*m", "", line.split("\r")[-1]).rstrip()
+        for line in out.getvalue().split("\n")[:-1]
+    ]
     assert screen == [
         "Epoch 1/2",
         "4/4 ━━━━━━━━━━━━━━━━━━━━ 0s 0s/step - loss: 0.4000 - accuracy: 0.9000 - val_loss: 0.7000",
-        "Epoch 2/2", "1/4 ━━━━━━━━━━━━━━━━━━━━ 0s 0s/step - loss: 0.3000",
-        "-- attempt 2 started; resuming from the latest checkpoint"]
-    assert "\x1b[1m3/4\x1b[0m " in out.getvalue()  # the open line showed batch 3 before the epoch ended
+        "Epoch 2/2",
+        "1/4 ━━━━━━━━━━━━━━━━━━━━ 0s 0s/step - loss: 0.3000",
+        "-- attempt 2 started; resuming from the latest checkpoint",
+    ]
+    assert (
+        "\x1b[1m3/4\x1b[0m " in out.getvalue()
+    )  # the open line showed batch 3 before the epoch ended
 
 
 def test_format_logs_uses_keras_number_format():
@@ -254,12 +313,27 @@ def test_history_turns_nan_and_inf_back_into_floats(api, spec):
     run = client.submit(spec)
     JobStore(settings.database_url).claim(run.id, "w1", 30)
     values = [0.5, math.inf, math.nan, -math.inf]
-    MetricStore(settings.database_url).write(run.id, [
-        {"kind": "epoch", "step": 4 * e + 3, "epoch": e, "batch": None, "attempt": 1,
-         "logs": {"loss": v, "accuracy": 0.5}, "wall_time": float(e)}
-        for e, v in enumerate(values)])
-    assert [r["logs"]["loss"] for r in run.metrics()["rows"]] == [0.5, "Infinity", "NaN",
-                                                                   "-Infinity"]
+    MetricStore(settings.database_url).write(
+        run.id,
+        [
+            {
+                "kind": "epoch",
+                "step": 4 * e + 3,
+                "epoch": e,
+                "batch": None,
+                "attempt": 1,
+                "logs": {"loss": v, "accuracy": 0.5},
+                "wall_time": float(e),
+            }
+            for e, v in enumerate(values)
+        ],
+    )
+    assert [r["logs"]["loss"] for r in run.metrics()["rows"]] == [
+        0.5,
+        "Infinity",
+        "NaN",
+        "-Infinity",
+    ]
     loss = run.history.history["loss"]
     assert all(isinstance(v, float) for v in loss)
     assert loss[0] == 0.5 and loss[1] == math.inf and math.isnan(loss[2])

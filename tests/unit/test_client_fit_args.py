@@ -18,8 +18,10 @@ from tests.unit.test_remote import mlp
 
 api = test_remote.api  # the API served in process (SQLite, a file store)
 
-FORMS = "x= as NumPy arrays (one array, a list, or a dict by input name) or as an s3:// " \
-        "or file:// data URL"
+FORMS = (
+    "x= as NumPy arrays (one array, a list, or a dict by input name) or as an s3:// "
+    "or file:// data URL"
+)
 
 
 def data(n=40):
@@ -37,7 +39,7 @@ def test_every_model_fit_argument_has_a_place_in_the_same_order():
     """``model.fit``'s parameters, in their order, are parameters of ``Client.fit``."""
     keras_params = list(inspect.signature(keras.Model.fit).parameters)[1:]
     ours = list(inspect.signature(Client.fit).parameters)[2:]
-    assert ours[:len(keras_params)] == keras_params
+    assert ours[: len(keras_params)] == keras_params
 
 
 def test_a_dataset_or_generator_is_refused_naming_the_forms_it_takes(api):
@@ -69,10 +71,17 @@ def test_verbose_and_positional_arguments_are_taken_as_model_fit_takes_them(api)
     assert client.fit(mlp(), x, y, validation_batch_size=32).job["state"] == "queued"
 
 
-@pytest.mark.parametrize("argument,value", [
-    ("initial_epoch", 2), ("steps_per_epoch", 3), ("validation_steps", 1),
-    ("validation_freq", 2), ("validation_batch_size", 7), ("verbose", 5),
-])
+@pytest.mark.parametrize(
+    "argument,value",
+    [
+        ("initial_epoch", 2),
+        ("steps_per_epoch", 3),
+        ("validation_steps", 1),
+        ("validation_freq", 2),
+        ("validation_batch_size", 7),
+        ("verbose", 5),
+    ],
+)
 def test_what_cannot_carry_over_is_refused_naming_the_argument(api, argument, value):
     client, _ = api
     x, y = data()
@@ -89,27 +98,35 @@ def test_sample_weight_arrays_are_uploaded_with_the_data(api):
     client, settings = api
     x, y = data()
     w = np.linspace(0.5, 2.0, 32)
-    run = client.fit(mlp(), x[:32], y[:32], sample_weight=w,
-                     validation_data=(x[32:], y[32:], np.full(8, 3.0)))
+    run = client.fit(
+        mlp(), x[:32], y[:32], sample_weight=w, validation_data=(x[32:], y[32:], np.full(8, 3.0))
+    )
     spec = run.job["spec"]
     assert spec["data"]["sample_weight"] == "sw"
     np.testing.assert_array_equal(stored(settings, spec["data"]["train"])["sw"], w)
-    np.testing.assert_array_equal(stored(settings, spec["data"]["validation"])["sw"],
-                                  np.full(8, 3.0))
+    np.testing.assert_array_equal(
+        stored(settings, spec["data"]["validation"])["sw"], np.full(8, 3.0)
+    )
 
 
 def test_sample_weight_by_output_name_and_by_url(api, tmp_path):
     client, settings = api
     inp = keras.Input((6,))
-    model = keras.Model(inp, [keras.layers.Dense(3, name="cls")(inp),
-                              keras.layers.Dense(1, name="reg")(inp)])
+    model = keras.Model(
+        inp, [keras.layers.Dense(3, name="cls")(inp), keras.layers.Dense(1, name="reg")(inp)]
+    )
     model.compile("adam", {"cls": "sparse_categorical_crossentropy", "reg": "mse"})
     x, y = data()
-    run = client.fit(model, x, {"reg": x[:, :1], "cls": y},
-                     sample_weight={"reg": np.ones(40), "cls": np.arange(40.0)})
+    run = client.fit(
+        model,
+        x,
+        {"reg": x[:, :1], "cls": y},
+        sample_weight={"reg": np.ones(40), "cls": np.arange(40.0)},
+    )
     assert run.job["spec"]["data"]["sample_weight"] == {"cls": "sw_cls", "reg": "sw_reg"}
-    np.testing.assert_array_equal(stored(settings, run.job["spec"]["data"]["train"])["sw_cls"],
-                                  np.arange(40.0))
+    np.testing.assert_array_equal(
+        stored(settings, run.job["spec"]["data"]["train"])["sw_cls"], np.arange(40.0)
+    )
     np.savez(tmp_path / "t.npz", x=x, y=y, w=np.ones(40))
     run = client.fit(mlp(), (tmp_path / "t.npz").as_uri(), "y", sample_weight="w")
     assert run.job["spec"]["data"]["sample_weight"] == "w"

@@ -19,8 +19,11 @@ def test_the_public_names_stay_where_users_import_them():
 
     assert fitfleet.Client is client.Client
     assert fitfleet.FitfleetAPIError is client.FitfleetAPIError is FitfleetAPIError
-    assert fitfleet.FitfleetConnectionError is client.FitfleetConnectionError \
+    assert (
+        fitfleet.FitfleetConnectionError
+        is client.FitfleetConnectionError
         is FitfleetConnectionError
+    )
     assert fitfleet.Run is client.Run is Run and fitfleet.History is client.History is History
     assert client.ENDED == ("succeeded", "failed", "cancelled")
     assert client.DEFAULT_URL == "http://127.0.0.1:8000"
@@ -52,13 +55,16 @@ def test_server_and_token_commands_word_a_database_failure_alike(monkeypatch):
             raise Unavailable("the database is unavailable") from driver
         except Unavailable as exc:
             assert database_failure(exc) == text
-        assert database_failure(Unavailable("schema at 0003; run `fitfleet db upgrade`")) \
+        assert (
+            database_failure(Unavailable("schema at 0003; run `fitfleet db upgrade`"))
             == "schema at 0003; run `fitfleet db upgrade`"
+        )
         assert database_failure(ValueError("x")) is None
 
         def fails(exc):
             def handler(args):
                 raise exc
+
             return handler
 
         assert server_command(fails(driver))(None) == 1

@@ -25,13 +25,15 @@ def example_variables() -> dict[str, str]:
 
 
 def test_values_are_typed():
-    s = Settings.from_env({
-        "DATABASE_URL": "postgresql+psycopg://u@h/db",
-        "FITFLEET_LEASE_SECONDS": "7.5",
-        "FITFLEET_MAX_ATTEMPTS": "5",
-        "FITFLEET_MAX_SPEC_BYTES": "1024",
-        "FITFLEET_LOG_LEVEL": "DEBUG",
-    })
+    s = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql+psycopg://u@h/db",
+            "FITFLEET_LEASE_SECONDS": "7.5",
+            "FITFLEET_MAX_ATTEMPTS": "5",
+            "FITFLEET_MAX_SPEC_BYTES": "1024",
+            "FITFLEET_LOG_LEVEL": "DEBUG",
+        }
+    )
     assert s.database_url == "postgresql+psycopg://u@h/db"
     assert s.lease_seconds == 7.5 and isinstance(s.lease_seconds, float)
     assert s.max_attempts == 5 and isinstance(s.max_attempts, int)
@@ -52,8 +54,9 @@ def test_defaults_and_empty_values(monkeypatch, tmp_path):
 
 
 def test_overrides_win_over_the_environment():
-    s = Settings.from_env({"FITFLEET_LEASE_SECONDS": "9"}, lease_seconds=1.5,
-                          broker_url="redis://127.0.0.1:6379/3")
+    s = Settings.from_env(
+        {"FITFLEET_LEASE_SECONDS": "9"}, lease_seconds=1.5, broker_url="redis://127.0.0.1:6379/3"
+    )
     assert s.lease_seconds == 1.5 and s.broker_url == "redis://127.0.0.1:6379/3"
 
 
@@ -86,8 +89,12 @@ def test_env_example_lists_exactly_the_settings():
     listed = example_variables()
     ours = {k for k in listed if not k.startswith("AWS_")}
     assert ours == set(Settings.variables())
-    assert {"AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION"} <= set(listed)
+    assert {
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    } <= set(listed)
 
 
 def test_env_example_values_parse():

@@ -12,17 +12,26 @@ from service.store.jobs import JobStore
 from service.store.metrics import MetricStore
 from service.web.app import create_app
 
-SUMMARY = {"name": "tiny", "class_name": "Sequential",
-           "layers": [{"name": "dense", "class_name": "Dense", "output_shape": [None, 8],
-                       "params": 40}],
-           "total_params": 40, "trainable_params": 40, "non_trainable_params": 0}
+SUMMARY = {
+    "name": "tiny",
+    "class_name": "Sequential",
+    "layers": [{"name": "dense", "class_name": "Dense", "output_shape": [None, 8], "params": 40}],
+    "total_params": 40,
+    "trainable_params": 40,
+    "non_trainable_params": 0,
+}
 
 
 @pytest.fixture
 def settings(tmp_path, sqlite_url) -> Settings:
-    return Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                             storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path),
-                             auth="off")
+    return Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+        auth="off",
+    )
 
 
 @pytest.fixture
@@ -32,21 +41,36 @@ def client(settings):
 
 def new_job(settings, epochs: int = 4) -> str:
     spec = {"name": "dash", "model": {}, "queue": "default"}
-    return JobStore(settings.database_url).create(spec, epochs=epochs, summary=SUMMARY,
-                                                  max_attempts=3)["id"]
+    return JobStore(settings.database_url).create(
+        spec, epochs=epochs, summary=SUMMARY, max_attempts=3
+    )["id"]
 
 
 def batch_rows(steps, attempt: int, t0: float, per_step: float) -> list[dict]:
-    return [{"kind": "batch", "step": s, "epoch": (s - 1) // 25, "batch": (s - 1) % 25,
-             "attempt": attempt, "logs": {"loss": 1.0 / s}, "wall_time": t0 + s * per_step}
-            for s in steps]
+    return [
+        {
+            "kind": "batch",
+            "step": s,
+            "epoch": (s - 1) // 25,
+            "batch": (s - 1) % 25,
+            "attempt": attempt,
+            "logs": {"loss": 1.0 / s},
+            "wall_time": t0 + s * per_step,
+        }
+        for s in steps
+    ]
 
 
 @pytest.mark.parametrize("path", ["/", "/fleet", "/jobs/0123456789abcdef"])
 def test_pages_are_served_without_a_token_and_load_plotly(tmp_path, sqlite_url, path):
-    settings = Settings.from_env({}, database_url=sqlite_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "s").as_uri(), home=str(tmp_path),
-                                 auth="on")
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "s").as_uri(),
+        home=str(tmp_path),
+        auth="on",
+    )
     client = create_app(settings).test_client()
     page = client.get(path)
     assert page.status_code == 200 and page.mimetype == "text/html"
@@ -107,14 +131,16 @@ def test_detail_has_throughput_eta_and_the_attempts_timeline(client, settings):
     jobs, metrics = JobStore(settings.database_url), MetricStore(settings.database_url)
     job_id = new_job(settings, epochs=4)
     first = jobs.claim(job_id, "w1:1", 30)
-    jobs.renew(job_id, first.attempt_id, 30, {"epoch": 1, "batch": 15, "step": 40,
-                                               "steps_per_epoch": 25})
+    jobs.renew(
+        job_id, first.attempt_id, 30, {"epoch": 1, "batch": 15, "step": 40, "steps_per_epoch": 25}
+    )
     metrics.write(job_id, batch_rows(range(1, 41), 1, 1000.0, 0.1))
     assert jobs.release(job_id, first.attempt_id, "preempted")
     second = jobs.claim(job_id, "w2:2", 30)
     jobs.mark_resumed(job_id, second.attempt_id, 30)
-    jobs.renew(job_id, second.attempt_id, 30, {"epoch": 2, "batch": 10, "step": 60,
-                                                "steps_per_epoch": 25})
+    jobs.renew(
+        job_id, second.attempt_id, 30, {"epoch": 2, "batch": 10, "step": 60, "steps_per_epoch": 25}
+    )
     metrics.write(job_id, batch_rows(range(31, 61), 2, 5000.0, 0.5))  # 2 steps/s now
 
     body = client.get(f"/api/v1/jobs/{job_id}/detail").get_json()
@@ -142,10 +168,20 @@ def test_checkpoint_files_download_and_unknown_ones_are_404(client, settings, tm
     payload = b"keras-zip-bytes" * 100
     (folder / "model.keras").write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
-    jobs.commit_checkpoint(job_id, claim.attempt_id, {
-        "step": 25, "epoch": 0, "batch": 25, "uri": folder.as_uri(),
-        "files": {"model.keras": {"sha256": digest, "bytes": len(payload)}},
-        "bytes": len(payload), "sha256": digest, "logs": {"loss": 0.5}})
+    jobs.commit_checkpoint(
+        job_id,
+        claim.attempt_id,
+        {
+            "step": 25,
+            "epoch": 0,
+            "batch": 25,
+            "uri": folder.as_uri(),
+            "files": {"model.keras": {"sha256": digest, "bytes": len(payload)}},
+            "bytes": len(payload),
+            "sha256": digest,
+            "logs": {"loss": 0.5},
+        },
+    )
     got = client.get(f"/api/v1/jobs/{job_id}/checkpoints/25/model.keras")
     assert got.status_code == 200 and got.data == payload
     assert "attachment" in got.headers["Content-Disposition"]
@@ -159,8 +195,9 @@ def test_detail_has_no_rate_before_two_batches(client, settings):
     jobs = JobStore(settings.database_url)
     job_id = new_job(settings)
     claim = jobs.claim(job_id, "w1:1", 30)
-    MetricStore(settings.database_url).write(job_id, batch_rows([1], claim.number, time.time(),
-                                                                0.1))
+    MetricStore(settings.database_url).write(
+        job_id, batch_rows([1], claim.number, time.time(), 0.1)
+    )
     body = client.get(f"/api/v1/jobs/{job_id}/detail").get_json()
     assert body["progress"]["steps_per_second"] is None
     assert body["progress"]["eta_seconds"] is None

@@ -29,17 +29,21 @@ def env(tmp_path):
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(40, 4)).astype("float32")
-    np.savez(tmp_path / "two.npz", x=x, labels=np.argmax(x[:, :3], axis=1),
-             target=x[:, :1] * 2.0)
+    np.savez(tmp_path / "two.npz", x=x, labels=np.argmax(x[:, :3], axis=1), target=x[:, :1] * 2.0)
     return embedded_settings(tmp_path), tmp_path
 
 
 def two_output_spec(folder, y) -> dict:
-    return {"model": two_outputs_json(),
-            "compile": {"optimizer": {"class_name": "SGD", "config": {"learning_rate": 0.05}},
-                        "loss": {"cls": "sparse_categorical_crossentropy", "reg": "mse"}},
-            "data": {"train": (folder / "two.npz").as_uri(), "y": y},
-            "fit": {"epochs": 2, "batch_size": 8}, "seed": 5}
+    return {
+        "model": two_outputs_json(),
+        "compile": {
+            "optimizer": {"class_name": "SGD", "config": {"learning_rate": 0.05}},
+            "loss": {"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+        },
+        "data": {"train": (folder / "two.npz").as_uri(), "y": y},
+        "fit": {"epochs": 2, "batch_size": 8},
+        "seed": 5,
+    }
 
 
 def test_targets_named_by_output_come_as_a_dict(env):
@@ -60,9 +64,9 @@ def test_a_two_output_job_feeds_its_targets_by_name(env):
     settings, folder = env
     by_list, _ = run_job(settings, two_output_spec(folder, ["labels", "target"]))
     by_name, _ = run_job(settings, two_output_spec(folder, {"reg": "target", "cls": "labels"}))
-    resumed, outcomes = run_job(settings, two_output_spec(folder, {"reg": "target",
-                                                                   "cls": "labels"}),
-                                preempt_at=3)
+    resumed, outcomes = run_job(
+        settings, two_output_spec(folder, {"reg": "target", "cls": "labels"}), preempt_at=3
+    )
     assert [j["state"] for j in (by_list, by_name, resumed)] == ["succeeded"] * 3
     assert outcomes[0] == "preempted"
     ref = final_weights(settings, by_list["id"])
@@ -77,13 +81,16 @@ def write_csv(tmp_path, text: str):
     return path
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("a,b,label\n", "has a header but no rows"),
-    ("", "is an empty CSV file"),
-    ("a,b,label\n1,2,0\n3,x7,1\n", "column 'b', row 2 has a non-numeric value 'x7'"),
-    ("a,b,label\n1,2,0\n3,,1\n", "column 'b', row 2 is empty"),
-    ("a,b,label\n1,2,0\n3,4\n", "not a well-formed CSV file"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a,b,label\n", "has a header but no rows"),
+        ("", "is an empty CSV file"),
+        ("a,b,label\n1,2,0\n3,x7,1\n", "column 'b', row 2 has a non-numeric value 'x7'"),
+        ("a,b,label\n1,2,0\n3,,1\n", "column 'b', row 2 is empty"),
+        ("a,b,label\n1,2,0\n3,4\n", "not a well-formed CSV file"),
+    ],
+)
 def test_the_csv_reader_names_what_is_wrong(tmp_path, text, expected):
     path = write_csv(tmp_path, text)
     with pytest.raises(InvalidSpec) as info:

@@ -18,15 +18,36 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ROOT = DEPLOY.parent
 # Variables that are not fitfleet settings but are read by what fitfleet runs on.
 STANDARD = {
-    "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-    "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", "PIP_NO_CACHE_DIR",
-    "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "PROMETHEUS_MULTIPROC_DIR",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+    "KERAS_BACKEND",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "PYTHONUNBUFFERED",
+    "PIP_NO_CACHE_DIR",
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "PROMETHEUS_MULTIPROC_DIR",
 }
 KNOWN = set(Settings.variables()) | STANDARD
 # The longest a SIGTERMed worker may take: metric flush (120 s) and checkpoint upload (60 s).
 SHUTDOWN_SECONDS = 180
-DOCKER_INSTRUCTIONS = {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "USER", "EXPOSE", "CMD",
-                       "HEALTHCHECK", "STOPSIGNAL", "ARG", "LABEL", "ENTRYPOINT"}
+DOCKER_INSTRUCTIONS = {
+    "FROM",
+    "ENV",
+    "WORKDIR",
+    "COPY",
+    "RUN",
+    "USER",
+    "EXPOSE",
+    "CMD",
+    "HEALTHCHECK",
+    "STOPSIGNAL",
+    "ARG",
+    "LABEL",
+    "ENTRYPOINT",
+}
 
 
 def compose() -> dict:
@@ -77,8 +98,11 @@ def containers() -> list[dict]:
 
 def our_services() -> dict[str, dict]:
     """Compose services that run a fitfleet image (the others run third-party images)."""
-    return {name: s for name, s in compose()["services"].items()
-            if str(s.get("image", "")).startswith("fitfleet-")}
+    return {
+        name: s
+        for name, s in compose()["services"].items()
+        if str(s.get("image", "")).startswith("fitfleet-")
+    }
 
 
 def assert_fitfleet_command(argv: list[str]) -> None:
@@ -98,15 +122,29 @@ def test_dockerfiles_parse_and_start_with_from():
 
 
 def test_compose_and_manifests_parse():
-    assert {"postgres", "redis", "minio", "minio-init", "migrate", "api", "reaper",
-            "worker"} <= set(compose()["services"])
+    assert {
+        "postgres",
+        "redis",
+        "minio",
+        "minio-init",
+        "migrate",
+        "api",
+        "reaper",
+        "worker",
+    } <= set(compose()["services"])
     kinds = {(d["kind"], d["metadata"]["name"]) for d in manifests()}
-    assert {("Deployment", "fitfleet-api"), ("Deployment", "fitfleet-worker"),
-            ("Deployment", "fitfleet-reaper"), ("Job", "fitfleet-migrate"),
-            ("Secret", "fitfleet-secrets"), ("ConfigMap", "fitfleet-config")} <= kinds
+    assert {
+        ("Deployment", "fitfleet-api"),
+        ("Deployment", "fitfleet-worker"),
+        ("Deployment", "fitfleet-reaper"),
+        ("Job", "fitfleet-migrate"),
+        ("Secret", "fitfleet-secrets"),
+        ("ConfigMap", "fitfleet-config"),
+    } <= kinds
     listed = yaml.safe_load((DEPLOY / "k8s" / "kustomization.yaml").read_text())["resources"]
-    assert sorted(listed) == sorted(p.name for p in (DEPLOY / "k8s").glob("*.yaml")
-                                    if p.name != "kustomization.yaml")
+    assert sorted(listed) == sorted(
+        p.name for p in (DEPLOY / "k8s").glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 # -- every variable is real; every command exists ------------------------------------------
@@ -130,8 +168,12 @@ def test_every_variable_set_is_a_setting_or_a_standard_one():
 
 
 def test_compose_interpolates_only_variables_of_the_example_env():
-    example = {m.group(1) for m in re.finditer(r"^([A-Z][A-Z0-9_]*)=",
-                                              (DEPLOY / ".env.example").read_text(), re.MULTILINE)}
+    example = {
+        m.group(1)
+        for m in re.finditer(
+            r"^([A-Z][A-Z0-9_]*)=", (DEPLOY / ".env.example").read_text(), re.MULTILINE
+        )
+    }
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (DEPLOY / "compose.yaml").read_text()))
     assert used and used <= example
     assert all(s.get("env_file") == ".env" for s in our_services().values())
@@ -214,8 +256,12 @@ def test_api_probes_and_secrets():
     secret = by_kind("Secret")["fitfleet-secrets"]["stringData"]
     config = by_kind("ConfigMap")["fitfleet-config"]["data"]
     assert {"DATABASE_URL", "CELERY_BROKER_URL", "AWS_SECRET_ACCESS_KEY"} <= set(secret)
-    assert not {"DATABASE_URL", "CELERY_BROKER_URL", "AWS_SECRET_ACCESS_KEY",
-                "AWS_ACCESS_KEY_ID"} & set(config)
+    assert not {
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+    } & set(config)
     for container in containers():
         refs = [e for e in container.get("envFrom", []) if "secretRef" in e]
         assert refs and refs[0]["secretRef"]["name"] == "fitfleet-secrets", container["name"]

@@ -18,15 +18,23 @@ from service.web.app import create_app
 
 
 def settings_for(db_url: str, broker_url: str, home) -> Settings:
-    return Settings.from_env({}, database_url=db_url, broker_url=broker_url, home=str(home),
-                             storage_url=(home / "store").as_uri(), auth="off",
-                             heartbeat_seconds=0.2, lease_seconds=1.0)
+    return Settings.from_env(
+        {},
+        database_url=db_url,
+        broker_url=broker_url,
+        home=str(home),
+        storage_url=(home / "store").as_uri(),
+        auth="off",
+        heartbeat_seconds=0.2,
+        lease_seconds=1.0,
+    )
 
 
 def test_workers_report_idle_busy_stopped_and_go_lost_when_silent(db_url):
     store = FleetStore(db_url)
-    job_id = JobStore(db_url).create({"name": "j", "model": {}}, epochs=1, summary=None,
-                                     max_attempts=3)["id"]
+    job_id = JobStore(db_url).create(
+        {"name": "j", "model": {}}, epochs=1, summary=None, max_attempts=3
+    )["id"]
     common = {"hostname": "h1", "pid": 11, "queues": ["default", "gpu"]}
     store.report("a@h1:11", state="idle", **common)
     store.report("b@h1:12", state="busy", job_id=job_id, **{**common, "pid": 12})
@@ -51,8 +59,7 @@ def test_workers_report_idle_busy_stopped_and_go_lost_when_silent(db_url):
 
 def test_busy_worker_shows_when_its_attempt_last_renewed_the_lease(sqlite_url):
     jobs, store = JobStore(sqlite_url), FleetStore(sqlite_url)
-    job_id = jobs.create({"name": "j", "model": {}}, epochs=1, summary=None,
-                         max_attempts=3)["id"]
+    job_id = jobs.create({"name": "j", "model": {}}, epochs=1, summary=None, max_attempts=3)["id"]
     claim = jobs.claim(job_id, "w@h:5", 30)
     jobs.renew(job_id, claim.attempt_id, 30, {"step": 3})
     store.report("w@h:5", hostname="h", pid=5, queues=["default"], state="busy", job_id=job_id)
@@ -74,8 +81,11 @@ def test_presence_thread_and_celery_signals_keep_the_row(sqlite_url, tmp_path, m
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     reset_settings()
     try:
-        consumer = SimpleNamespace(task_consumer=SimpleNamespace(
-            queues=[SimpleNamespace(name="gpu"), SimpleNamespace(name="default")]))
+        consumer = SimpleNamespace(
+            task_consumer=SimpleNamespace(
+                queues=[SimpleNamespace(name="gpu"), SimpleNamespace(name="default")]
+            )
+        )
         presence._on_ready(sender=consumer)
         store = FleetStore(sqlite_url)
         (row,) = store.workers(stale_after=60)
@@ -121,23 +131,25 @@ def test_file_broker_queue_depth_counts_message_files(tmp_path):
     enqueue("filesystem://", home, "b", "default", 5)
     enqueue("filesystem://", home, "c", "cpu.small", 0)
     assert queue_depths("filesystem://", home, ["default", "cpu.small", "x"]) == {
-        "default": 2, "cpu.small": 1, "x": 0}
+        "default": 2,
+        "cpu.small": 1,
+        "x": 0,
+    }
 
 
 def test_unreachable_broker_gives_unknown_depths(tmp_path):
-    assert queue_depths("redis://127.0.0.1:1/0", str(tmp_path), ["default"]) == {
-        "default": None}
+    assert queue_depths("redis://127.0.0.1:1/0", str(tmp_path), ["default"]) == {"default": None}
 
 
 def test_fleet_endpoint_joins_workers_queues_and_job_counts(pg_clean, redis_url, tmp_path):
     settings = settings_for(pg_clean, redis_url, tmp_path)
     jobs = JobStore(pg_clean)
     for queue in ("default", "gpu", "gpu"):
-        job = jobs.create({"name": "j", "model": {}, "queue": queue}, epochs=1, summary=None,
-                          max_attempts=3)
+        job = jobs.create(
+            {"name": "j", "model": {}, "queue": queue}, epochs=1, summary=None, max_attempts=3
+        )
         enqueue(redis_url, str(tmp_path), job["id"], queue, 3)
-    FleetStore(pg_clean).report("w1@h:1", hostname="h", pid=1, queues=["gpu", "tpu"],
-                                state="idle")
+    FleetStore(pg_clean).report("w1@h:1", hostname="h", pid=1, queues=["gpu", "tpu"], state="idle")
     body = create_app(settings).test_client().get("/api/v1/fleet").get_json()
     queues = {q["name"]: q for q in body["queues"]}
     assert set(queues) == {"default", "gpu", "tpu"}

@@ -33,10 +33,13 @@ def write_tfrecord(path, x, y):
 
     with tf.io.TFRecordWriter(str(path)) as w:
         for xi, yi in zip(x, y):
-            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
-                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi]))}
-            w.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                    .SerializeToString())
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
+            }
+            w.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
 
 
 @pytest.fixture
@@ -96,11 +99,14 @@ def make_shards(folder, x, y):
     shards = folder / "shards"
     shards.mkdir()
     cuts = [0, 17, 40, 41, 77, 96]
-    writers = [("npz", lambda p, a, b: np.savez(p, x=a, y=b)), ("parquet", write_parquet),
-               ("tfrecord", write_tfrecord)]
+    writers = [
+        ("npz", lambda p, a, b: np.savez(p, x=a, y=b)),
+        ("parquet", write_parquet),
+        ("tfrecord", write_tfrecord),
+    ]
     for i in range(len(cuts) - 1):
         fmt, write = writers[i % 3]
-        write(shards / f"part-{i:03d}.{fmt}", x[cuts[i]:cuts[i + 1]], y[cuts[i]:cuts[i + 1]])
+        write(shards / f"part-{i:03d}.{fmt}", x[cuts[i] : cuts[i + 1]], y[cuts[i] : cuts[i + 1]])
     (shards / "_SUCCESS").write_text("")
     np.savez(folder / "val.npz", x=x[96:], y=y[96:])
     np.savez(folder / "head.npz", x=x[:96], y=y[:96])
@@ -123,8 +129,9 @@ def test_shards_stream_the_same_batches_as_npz(env):
     assert_same(ref, got)
     # A validation prefix is streamed in order, and evaluates like the same arrays.
     got_val, _, got_job = trained(settings, shard_spec(prefix, prefix, False))
-    ref_val, _, ref_job = trained(settings, shard_spec((folder / "head.npz").as_uri(),
-                                                       (folder / "head.npz").as_uri(), False))
+    ref_val, _, ref_job = trained(
+        settings, shard_spec((folder / "head.npz").as_uri(), (folder / "head.npz").as_uri(), False)
+    )
     assert_same(ref_val, got_val)
     metrics = MetricStore(settings.database_url)
     rows = [metrics.read(j["id"], "epoch")["rows"] for j in (ref_job, got_job)]
@@ -136,12 +143,15 @@ def test_shard_order_is_a_pure_function_of_seed_and_epoch(env):
     _, folder, x, y = env
     shards = ShardSet.open(make_shards(folder, x, y), "x", "y", None, folder / "cache")
     assert len(shards) == 96 and [s.fmt for s in shards.shards][:3] == [
-        "npz", "parquet", "tfrecord"]
+        "npz",
+        "parquet",
+        "tfrecord",
+    ]
     plan = memory.BatchPlan(len(shards), 16, 7, True)
     spe = plan.steps_per_epoch
     whole = [b for b in shards.batches(plan, 0, 3 * spe)]
     for epoch in range(3):  # every sample once per epoch, in an order of its own
-        seen = np.concatenate([b.x[:, 0] for b in whole[epoch * spe:(epoch + 1) * spe]])
+        seen = np.concatenate([b.x[:, 0] for b in whole[epoch * spe : (epoch + 1) * spe]])
         np.testing.assert_array_equal(np.sort(seen), np.sort(x[:96, 0]))
     assert not np.array_equal(whole[0].x, whole[spe].x)
     for start in (1, spe - 1, spe + 3):  # a resume recomputes, and sees the same batches
@@ -160,8 +170,13 @@ def shards_url(folder):
 @pytest.mark.parametrize("k", [4, 8], ids=["mid-epoch", "epoch-end"])
 def test_streamed_shards_resume_bit_identical(env, k):
     settings, folder, x, y = env
-    spec = shard_spec(make_shards(folder, x, y), (folder / "val.npz").as_uri(), True,
-                      batch_size=12, checkpoint={"every_n_batches": 2})
+    spec = shard_spec(
+        make_shards(folder, x, y),
+        (folder / "val.npz").as_uri(),
+        True,
+        batch_size=12,
+        checkpoint={"every_n_batches": 2},
+    )
     ref, _, _ = trained(settings, spec)
     got, outcomes, job = trained(settings, spec, preempt_at=k)
     assert outcomes == ["preempted", "succeeded"]
@@ -247,21 +262,23 @@ def test_tfrecord_shape_feature_and_parquet_feature_columns(tmp_path):
     images = np.arange(4 * 6, dtype=np.float32).reshape(4, 2, 3)
     with tf.io.TFRecordWriter(str(tmp_path / "img.tfrecord")) as w:
         for i, image in enumerate(images):
-            feature = {"image": tf.train.Feature(float_list=tf.train.FloatList(
-                           value=image.ravel())),
-                       "image/shape": tf.train.Feature(int64_list=tf.train.Int64List(
-                           value=[2, 3])),
-                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}
-            w.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                    .SerializeToString())
+            feature = {
+                "image": tf.train.Feature(float_list=tf.train.FloatList(value=image.ravel())),
+                "image/shape": tf.train.Feature(int64_list=tf.train.Int64List(value=[2, 3])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+            }
+            w.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
     got = formats.read(tmp_path / "img.tfrecord", "tfrecord", "image", "label", "img")
     np.testing.assert_array_equal(got.x, images)
     np.testing.assert_array_equal(got.y, [0, 1, 2, 3])
     with pytest.raises(Exception, match="no feature 'pixels'"):
         formats.read(tmp_path / "img.tfrecord", "tfrecord", "pixels", "label", "img")
 
-    pq.write_table(pa.table({"f0": [1.0, 2.0], "f1": [3.0, 4.0], "target": [0, 1]}),
-                   tmp_path / "cols.parquet")
+    pq.write_table(
+        pa.table({"f0": [1.0, 2.0], "f1": [3.0, 4.0], "target": [0, 1]}), tmp_path / "cols.parquet"
+    )
     got = formats.read(tmp_path / "cols.parquet", "parquet", "x", "target", "cols")
     np.testing.assert_array_equal(got.x, [[1.0, 3.0], [2.0, 4.0]])
     assert got.x.dtype == np.float32 and list(got.y) == [0, 1]

@@ -14,8 +14,12 @@ pytest.importorskip("flask")
 
 from tests.unit.apihelpers import api_client, make_settings
 
-SPEC = {"name": "tiny", "model": {"class_name": "Sequential", "config": {}},
-        "compile": {"loss": "mse"}, "data": {"train": "file:///tmp/x.npz"}}
+SPEC = {
+    "name": "tiny",
+    "model": {"class_name": "Sequential", "config": {}},
+    "compile": {"loss": "mse"},
+    "data": {"train": "file:///tmp/x.npz"},
+}
 
 
 @contextlib.contextmanager
@@ -42,12 +46,34 @@ def jobs_with_checkpoints(url: str, n: int) -> list[str]:
     for i in range(n):
         job = store.create({**SPEC, "name": f"j{i}"}, epochs=2, summary=None, max_attempts=3)
         claim = store.claim(job["id"], "w", 60.0)
-        store.commit_checkpoint(job["id"], claim.attempt_id, {
-            "step": 3, "epoch": 0, "batch": 3, "uri": f"file:///cp/{i}", "files": {},
-            "bytes": 1, "sha256": "0" * 64, "logs": {"loss": 0.5}})
-        MetricStore(url).write(job["id"], [{"kind": "batch", "step": 1, "epoch": 0, "batch": 0,
-                                            "attempt": 1, "logs": {"loss": 1.0},
-                                            "wall_time": 1.0}])
+        store.commit_checkpoint(
+            job["id"],
+            claim.attempt_id,
+            {
+                "step": 3,
+                "epoch": 0,
+                "batch": 3,
+                "uri": f"file:///cp/{i}",
+                "files": {},
+                "bytes": 1,
+                "sha256": "0" * 64,
+                "logs": {"loss": 0.5},
+            },
+        )
+        MetricStore(url).write(
+            job["id"],
+            [
+                {
+                    "kind": "batch",
+                    "step": 1,
+                    "epoch": 0,
+                    "batch": 0,
+                    "attempt": 1,
+                    "logs": {"loss": 1.0},
+                    "wall_time": 1.0,
+                }
+            ],
+        )
         ids.append(job["id"])
     return ids
 

@@ -10,15 +10,18 @@ import pytest
 from service.core.errors import Conflict, LeaseLost
 from service.store.jobs import JobStore
 
-SPEC = {"name": "tiny", "model": {"class_name": "Sequential", "config": {}},
-        "compile": {"loss": "mse"}, "data": {"train": "file:///tmp/x.npz"}}
+SPEC = {
+    "name": "tiny",
+    "model": {"class_name": "Sequential", "config": {}},
+    "compile": {"loss": "mse"},
+    "data": {"train": "file:///tmp/x.npz"},
+}
 SHORT = 0.05  # seconds: a lease that has expired by the time the test looks again
 LONG = 60.0
 
 
 def new_job(store: JobStore, max_attempts: int = 3, name: str = "tiny") -> dict:
-    return store.create({**SPEC, "name": name}, epochs=2, summary=None,
-                        max_attempts=max_attempts)
+    return store.create({**SPEC, "name": name}, epochs=2, summary=None, max_attempts=max_attempts)
 
 
 def expired_claim(store: JobStore, job_id: str, worker: str):
@@ -30,9 +33,16 @@ def expired_claim(store: JobStore, job_id: str, worker: str):
 
 
 def checkpoint(step: int) -> dict:
-    return {"step": step, "epoch": 0, "batch": step, "uri": f"file:///cp/{step}",
-            "files": {"model": "model.keras"}, "bytes": 10, "sha256": "0" * 64,
-            "logs": {"loss": 1.0 / (step + 1)}}
+    return {
+        "step": step,
+        "epoch": 0,
+        "batch": step,
+        "uri": f"file:///cp/{step}",
+        "files": {"model": "model.keras"},
+        "bytes": 10,
+        "sha256": "0" * 64,
+        "logs": {"loss": 1.0 / (step + 1)},
+    }
 
 
 @pytest.fixture
@@ -84,7 +94,9 @@ def test_claim_after_expiry_marks_previous_attempt_lost(store):
     assert second is not None and second.number == 2
     attempts = store.attempts(job["id"])
     assert [(a["number"], a["worker"], a["state"]) for a in attempts] == [
-        (1, "w1", "lost"), (2, "w2", "running")]
+        (1, "w1", "lost"),
+        (2, "w2", "running"),
+    ]
     assert attempts[0]["error"]["code"] == "lease_expired"
 
 
@@ -94,8 +106,10 @@ def test_renew_is_fenced_and_reports_cancel(store):
     current = store.claim(job["id"], "w2", LONG)
     with pytest.raises(LeaseLost):
         store.renew(job["id"], stale.attempt_id, LONG)
-    assert store.renew(job["id"], current.attempt_id, LONG,
-                       {"epoch": 1, "batch": 3, "step": 7}) is False
+    assert (
+        store.renew(job["id"], current.attempt_id, LONG, {"epoch": 1, "batch": 3, "step": 7})
+        is False
+    )
     assert store.get(job["id"])["progress"]["step"] == 7
     store.request_cancel(job["id"])
     assert store.get(job["id"])["state"] == "running"
@@ -215,10 +229,11 @@ def test_a_state_outside_the_job_states_is_refused_by_the_database(db_url):
     from service.store.db import get_engine
 
     job = new_job(JobStore(db_url))
-    with pytest.raises(sqlalchemy.exc.IntegrityError, match="ck_jobs_state|CHECK"):
-        with get_engine(db_url).begin() as conn:
-            conn.execute(text("UPDATE jobs SET state = 'finished' WHERE id = :id"),
-                         {"id": job["id"]})
+    with (
+        pytest.raises(sqlalchemy.exc.IntegrityError, match="ck_jobs_state|CHECK"),
+        get_engine(db_url).begin() as conn,
+    ):
+        conn.execute(text("UPDATE jobs SET state = 'finished' WHERE id = :id"), {"id": job["id"]})
     assert JobStore(db_url).get(job["id"])["state"] == "queued"
 
 
@@ -226,8 +241,11 @@ def test_one_list_of_job_states_shared_by_the_client():
     from fitfleet import client
     from service.store.tables import ENDED, STATES, JobState
 
-    assert STATES == tuple(s.value for s in JobState) == (
-        "queued", "running", "succeeded", "failed", "cancelled")
+    assert (
+        STATES
+        == tuple(s.value for s in JobState)
+        == ("queued", "running", "succeeded", "failed", "cancelled")
+    )
     assert client.ENDED == ENDED
 
 
@@ -237,8 +255,9 @@ def lost_count(url: str, job_id: str) -> int:
     from service.store.db import get_engine
 
     with get_engine(url).connect() as conn:
-        return conn.execute(text("SELECT lost_attempts FROM jobs WHERE id = :i"),
-                            {"i": job_id}).scalar_one()
+        return conn.execute(
+            text("SELECT lost_attempts FROM jobs WHERE id = :i"), {"i": job_id}
+        ).scalar_one()
 
 
 def test_a_takeover_of_an_expired_lease_counts_a_lost_attempt(store):
@@ -256,7 +275,9 @@ def test_a_takeover_of_an_expired_lease_counts_a_lost_attempt(store):
     assert "lost 2 times (max_attempts=2)" in ended["error"]["message"]
     assert lost_count(store.url, job["id"]) == 2
     assert [(a["worker"], a["state"]) for a in store.attempts(job["id"])] == [
-        ("w1", "lost"), ("w2", "lost")]
+        ("w1", "lost"),
+        ("w2", "lost"),
+    ]
     assert store.reap() == ([], [])  # nothing left for the reaper to count again
 
 
@@ -275,8 +296,9 @@ def test_a_dead_workers_job_is_released_at_once(store):
     other = new_job(store, name="other")
     claim = store.claim(job["id"], "host-0:11", LONG)
     store.claim(other["id"], "host-1:12", LONG)
-    requeue, failed = store.release_lost("host-0:11", "worker_died",
-                                         "the worker process died (SIGKILL)")
+    requeue, failed = store.release_lost(
+        "host-0:11", "worker_died", "the worker process died (SIGKILL)"
+    )
     assert [r["id"] for r in requeue] == [job["id"]] and failed == []
     got = store.get(job["id"])
     assert got["state"] == "queued" and got["worker"] is None

@@ -105,14 +105,27 @@ def test_configure_replaces_its_own_handler_and_refuses_unknown_formats():
 
 
 def test_command_line_logs_json_when_asked(tmp_path):
-    env = {**os.environ, "FITFLEET_LOG_FORMAT": "json", "FITFLEET_HOME": str(tmp_path),
-           "FITFLEET_LOG_LEVEL": "INFO"}
-    code = ("import logging\nfrom fitfleet.cli_server import load_settings\n"
-            "from service.core import logs\n"
-            "load_settings()\nwith logs.bound('j1', 4):\n"
-            "    logging.getLogger('fitfleet.worker').info('hello')\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    env = {
+        **os.environ,
+        "FITFLEET_LOG_FORMAT": "json",
+        "FITFLEET_HOME": str(tmp_path),
+        "FITFLEET_LOG_LEVEL": "INFO",
+    }
+    code = (
+        "import logging\nfrom fitfleet.cli_server import load_settings\n"
+        "from service.core import logs\n"
+        "load_settings()\nwith logs.bound('j1', 4):\n"
+        "    logging.getLogger('fitfleet.worker').info('hello')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     line = json.loads(proc.stderr.strip().splitlines()[-1])
     assert line["message"] == "hello" and line["job_id"] == "j1" and line["attempt"] == 4

@@ -18,21 +18,32 @@ from service.store.tables import MetricRollup
 
 
 def make_rows(steps, attempt: int = 1, loss=lambda s: 1.0 / (s + 1)) -> list[dict]:
-    return [{"kind": "batch", "step": s, "epoch": s // 100, "batch": s % 100,
-             "attempt": attempt, "logs": {"loss": loss(s), "accuracy": (s % 7) / 7},
-             "wall_time": 1000.0 + s} for s in steps]
+    return [
+        {
+            "kind": "batch",
+            "step": s,
+            "epoch": s // 100,
+            "batch": s % 100,
+            "attempt": attempt,
+            "logs": {"loss": loss(s), "accuracy": (s % 7) / 7},
+            "wall_time": 1000.0 + s,
+        }
+        for s in steps
+    ]
 
 
 def new_job(url: str) -> str:
-    return JobStore(url).create({"name": "m", "model": {}}, epochs=1, summary=None,
-                                max_attempts=3)["id"]
+    return JobStore(url).create({"name": "m", "model": {}}, epochs=1, summary=None, max_attempts=3)[
+        "id"
+    ]
 
 
 def rollup_table(url: str, job_id: str) -> dict:
     with session_scope(url) as s:
         rows = s.execute(select(MetricRollup).where(MetricRollup.job_id == job_id)).scalars()
-        return {(r.kind, r.level, r.start): (r.first_step, r.last_step, r.rows, r.stats)
-                for r in rows}
+        return {
+            (r.kind, r.level, r.start): (r.first_step, r.last_step, r.rows, r.stats) for r in rows
+        }
 
 
 def test_cover_splits_a_range_into_aligned_blocks_and_ragged_edges():
@@ -55,7 +66,7 @@ def test_incremental_writes_keep_the_same_rollups_as_a_rebuild(db_url):
     i = 0
     while i < len(steps):  # uneven flushes, like a worker's
         n = rng.randint(1, 90)
-        metrics.write(job_id, make_rows(steps[i:i + n], loss=lambda s: rng.random()))
+        metrics.write(job_id, make_rows(steps[i : i + n], loss=lambda s: rng.random()))
         i += n
     metrics.write(job_id, make_rows(range(1500, 1600), attempt=2, loss=lambda s: 9.0))  # replay
     incremental = rollup_table(db_url, job_id)
@@ -121,12 +132,16 @@ def test_a_million_rows_downsample_to_at_most_n_points_with_the_spike(pg_clean):
     url = pg_clean
     metrics, job_id = MetricStore(url), new_job(url)
     with get_engine(url).begin() as conn:
-        conn.execute(text(
-            "INSERT INTO metrics (job_id, kind, step, epoch, batch, attempt, logs, wall_time) "
-            "SELECT :job, 'batch', s, s / 1000, s % 1000, 1, "
-            "json_build_object('loss', CASE WHEN s = 612345 THEN 99.5 "
-            "ELSE 1.0 / (1 + s % 977) END), 1000.0 + s "
-            "FROM generate_series(1, 1000000) AS s"), {"job": job_id})
+        conn.execute(
+            text(
+                "INSERT INTO metrics (job_id, kind, step, epoch, batch, attempt, logs, wall_time) "
+                "SELECT :job, 'batch', s, s / 1000, s % 1000, 1, "
+                "json_build_object('loss', CASE WHEN s = 612345 THEN 99.5 "
+                "ELSE 1.0 / (1 + s % 977) END), 1000.0 + s "
+                "FROM generate_series(1, 1000000) AS s"
+            ),
+            {"job": job_id},
+        )
     metrics.rebuild(job_id, "batch")
     started = time.perf_counter()
     body = metrics.read(job_id, "batch", max_points=500)
@@ -155,14 +170,21 @@ def test_upgrading_to_0003_builds_rollups_for_rows_written_before(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     upgrade(url, "0002")
     with get_engine(url).begin() as conn:
-        conn.execute(text(
-            "INSERT INTO jobs (id, name, project, state, spec, queue, priority, max_attempts, "
-            "attempts, lost_attempts, cancel_requested, epoch, epochs, batch, step, created_at, "
-            "updated_at) VALUES ('old', 'n', 'default', 'running', '{}', 'default', 0, 3, 1, 0, "
-            "0, 0, 1, 0, 0, '2026-01-01', '2026-01-01')"))
-        conn.execute(text("INSERT INTO metrics VALUES ('old', 'batch', :s, 0, 0, 1, :logs, 1.0)"),
-                     [{"s": s, "logs": '{"loss": 99.0}' if s == 1500 else '{"loss": 1.0}'}
-                      for s in range(1, 3001)])
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, name, project, state, spec, queue, priority, max_attempts, "
+                "attempts, lost_attempts, cancel_requested, epoch, epochs, batch, step, created_at, "
+                "updated_at) VALUES ('old', 'n', 'default', 'running', '{}', 'default', 0, 3, 1, 0, "
+                "0, 0, 1, 0, 0, '2026-01-01', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO metrics VALUES ('old', 'batch', :s, 0, 0, 1, :logs, 1.0)"),
+            [
+                {"s": s, "logs": '{"loss": 99.0}' if s == 1500 else '{"loss": 1.0}'}
+                for s in range(1, 3001)
+            ],
+        )
     upgrade(url)
     body = MetricStore(url).read("old", "batch", max_points=21)
     steps = [r["step"] for r in body["rows"]]

@@ -10,14 +10,25 @@ from service.store.metrics import MetricStore
 
 
 def rows(steps, kind: str = "batch", attempt: int = 1, loss: float = 1.0) -> list[dict]:
-    return [{"kind": kind, "step": s, "epoch": s // 10, "batch": s % 10, "attempt": attempt,
-             "logs": {"loss": loss / (s + 1)}, "wall_time": 1000.0 + s} for s in steps]
+    return [
+        {
+            "kind": kind,
+            "step": s,
+            "epoch": s // 10,
+            "batch": s % 10,
+            "attempt": attempt,
+            "logs": {"loss": loss / (s + 1)},
+            "wall_time": 1000.0 + s,
+        }
+        for s in steps
+    ]
 
 
 @pytest.fixture
 def job_id(db_url):
-    return JobStore(db_url).create({"name": "m", "model": {}}, epochs=1, summary=None,
-                                   max_attempts=3)["id"]
+    return JobStore(db_url).create(
+        {"name": "m", "model": {}}, epochs=1, summary=None, max_attempts=3
+    )["id"]
 
 
 @pytest.fixture

@@ -14,20 +14,24 @@ from service.core.errors import InvalidSpec
 
 
 def cnn():
-    return keras.Sequential([
-        keras.Input((12, 12, 1)),
-        keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Dropout(0.25),
-        keras.layers.BatchNormalization(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3, activation="softmax"),
-    ], name="cnn")
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Dropout(0.25),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ],
+        name="cnn",
+    )
 
 
 def lstm():
-    return keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(6), keras.layers.Dense(1)],
-                            name="lstm")
+    return keras.Sequential(
+        [keras.Input((5, 3)), keras.layers.LSTM(6), keras.layers.Dense(1)], name="lstm"
+    )
 
 
 def two_inputs():
@@ -51,13 +55,16 @@ def test_round_trip_and_summary_match_keras(make, materialize):
     summary = modelspec.summarize(built)
     assert summary["name"] == original.name
     assert summary["total_params"] == original.count_params()
-    assert summary["trainable_params"] == sum(int(np.prod(w.shape))
-                                              for w in original.trainable_weights)
-    assert summary["non_trainable_params"] == sum(int(np.prod(w.shape))
-                                                  for w in original.non_trainable_weights)
+    assert summary["trainable_params"] == sum(
+        int(np.prod(w.shape)) for w in original.trainable_weights
+    )
+    assert summary["non_trainable_params"] == sum(
+        int(np.prod(w.shape)) for w in original.non_trainable_weights
+    )
     assert [layer["name"] for layer in summary["layers"]] == [l.name for l in original.layers]
     assert [layer["params"] for layer in summary["layers"]] == [
-        l.count_params() for l in original.layers]
+        l.count_params() for l in original.layers
+    ]
     assert config_of(built)["config"]["layers"] == config_of(original)["config"]["layers"]
 
 
@@ -76,8 +83,12 @@ def test_summary_of_functional_model_lists_inputs_and_classes():
     by_name = {layer["name"]: layer for layer in summary["layers"]}
     assert by_name["a"]["class_name"] == "InputLayer"
     assert by_name["cat"]["output_shape"] == [None, 7]
-    assert by_name["o2"] == {"name": "o2", "class_name": "Dense", "output_shape": [None, 2],
-                             "params": 12}
+    assert by_name["o2"] == {
+        "name": "o2",
+        "class_name": "Dense",
+        "output_shape": [None, 2],
+        "params": 12,
+    }
     assert summary["class_name"] == "Functional"
     assert summary["output_names"] == ["o1", "o2"]
 
@@ -91,8 +102,10 @@ def test_unknown_optimizers_and_schedules_are_refused_by_name():
     with pytest.raises(InvalidSpec) as info:
         modelspec.compile_model(model, {"optimizer": "adamm", "loss": "mse"})
     assert "unknown optimizer 'adamm'" in info.value.message and "lamb" in info.value.message
-    bad = {"class_name": "Adam", "config": {"learning_rate": {"class_name": "NoSuchDecay",
-                                                              "config": {}}}}
+    bad = {
+        "class_name": "Adam",
+        "config": {"learning_rate": {"class_name": "NoSuchDecay", "config": {}}},
+    }
     with pytest.raises(InvalidSpec) as info:
         modelspec.compile_model(model, {"optimizer": bad, "loss": "mse"})
     assert info.value.details == {"field": "compile.optimizer"}
@@ -119,15 +132,17 @@ def test_materialized_model_trains_and_weightless_one_has_no_values():
 
 
 def test_weightless_build_of_a_huge_model_is_fast_and_small():
-    cfg = config_of(keras.Sequential([keras.Input((8,)), keras.layers.Dense(8),
-                                      keras.layers.Dense(8)]))
+    cfg = config_of(
+        keras.Sequential([keras.Input((8,)), keras.layers.Dense(8), keras.layers.Dense(8)])
+    )
     cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 40_000]
     for layer in cfg["config"]["layers"][1:]:
         layer["config"]["units"] = 40_000
         layer.pop("build_config", None)
     cfg["config"].pop("build_input_shape", None)
-    summary = modelspec.validate({"model": cfg, "compile": {"loss": "mse"},
-                                  "fit": {"callbacks": []}})
+    summary = modelspec.validate(
+        {"model": cfg, "compile": {"loss": "mse"}, "fit": {"callbacks": []}}
+    )
     assert summary["total_params"] == 2 * (40_000 * 40_000 + 40_000)  # 12.8 GB if allocated
 
 
@@ -175,19 +190,25 @@ def test_bad_layer_config_gives_keras_message_without_paths():
 
 def test_non_model_config_is_refused():
     with pytest.raises(InvalidSpec):
-        modelspec.build_model(json.loads(json.dumps(keras.saving.serialize_keras_object(
-            keras.layers.Dense(2)))))
+        modelspec.build_model(
+            json.loads(json.dumps(keras.saving.serialize_keras_object(keras.layers.Dense(2))))
+        )
 
 
-@pytest.mark.parametrize(("compile_spec", "field"), [
-    ({"optimizer": "adamz", "loss": "mse"}, "compile.optimizer"),
-    ({"optimizer": {"class_name": "Adamz", "config": {}}, "loss": "mse"}, "compile.optimizer"),
-    ({"optimizer": {"class_name": "Adam", "config": {"learning_rat": 1}}, "loss": "mse"},
-     "compile.optimizer"),
-    ({"loss": "msee"}, "compile.loss"),
-    ({"loss": ["mse", "nope"]}, "compile.loss[1]"),
-    ({"loss": "mse", "metrics": ["accuracy", "f2_score_of_nothing"]}, "compile.metrics[1]"),
-])
+@pytest.mark.parametrize(
+    ("compile_spec", "field"),
+    [
+        ({"optimizer": "adamz", "loss": "mse"}, "compile.optimizer"),
+        ({"optimizer": {"class_name": "Adamz", "config": {}}, "loss": "mse"}, "compile.optimizer"),
+        (
+            {"optimizer": {"class_name": "Adam", "config": {"learning_rat": 1}}, "loss": "mse"},
+            "compile.optimizer",
+        ),
+        ({"loss": "msee"}, "compile.loss"),
+        ({"loss": ["mse", "nope"]}, "compile.loss[1]"),
+        ({"loss": "mse", "metrics": ["accuracy", "f2_score_of_nothing"]}, "compile.metrics[1]"),
+    ],
+)
 def test_bad_compile_names_are_refused(compile_spec, field):
     model = modelspec.build_model(config_of(lstm()))
     with pytest.raises(InvalidSpec) as info:
@@ -198,13 +219,21 @@ def test_bad_compile_names_are_refused(compile_spec, field):
 
 def test_compile_accepts_keras_forms():
     model = modelspec.build_model(config_of(two_inputs()))
-    modelspec.compile_model(model, {
-        "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
-        "loss": {"o1": "mse", "o2": {"class_name": "SparseCategoricalCrossentropy",
-                                     "config": {"from_logits": False}}},
-        "metrics": {"o1": ["mae"], "o2": ["acc"]},
-        "loss_weights": {"o1": 0.5, "o2": 1.0},
-    })
+    modelspec.compile_model(
+        model,
+        {
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+            "loss": {
+                "o1": "mse",
+                "o2": {
+                    "class_name": "SparseCategoricalCrossentropy",
+                    "config": {"from_logits": False},
+                },
+            },
+            "metrics": {"o1": ["mae"], "o2": ["acc"]},
+            "loss_weights": {"o1": 0.5, "o2": 1.0},
+        },
+    )
     assert model.optimizer.__class__.__name__ == "Adam"
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
     x = [np.zeros((4, 3), "float32"), np.zeros((4, 4), "float32")]
@@ -213,20 +242,28 @@ def test_compile_accepts_keras_forms():
 
 
 def test_make_callbacks_builds_allowed_classes():
-    cbs = modelspec.make_callbacks([
-        {"class_name": "EarlyStopping", "config": {"monitor": "val_loss", "patience": 2}},
-        {"class_name": "ReduceLROnPlateau", "config": {"factor": 0.5}},
-        {"class_name": "TerminateOnNaN"},
-    ])
-    assert [type(c).__name__ for c in cbs] == ["EarlyStopping", "ReduceLROnPlateau",
-                                               "TerminateOnNaN"]
+    cbs = modelspec.make_callbacks(
+        [
+            {"class_name": "EarlyStopping", "config": {"monitor": "val_loss", "patience": 2}},
+            {"class_name": "ReduceLROnPlateau", "config": {"factor": 0.5}},
+            {"class_name": "TerminateOnNaN"},
+        ]
+    )
+    assert [type(c).__name__ for c in cbs] == [
+        "EarlyStopping",
+        "ReduceLROnPlateau",
+        "TerminateOnNaN",
+    ]
     assert cbs[0].patience == 2 and cbs[1].factor == 0.5
 
 
-@pytest.mark.parametrize("item", [
-    {"class_name": "ModelCheckpoint", "config": {"filepath": "/tmp/m.keras"}},
-    {"class_name": "EarlyStopping", "config": {"patience_": 2}},
-])
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"class_name": "ModelCheckpoint", "config": {"filepath": "/tmp/m.keras"}},
+        {"class_name": "EarlyStopping", "config": {"patience_": 2}},
+    ],
+)
 def test_make_callbacks_refuses(item):
     with pytest.raises(InvalidSpec) as info:
         modelspec.make_callbacks([item])
@@ -234,9 +271,11 @@ def test_make_callbacks_refuses(item):
 
 
 def test_validate_returns_the_summary():
-    spec = {"model": config_of(cnn()), "compile": {"loss": "sparse_categorical_crossentropy",
-                                                   "metrics": ["accuracy"]},
-            "fit": {"callbacks": [{"class_name": "EarlyStopping", "config": {}}]}}
+    spec = {
+        "model": config_of(cnn()),
+        "compile": {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+        "fit": {"callbacks": [{"class_name": "EarlyStopping", "config": {}}]},
+    }
     summary = modelspec.validate(spec)
     assert summary["total_params"] == cnn().count_params()
 
@@ -250,14 +289,17 @@ def test_keras_message_strips_paths_and_length():
 
 def test_a_schedule_without_module_compiles_and_the_spec_is_left_as_it_was():
     """What the workers compile: the schedule object in the optimizer, the spec unchanged."""
-    schedule = {"class_name": "CosineDecay",
-                "config": {"initial_learning_rate": 0.01, "decay_steps": 20}}
-    spec = {"optimizer": {"class_name": "Lamb", "config": {"learning_rate": schedule}},
-            "loss": "mse"}
+    schedule = {
+        "class_name": "CosineDecay",
+        "config": {"initial_learning_rate": 0.01, "decay_steps": 20},
+    }
+    spec = {
+        "optimizer": {"class_name": "Lamb", "config": {"learning_rate": schedule}},
+        "loss": "mse",
+    }
     before = json.dumps(spec, sort_keys=True)
     model = modelspec.build_model(config_of(cnn()))
     modelspec.compile_model(model, spec)
     assert type(model.optimizer).__name__ == "Lamb"
-    assert isinstance(model.optimizer._learning_rate,
-                      keras.optimizers.schedules.CosineDecay)
+    assert isinstance(model.optimizer._learning_rate, keras.optimizers.schedules.CosineDecay)
     assert json.dumps(spec, sort_keys=True) == before

@@ -22,13 +22,21 @@ STRICT = {"parse_constant": lambda name: pytest.fail(f"{name} is not JSON")}
 
 
 def new_job(url: str) -> str:
-    return JobStore(url).create({"name": "m", "model": {}}, epochs=1, summary=None,
-                                max_attempts=3)["id"]
+    return JobStore(url).create({"name": "m", "model": {}}, epochs=1, summary=None, max_attempts=3)[
+        "id"
+    ]
 
 
 def row(step: int, loss, kind: str = "batch") -> dict:
-    return {"kind": kind, "step": step, "epoch": 0, "batch": step, "attempt": 1,
-            "logs": {"loss": loss, "acc": 0.5}, "wall_time": 1000.0 + step}
+    return {
+        "kind": kind,
+        "step": step,
+        "epoch": 0,
+        "batch": step,
+        "attempt": 1,
+        "logs": {"loss": loss, "acc": 0.5},
+        "wall_time": 1000.0 + step,
+    }
 
 
 def unreachable() -> MetricStore:
@@ -39,13 +47,15 @@ def test_a_diverging_fit_stores_every_batch_and_epoch_row(db_url):
     keras.utils.set_random_seed(1)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e12), loss="mse")
     job_id, pos = new_job(db_url), Position(steps_per_epoch=8, epochs=3)
     recorder = MetricsRecorder(MetricStore(db_url), job_id, 1, pos, flush_seconds=0.05)
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False,
-              callbacks=[Tracker(pos), recorder])
+    model.fit(
+        x, y, batch_size=8, epochs=3, verbose=0, shuffle=False, callbacks=[Tracker(pos), recorder]
+    )
     assert recorder.close(timeout=30)
     metrics = MetricStore(db_url)
     batches = metrics.read(job_id, "batch")["rows"]
@@ -60,12 +70,19 @@ def test_a_diverging_fit_stores_every_batch_and_epoch_row(db_url):
 
 def test_nan_and_inf_are_stored_and_served_as_strings(db_url):
     metrics, job_id = MetricStore(db_url), new_job(db_url)
-    metrics.write(job_id, [row(1, 0.5), row(2, math.nan), row(3, math.inf),
-                           row(4, -math.inf), row(4, -math.inf, kind="epoch")])
+    metrics.write(
+        job_id,
+        [
+            row(1, 0.5),
+            row(2, math.nan),
+            row(3, math.inf),
+            row(4, -math.inf),
+            row(4, -math.inf, kind="epoch"),
+        ],
+    )
     got = metrics.read(job_id, "batch")["rows"]
     assert [r["logs"]["loss"] for r in got] == [0.5, "NaN", "Infinity", "-Infinity"]
-    assert metrics.read(job_id, "epoch")["rows"][0]["logs"] == {"loss": "-Infinity",
-                                                                "acc": 0.5}
+    assert metrics.read(job_id, "epoch")["rows"][0]["logs"] == {"loss": "-Infinity", "acc": 0.5}
     metrics.write(job_id, [row(2, "NaN")])  # already encoded: kept as it is
     assert metrics.read(job_id, "batch", after=1)["rows"][0]["logs"]["loss"] == "NaN"
 
@@ -76,8 +93,9 @@ def test_the_metrics_answer_is_strict_json(db_url, tmp_path):
 
     client = api_client(make_settings(tmp_path, db_url))
     job_id = new_job(db_url)
-    MetricStore(db_url).write(job_id, [row(s, v) for s, v in
-                                       enumerate([1.0, math.inf, math.nan, -math.inf])])
+    MetricStore(db_url).write(
+        job_id, [row(s, v) for s, v in enumerate([1.0, math.inf, math.nan, -math.inf])]
+    )
     for query in ("kind=batch", "kind=batch&max_points=3"):
         answer = client.get(f"/api/v1/jobs/{job_id}/metrics?{query}")
         assert answer.status_code == 200
@@ -91,16 +109,22 @@ def test_a_row_that_cannot_be_written_is_set_aside_and_the_others_stored(db_url)
     for step in range(1, 6):
         pos.step = pos.batch = step
         recorder.on_train_batch_end(step - 1, {"loss": 1.0 / step})
-    recorder._add("batch", 2 ** 63, 0, 0, {"loss": 1.0})  # beyond any BIGINT column
+    recorder._add("batch", 2**63, 0, 0, {"loss": 1.0})  # beyond any BIGINT column
     pos.step = pos.batch = 6
     recorder.on_train_batch_end(5, {"loss": math.nan})
     assert recorder.flush() is True  # the bad row does not hold the others back
     assert [r["step"] for r in MetricStore(db_url).read(job_id, "batch")["rows"]] == [
-        1, 2, 3, 4, 5, 6]
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
     assert recorder.rejected == 1 and recorder.written == 6
     seen = JobStore(db_url).get(job_id)["metrics"]
     assert seen["rows_rejected"] == 1
-    assert str(2 ** 63) in seen["rejected_reason"] and "SELECT" not in seen["rejected_reason"]
+    assert str(2**63) in seen["rejected_reason"] and "SELECT" not in seen["rejected_reason"]
     recorder.on_train_batch_end(6, {"loss": 0.1})
     assert recorder.close(timeout=5)
     assert JobStore(db_url).list(None, 5, None)[0][0]["metrics"]["rows_rejected"] == 1
@@ -164,8 +188,13 @@ def test_downsampling_keeps_nan_and_inf_as_a_bucket_extreme(db_url, n, max_point
     rng = np.random.default_rng(n)
     values = {s: float(v) for s, v in enumerate(rng.normal(size=n))}
     width = n // ((max_points - 1) // 2)
-    for fraction, special in ((0.1, math.nan), (0.3, -math.inf), (0.6, math.inf),
-                              (0.8, math.nan), (0.85, math.nan)):  # two NaN: the first counts
+    for fraction, special in (
+        (0.1, math.nan),
+        (0.3, -math.inf),
+        (0.6, math.inf),
+        (0.8, math.nan),
+        (0.85, math.nan),
+    ):  # two NaN: the first counts
         values[int(n * fraction)] = special
     metrics, job_id = MetricStore(db_url), new_job(db_url)
     metrics.write(job_id, [row(s, v) for s, v in values.items()])
@@ -176,18 +205,30 @@ def test_downsampling_keeps_nan_and_inf_as_a_bucket_extreme(db_url, n, max_point
     assert {"NaN", "-Infinity"} <= set(served.values())
     assert int(n * 0.8) in steps and int(n * 0.85) not in steps
     metrics.rebuild(job_id, "batch")  # rollups from scratch pick the same rows
-    assert {r["step"] for r in metrics.read(job_id, "batch", max_points=max_points)["rows"]
-            } == steps
+    assert {
+        r["step"] for r in metrics.read(job_id, "batch", max_points=max_points)["rows"]
+    } == steps
 
 
 def test_block_stats_order_nan_and_inf():
     from service.store import rollups
 
-    stats = rollups.block_stats([(1, {"loss": 2.0}), (2, {"loss": "NaN"}), (3, {"loss": 5}),
-                                 (4, {"loss": "-Infinity"}), (5, {"loss": "NaN"})])["stats"]
+    stats = rollups.block_stats(
+        [
+            (1, {"loss": 2.0}),
+            (2, {"loss": "NaN"}),
+            (3, {"loss": 5}),
+            (4, {"loss": "-Infinity"}),
+            (5, {"loss": "NaN"}),
+        ]
+    )["stats"]
     assert stats["loss"] == ["-Infinity", 4, "NaN", 2]
-    merged = rollups.merge([rollups.block_stats([(9, {"loss": "Infinity"})]),
-                            rollups.block_stats([(7, {"loss": 1.0})])])["stats"]
+    merged = rollups.merge(
+        [
+            rollups.block_stats([(9, {"loss": "Infinity"})]),
+            rollups.block_stats([(7, {"loss": 1.0})]),
+        ]
+    )["stats"]
     assert merged["loss"] == [1.0, 7, "Infinity", 9]
 
 
@@ -198,16 +239,29 @@ def test_a_checkpoint_with_nan_logs_commits_and_reads_back_floats(db_url, tmp_pa
     store = JobStore(db_url)
     job_id = new_job(db_url)
     claim = store.claim(job_id, "w", 60.0)
-    store.commit_checkpoint(job_id, claim.attempt_id, {
-        "step": 3, "epoch": 0, "batch": 3, "uri": "file:///cp/3", "files": {}, "bytes": 1,
-        "sha256": "0" * 64, "logs": {"loss": math.nan, "val_loss": math.inf, "acc": 0.5}})
+    store.commit_checkpoint(
+        job_id,
+        claim.attempt_id,
+        {
+            "step": 3,
+            "epoch": 0,
+            "batch": 3,
+            "uri": "file:///cp/3",
+            "files": {},
+            "bytes": 1,
+            "sha256": "0" * 64,
+            "logs": {"loss": math.nan, "val_loss": math.inf, "acc": 0.5},
+        },
+    )
     logs = store.checkpoints(job_id)[0]["logs"]  # the worker's side: floats, as Keras logs
     assert math.isnan(logs["loss"]) and logs["val_loss"] == math.inf and logs["acc"] == 0.5
     client = api_client(make_settings(tmp_path, db_url))
     served = {"loss": "NaN", "val_loss": "Infinity", "acc": 0.5}
-    for path, pick in (("", lambda b: b["latest_checkpoint"]),
-                       ("/checkpoints", lambda b: b["checkpoints"][0]),
-                       ("/detail", lambda b: b["checkpoints"][0])):
+    for path, pick in (
+        ("", lambda b: b["latest_checkpoint"]),
+        ("/checkpoints", lambda b: b["checkpoints"][0]),
+        ("/detail", lambda b: b["checkpoints"][0]),
+    ):
         answer = client.get(f"/api/v1/jobs/{job_id}{path}")
         assert answer.status_code == 200, path
         assert pick(json.loads(answer.get_data(as_text=True), **STRICT))["logs"] == served
@@ -218,8 +272,10 @@ def test_retention_never_keeps_a_nan_checkpoint_as_the_best():
 
     from service.store.retention import _best_step
 
-    rows = [SimpleNamespace(step=s, logs={"val_loss": v})
-            for s, v in ((1, math.nan), (2, 0.5), (3, 0.3), (4, math.inf), (5, -math.inf))]
+    rows = [
+        SimpleNamespace(step=s, logs={"val_loss": v})
+        for s, v in ((1, math.nan), (2, 0.5), (3, 0.3), (4, math.inf), (5, -math.inf))
+    ]
     assert _best_step(rows, {"monitor": "val_loss", "mode": "min"}) == 3
     assert _best_step(rows, {"monitor": "val_loss", "mode": "max"}) == 2
 
@@ -256,7 +312,8 @@ def test_a_job_that_diverges_keeps_its_rows_and_checkpoints(db_url, tmp_path):
 
 
 def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
-        db_url, tmp_path, monkeypatch):
+    db_url, tmp_path, monkeypatch
+):
     """Through the worker: the database refuses nothing, but the metric writes never get
     through (an outage of the metrics path); the job must not end ``succeeded``."""
     import threading
@@ -280,8 +337,7 @@ def test_a_job_whose_last_metric_rows_cannot_be_written_fails_with_metrics_lost(
     x, y = blobs()
     np.savez(tmp_path / "train.npz", x=x, y=y)
     settings = embedded_settings(tmp_path, database_url=db_url)
-    spec = mlp_spec((tmp_path / "train.npz").as_uri(), epochs=1,
-                    checkpoint={"every_epoch": False})
+    spec = mlp_spec((tmp_path / "train.npz").as_uri(), epochs=1, checkpoint={"every_epoch": False})
     jobs = JobStore(db_url)
     job = jobs.create(normalize(spec, settings), epochs=1, summary=None, max_attempts=1)
     claim = jobs.claim(job["id"], "test-worker", settings.lease_seconds)

@@ -50,29 +50,32 @@ def test_allowed_locations_pass(tmp_path):
     check_data_url("s3://shared/public/b.npz", "data.train", listed)
 
 
-@pytest.mark.parametrize("url,rule", [
-    ("file:///etc/passwd", "file_root"),
-    ("file:///tmp/../etc/passwd", "dot_segments"),
-    ("file://host/d.npz", "file_host"),
-    ("file:d.npz", "file_path"),
-    ("http://169.254.169.254/latest/meta-data", "metadata_address"),
-    ("http://metadata.google.internal/", "metadata_address"),
-    ("http://[fd00:ec2::254]/", "metadata_address"),
-    ("http://0xa9fea9fe/", "metadata_address"),
-    ("s3://127.0.0.1/x.npz", "private_address"),
-    ("s3://127.1/x.npz", "private_address"),
-    ("http://[::1]:9000/x", "private_address"),
-    ("http://[::ffff:10.0.0.1]/x", "private_address"),
-    ("s3://192.168.1.10/x.npz", "private_address"),
-    ("s3://172.16.0.1/x.npz", "private_address"),
-    ("s3://minio.internal/x.npz", "private_address"),
-    ("https://example.com/d.npz", "scheme"),
-    ("gs://bucket/d.npz", "scheme"),
-    ("s3://other-bucket/d.npz", "s3_location"),
-    ("s3://store-bucket/runs/projects/p/jobs/j/model.keras", "job_store"),
-    ("s3://store-bucket/a/../runs/x", "dot_segments"),
-    ("s3://key:secret@store-bucket/d.npz", "credentials"),
-])
+@pytest.mark.parametrize(
+    "url,rule",
+    [
+        ("file:///etc/passwd", "file_root"),
+        ("file:///tmp/../etc/passwd", "dot_segments"),
+        ("file://host/d.npz", "file_host"),
+        ("file:d.npz", "file_path"),
+        ("http://169.254.169.254/latest/meta-data", "metadata_address"),
+        ("http://metadata.google.internal/", "metadata_address"),
+        ("http://[fd00:ec2::254]/", "metadata_address"),
+        ("http://0xa9fea9fe/", "metadata_address"),
+        ("s3://127.0.0.1/x.npz", "private_address"),
+        ("s3://127.1/x.npz", "private_address"),
+        ("http://[::1]:9000/x", "private_address"),
+        ("http://[::ffff:10.0.0.1]/x", "private_address"),
+        ("s3://192.168.1.10/x.npz", "private_address"),
+        ("s3://172.16.0.1/x.npz", "private_address"),
+        ("s3://minio.internal/x.npz", "private_address"),
+        ("https://example.com/d.npz", "scheme"),
+        ("gs://bucket/d.npz", "scheme"),
+        ("s3://other-bucket/d.npz", "s3_location"),
+        ("s3://store-bucket/runs/projects/p/jobs/j/model.keras", "job_store"),
+        ("s3://store-bucket/a/../runs/x", "dot_segments"),
+        ("s3://key:secret@store-bucket/d.npz", "credentials"),
+    ],
+)
 def test_refusals_name_their_rule(tmp_path, url, rule):
     details = refused(url, settings(tmp_path))
     assert details == {"field": "data.train", "rule": rule}
@@ -122,8 +125,10 @@ def test_a_spec_is_checked_as_sent(tmp_path):
     check_spec_locations(["not", "a", "spec"], s)  # the spec check explains that one
     check_spec_locations({"data": {"train": 3}}, s)
     with pytest.raises(InvalidSpec) as info:
-        check_spec_locations({"data": {"train": (tmp_path / "d.npz").as_uri(),
-                                       "validation": "file:///etc/shadow"}}, s)
+        check_spec_locations(
+            {"data": {"train": (tmp_path / "d.npz").as_uri(), "validation": "file:///etc/shadow"}},
+            s,
+        )
     assert info.value.details["field"] == "data.validation"
 
 

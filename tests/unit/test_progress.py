@@ -66,8 +66,7 @@ def _fitfleet(stream) -> str:
     printer.job({"progress": {"epochs": EPOCHS, "steps_per_epoch": SPE}, "attempts": 1})
     for kind, e, b, t, logs in _timeline():  # one poll a row: every update is printed
         step = e * SPE + (b + 1 if kind == "batch" else SPE)
-        printer.rows([(kind, {"step": step, "epoch": e, "batch": b, "logs": logs,
-                              "wall_time": t})])
+        printer.rows([(kind, {"step": step, "epoch": e, "batch": b, "logs": logs, "wall_time": t})])
     return stream.getvalue()
 
 
@@ -79,8 +78,12 @@ def _screen(text: str) -> list[str]:
 
 def _updates(text: str) -> list[str]:
     """Every rewrite of the bar line, in order (what each update put on the screen)."""
-    return [part.rstrip(" ") for line in text.replace("\b", "").split("\n")
-            for part in line.split("\r") if part.strip()]
+    return [
+        part.rstrip(" ")
+        for line in text.replace("\b", "").split("\n")
+        for part in line.split("\r")
+        if part.strip()
+    ]
 
 
 def test_terminal_output_is_keras_verbose_1_line_for_line():
@@ -89,7 +92,7 @@ def test_terminal_output_is_keras_verbose_1_line_for_line():
     assert "\x1b[1m4/4\x1b[0m \x1b[32m" + "━" * 20 in ours and "ms/step - accuracy: " in ours
     # Every update from the second epoch on, when the epoch's start is known from the rows.
     first = theirs.index("Epoch 2/")
-    assert _updates(ours[ours.index("Epoch 2/"):]) == _updates(theirs[first:])
+    assert _updates(ours[ours.index("Epoch 2/") :]) == _updates(theirs[first:])
 
 
 def test_pipe_output_is_keras_verbose_2_line_for_line():
@@ -97,8 +100,11 @@ def test_pipe_output_is_keras_verbose_2_line_for_line():
     assert ours == _keras(2)
     assert ours.splitlines()[:2] == [
         "Epoch 1/3",
-        ("4/4 - 1s - 191ms/step - accuracy: 0.5300 - loss: 0.2500 - val_accuracy: 0.4000 "
-         "- val_loss: 2.0000e-04")]
+        (
+            "4/4 - 1s - 191ms/step - accuracy: 0.5300 - loss: 0.2500 - val_accuracy: 0.4000 "
+            "- val_loss: 2.0000e-04"
+        ),
+    ]
 
 
 def test_logs_keep_their_order():
@@ -106,16 +112,24 @@ def test_logs_keep_their_order():
     assert format_logs({"loss": 0.0001}) == "loss: 1.0000e-04"
 
 
-@pytest.mark.parametrize(("step", "text"), [
-    (0, "Epoch 1/5 0/26 (step 0)"), (1, "Epoch 1/5 1/26 (step 1)"),
-    (26, "Epoch 1/5 26/26 (step 26)"), (27, "Epoch 2/5 1/26 (step 27)"),
-    (130, "Epoch 5/5 26/26 (step 130)")])
+@pytest.mark.parametrize(
+    ("step", "text"),
+    [
+        (0, "Epoch 1/5 0/26 (step 0)"),
+        (1, "Epoch 1/5 1/26 (step 1)"),
+        (26, "Epoch 1/5 26/26 (step 26)"),
+        (27, "Epoch 2/5 1/26 (step 27)"),
+        (130, "Epoch 5/5 26/26 (step 130)"),
+    ],
+)
 def test_position_is_keras_numbering(step, text):
     assert position(step, 26, 5) == text
 
 
 def test_finished_job_shows_26_of_26_not_27():
-    job = {"state": "succeeded",
-           "progress": {"epoch": 5, "epochs": 5, "batch": 26, "steps_per_epoch": 26, "step": 130}}
+    job = {
+        "state": "succeeded",
+        "progress": {"epoch": 5, "epochs": 5, "batch": 26, "steps_per_epoch": 26, "step": 130},
+    }
     assert format_progress(job) == "Epoch 5/5 26/26 (step 130)"
     assert not re.search(r"\b27/26\b", format_progress(job))

@@ -30,9 +30,14 @@ def value(samples: dict, name: str, **labels) -> float:
 
 @pytest.fixture
 def settings(tmp_path, pg_clean, redis_url):
-    return Settings.from_env({}, database_url=pg_clean, broker_url=redis_url,
-                             storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path),
-                             auth="off")
+    return Settings.from_env(
+        {},
+        database_url=pg_clean,
+        broker_url=redis_url,
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+        auth="off",
+    )
 
 
 @pytest.fixture
@@ -49,8 +54,8 @@ def scrape(client) -> dict:
 
 def submit(settings, queue: str, priority: int = 0) -> str:
     job = JobStore(settings.database_url).create(
-        {"name": "j", "queue": queue, "priority": priority}, epochs=1, summary=None,
-        max_attempts=3)
+        {"name": "j", "queue": queue, "priority": priority}, epochs=1, summary=None, max_attempts=3
+    )
     enqueue(settings.broker_url, settings.home, job["id"], queue, priority)
     return job["id"]
 
@@ -109,16 +114,22 @@ def test_request_latency_is_a_histogram_by_route_and_status(client):
     s = scrape(client)
     name = "fitfleet_api_request_duration_seconds"
     ok = value(s, f"{name}_count", method="GET", route="/api/v1/jobs", status="200")
-    missing = value(s, f"{name}_count", method="GET", route="/api/v1/jobs/<job_id>",
-                    status="404")
+    missing = value(s, f"{name}_count", method="GET", route="/api/v1/jobs/<job_id>", status="404")
     assert ok >= 3 and missing >= 1
-    assert value(s, f"{name}_bucket", method="GET", route="/api/v1/jobs", status="200",
-                 le="+Inf") == ok
+    assert (
+        value(s, f"{name}_bucket", method="GET", route="/api/v1/jobs", status="200", le="+Inf")
+        == ok
+    )
 
 
 def test_a_broker_that_is_down_does_not_break_the_scrape(tmp_path, sqlite_url):
-    settings = Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path), auth="off",
-                                 broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        home=str(tmp_path),
+        auth="off",
+        broker_url=f"redis://127.0.0.1:{free_port()}/0",
+    )
     s = scrape(create_app(settings).test_client())
     assert value(s, "fitfleet_source_up", source="broker") == 0
     assert value(s, "fitfleet_source_up", source="database") == 1
@@ -132,8 +143,12 @@ def test_higher_priority_is_served_first_on_redis(settings):
     low, high = submit(settings, "prio"), submit(settings, "prio", 9)
     r = redis.Redis.from_url(settings.broker_url)
     try:
-        first = r.brpop(queue_keys("prio", transport_options(settings.broker_url, "")), timeout=2)[1].decode()
-        second = r.brpop(queue_keys("prio", transport_options(settings.broker_url, "")), timeout=2)[1].decode()
+        first = r.brpop(queue_keys("prio", transport_options(settings.broker_url, "")), timeout=2)[
+            1
+        ].decode()
+        second = r.brpop(queue_keys("prio", transport_options(settings.broker_url, "")), timeout=2)[
+            1
+        ].decode()
     finally:
         r.close()
     assert high in first and low in second
@@ -208,12 +223,20 @@ def test_latency_is_summed_over_server_processes_in_multiprocess_mode(tmp_path, 
         " auth='off')\n"
         "c = create_app(s).test_client()\n"
         "c.get('/healthz')\n"
-        "print(json.dumps(c.get('/metrics').get_data(as_text=True)))\n")
+        "print(json.dumps(c.get('/metrics').get_data(as_text=True)))\n"
+    )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
     outs = []
     for which in ("first", "second"):
-        proc = subprocess.run([sys.executable, "-c", code, which], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, which],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         outs.append(parse(json.loads(proc.stdout.strip().splitlines()[-1])))
     name = "fitfleet_api_request_duration_seconds_count"

@@ -10,7 +10,7 @@ import pytest
 keras = pytest.importorskip("keras")
 pytest.importorskip("flask")
 
-from fitfleet import Client, FitfleetAPIError, remote
+from fitfleet import Client, FitfleetAPIError, packing, remote
 from service.admission import modelspec
 from service.admission.spec import normalize
 from service.core.config import Settings
@@ -18,11 +18,20 @@ from service.storage import key_of, open_store
 
 
 def mlp():
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dropout(0.2), keras.layers.Dense(3)], name="mlp")
-    model.compile(optimizer=keras.optimizers.Adam(0.003),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(3),
+        ],
+        name="mlp",
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.003),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -36,11 +45,22 @@ def two_inputs():
 
 def test_model_to_spec_round_trip():
     model = mlp()
-    callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, min_delta=0.01,
-                                               restore_best_weights=True),
-                 keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1, min_lr=1e-5)]
-    raw = remote.to_spec(model, {"train": "s3://b/train.npz"}, epochs=4, batch_size=16,
-                         callbacks=callbacks, checkpoint_every=50, seed=3, max_attempts=2)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=2, min_delta=0.01, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1, min_lr=1e-5),
+    ]
+    raw = remote.to_spec(
+        model,
+        {"train": "s3://b/train.npz"},
+        epochs=4,
+        batch_size=16,
+        callbacks=callbacks,
+        checkpoint_every=50,
+        seed=3,
+        max_attempts=2,
+    )
     spec = normalize(raw, Settings.from_env({}))
     assert spec["fit"]["epochs"] == 4 and spec["fit"]["batch_size"] == 16
     assert spec["checkpoint"]["every_n_batches"] == 50 and spec["max_attempts"] == 2
@@ -70,15 +90,15 @@ def test_unsupported_callbacks_and_uncompiled_models_are_refused():
 def test_pack_names_arrays_by_model_inputs():
     model = two_inputs()
     a, b, y = np.ones((5, 3)), np.zeros((5, 2)), np.arange(5.0)
-    arrays, xn, yn = remote.pack(model, {"b": b, "a": a}, y)
+    arrays, xn, yn = packing.pack(model, {"b": b, "a": a}, y)
     assert xn == ["x_a", "x_b"] and yn == "y"
     np.testing.assert_array_equal(arrays["x_a"], a)
-    arrays, xn, _ = remote.pack(model, [a, b], y)
+    arrays, xn, _ = packing.pack(model, [a, b], y)
     assert xn == ["x0", "x1"] and arrays["x1"].shape == (5, 2)
     with pytest.raises(ValueError, match="different numbers of samples"):
-        remote.pack(model, [a, b], y[:4])
+        packing.pack(model, [a, b], y[:4])
     with pytest.raises(TypeError, match="not a dataset or generator"):
-        remote.pack(model, (v for v in a), y)
+        packing.pack(model, (v for v in a), y)
 
 
 @pytest.fixture
@@ -89,8 +109,14 @@ def api(tmp_path, sqlite_url):
     from service.web.app import create_app
 
     settings = Settings.from_env(
-        {}, database_url=sqlite_url, broker_url="filesystem://", auth="off",
-        storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path), max_upload_bytes=50_000)
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        auth="off",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+        max_upload_bytes=50_000,
+    )
     server = make_server("127.0.0.1", 0, create_app(settings), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -105,11 +131,20 @@ def test_fit_uploads_local_arrays_and_submits_the_model(api):
     client, settings = api
     model = two_inputs()
     rng = np.random.default_rng(0)
-    x = {"a": rng.normal(size=(40, 3)).astype("float32"),
-         "b": rng.normal(size=(40, 2)).astype("float32")}
+    x = {
+        "a": rng.normal(size=(40, 3)).astype("float32"),
+        "b": rng.normal(size=(40, 2)).astype("float32"),
+    }
     y = rng.normal(size=(40,)).astype("float32")
-    run = client.fit(model, x, y, validation_data=([x["a"][:8], x["b"][:8]], y[:8]),
-                     epochs=2, batch_size=8, callbacks=[keras.callbacks.TerminateOnNaN()])
+    run = client.fit(
+        model,
+        x,
+        y,
+        validation_data=([x["a"][:8], x["b"][:8]], y[:8]),
+        epochs=2,
+        batch_size=8,
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+    )
     spec = run.job["spec"]
     assert spec["data"]["x"] == ["x_a", "x_b"] and spec["data"]["y"] == "y"
     assert [c["class_name"] for c in spec["fit"]["callbacks"]] == ["TerminateOnNaN"]
@@ -145,9 +180,17 @@ def test_fit_with_data_urls_sends_them_as_they_are(api, tmp_path):
     np.savez(tmp_path / "train.npz", features=x, label=np.arange(30) % 3)
     np.savez(tmp_path / "val.npz", features=x[:6], label=np.arange(6) % 3)
     train, val = (tmp_path / "train.npz").as_uri(), (tmp_path / "val.npz").as_uri()
-    run = client.fit(mlp(), x=train, y="label", x_names="features", validation_data=val,
-                     epochs=3, batch_size=8, max_attempts=1,
-                     callbacks=[keras.callbacks.EarlyStopping(patience=1)])
+    run = client.fit(
+        mlp(),
+        x=train,
+        y="label",
+        x_names="features",
+        validation_data=val,
+        epochs=3,
+        batch_size=8,
+        max_attempts=1,
+        callbacks=[keras.callbacks.EarlyStopping(patience=1)],
+    )
     data = run.job["spec"]["data"]
     assert (data["train"], data["validation"]) == (train, val)
     assert (data["x"], data["y"]) == ("features", "label")

@@ -85,8 +85,14 @@ def test_retention_keeps_the_last_k_and_the_best(env):
     from service.storage import key_of
 
     settings, url = env
-    spec = mlp_spec(url, checkpoint={"every_n_batches": 1, "keep_last": 2,
-                                     "keep_best": {"monitor": "val_loss", "mode": "max"}})
+    spec = mlp_spec(
+        url,
+        checkpoint={
+            "every_n_batches": 1,
+            "keep_last": 2,
+            "keep_best": {"monitor": "val_loss", "mode": "max"},
+        },
+    )
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["succeeded"]
     jobs = JobStore(settings.database_url)
@@ -104,8 +110,7 @@ def test_retention_keeps_the_last_k_and_the_best(env):
 
 def test_wall_clock_cadence_takes_checkpoints(env):
     settings, url = env
-    spec = mlp_spec(url, checkpoint={"every_epoch": False, "every_seconds": 0.001,
-                                     "keep_last": 50})
+    spec = mlp_spec(url, checkpoint={"every_epoch": False, "every_seconds": 0.001, "keep_last": 50})
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["succeeded"]
     steps = [c["step"] for c in JobStore(settings.database_url).checkpoints(job["id"])]

@@ -21,12 +21,29 @@ EPOCHS = 5  # 6 steps per epoch; a checkpoint every 3 steps
 
 # mode "max" on a falling val_loss: the best epoch is the first, and patience runs out
 CALLBACKS = {
-    "early-stopping": [{"class_name": "EarlyStopping", "config": {
-        "monitor": "val_loss", "mode": "max", "patience": 3}}],
-    "early-stopping-best-weights": [{"class_name": "EarlyStopping", "config": {
-        "monitor": "val_loss", "mode": "max", "patience": 3, "restore_best_weights": True}}],
-    "reduce-lr-on-plateau": [{"class_name": "ReduceLROnPlateau", "config": {
-        "monitor": "val_loss", "mode": "max", "patience": 1, "factor": 0.5}}],
+    "early-stopping": [
+        {
+            "class_name": "EarlyStopping",
+            "config": {"monitor": "val_loss", "mode": "max", "patience": 3},
+        }
+    ],
+    "early-stopping-best-weights": [
+        {
+            "class_name": "EarlyStopping",
+            "config": {
+                "monitor": "val_loss",
+                "mode": "max",
+                "patience": 3,
+                "restore_best_weights": True,
+            },
+        }
+    ],
+    "reduce-lr-on-plateau": [
+        {
+            "class_name": "ReduceLROnPlateau",
+            "config": {"monitor": "val_loss", "mode": "max", "patience": 1, "factor": 0.5},
+        }
+    ],
     "terminate-on-nan": [{"class_name": "TerminateOnNaN", "config": {}}],
 }
 
@@ -37,7 +54,8 @@ def _schedule(schedule) -> dict:
 
 SCHEDULES = {
     "exponential-decay": lambda: _schedule(
-        keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5)),
+        keras.optimizers.schedules.ExponentialDecay(0.01, 2, 0.5)
+    ),
     "cosine-decay": lambda: _schedule(keras.optimizers.schedules.CosineDecay(0.01, 20)),
 }
 
@@ -71,8 +89,10 @@ _references: dict[str, tuple] = {}
 
 def history(settings, job_id):
     metrics = MetricStore(settings.database_url)
-    return ([r["step"] for r in metrics.read(job_id, "batch")["rows"]],
-            [(r["step"], r["logs"]) for r in metrics.read(job_id, "epoch")["rows"]])
+    return (
+        [r["step"] for r in metrics.read(job_id, "batch")["rows"]],
+        [(r["step"], r["logs"]) for r in metrics.read(job_id, "epoch")["rows"]],
+    )
 
 
 def reference(settings, url, case):
@@ -80,8 +100,11 @@ def reference(settings, url, case):
     if case not in _references:
         job, outcomes = run_job(settings, case_spec(url, case))
         assert outcomes == ["succeeded"]
-        _references[case] = (final_weights(settings, job["id"]), *history(settings, job["id"]),
-                             job["stopped"])
+        _references[case] = (
+            final_weights(settings, job["id"]),
+            *history(settings, job["id"]),
+            job["stopped"],
+        )
     return _references[case]
 
 
@@ -91,8 +114,7 @@ def test_resume_is_bit_identical(env, case, moment):
     settings, url = env
     weights, batches, epochs, stopped = reference(settings, url, case)
     step, validating = MOMENTS[moment]
-    job, outcomes = run_job(settings, case_spec(url, case), preempt_at=step,
-                            validating=validating)
+    job, outcomes = run_job(settings, case_spec(url, case), preempt_at=step, validating=validating)
     assert outcomes == ["preempted", "succeeded"]
     assert_same_weights(weights, final_weights(settings, job["id"]))
     got_batches, got_epochs = history(settings, job["id"])

@@ -25,9 +25,18 @@ def new_job(url: str, keep_best: dict | None = None) -> tuple[str, int]:
 
 
 def batch_rows(first: int, last: int, wall_time: float) -> list[dict]:
-    return [{"kind": "batch", "step": s, "epoch": (s - 1) // 100, "batch": (s - 1) % 100,
-             "attempt": 1, "logs": {"loss": 1.0 / s}, "wall_time": wall_time}
-            for s in range(first, last + 1)]
+    return [
+        {
+            "kind": "batch",
+            "step": s,
+            "epoch": (s - 1) // 100,
+            "batch": (s - 1) % 100,
+            "attempt": 1,
+            "logs": {"loss": 1.0 / s},
+            "wall_time": wall_time,
+        }
+        for s in range(first, last + 1)
+    ]
 
 
 def steps(url: str, job_id: str, kind: str) -> list[int]:
@@ -40,9 +49,21 @@ def test_old_batch_rows_are_compacted_recent_and_epoch_rows_kept(db_url):
     metrics = MetricStore(db_url)
     metrics.write(job_id, batch_rows(1, 400, now - 10 * DAY))
     metrics.write(job_id, batch_rows(401, 450, now - 60))
-    metrics.write(job_id, [{"kind": "epoch", "step": 100 * (e + 1), "epoch": e, "batch": None,
-                            "attempt": 1, "logs": {"loss": 0.1}, "wall_time": now - 10 * DAY}
-                           for e in range(4)])
+    metrics.write(
+        job_id,
+        [
+            {
+                "kind": "epoch",
+                "step": 100 * (e + 1),
+                "epoch": e,
+                "batch": None,
+                "attempt": 1,
+                "logs": {"loss": 0.1},
+                "wall_time": now - 10 * DAY,
+            }
+            for e in range(4)
+        ],
+    )
 
     assert retention.compact_metrics(db_url, 7 * DAY, 20, dry_run=True) == (1, 380)
     assert len(steps(db_url, job_id, "batch")) == 450  # a dry run changes nothing
@@ -68,9 +89,20 @@ def commit(url, store, job_id, attempt_id, step, val_loss) -> str:
     prefix = f"ckpt/{job_id}/{step:06d}"
     store.put_bytes(f"{prefix}/model.keras", b"weights")
     store.put_bytes(f"{prefix}/state.json", b"{}")
-    JobStore(url).commit_checkpoint(job_id, attempt_id, {
-        "step": step, "epoch": step // 10, "batch": 0, "uri": store.uri(prefix),
-        "files": {}, "bytes": 9, "sha256": "0" * 64, "logs": {"val_loss": val_loss}})
+    JobStore(url).commit_checkpoint(
+        job_id,
+        attempt_id,
+        {
+            "step": step,
+            "epoch": step // 10,
+            "batch": 0,
+            "uri": store.uri(prefix),
+            "files": {},
+            "bytes": 9,
+            "sha256": "0" * 64,
+            "logs": {"val_loss": val_loss},
+        },
+    )
     return prefix
 
 
@@ -98,7 +130,8 @@ def test_ended_jobs_keep_the_final_model_and_the_best_checkpoint(db_url, tmp_pat
     assert [c["step"] for c in jobs.checkpoints(done)] == [20]
     assert jobs.get(done)["latest_checkpoint"]["step"] == 20
     assert store.list(f"ckpt/{done}/") == sorted(
-        [f"ckpt/{done}/model.keras", f"{prefixes[20]}/model.keras", f"{prefixes[20]}/state.json"])
+        [f"ckpt/{done}/model.keras", f"{prefixes[20]}/model.keras", f"{prefixes[20]}/state.json"]
+    )
     # No final model: the latest checkpoint stands for it.
     assert [c["step"] for c in jobs.checkpoints(failed)] == [30]
     assert {k.rsplit("/", 1)[0] for k in store.list(f"ckpt/{failed}/")} == {failed_prefixes[30]}
@@ -127,12 +160,14 @@ def test_command_line_runs_a_pass_and_prints_its_report(monkeypatch, tmp_path, s
 
 def test_schedule_runs_a_pass_when_due_in_its_own_thread(tmp_path, sqlite_url):
     now = [0.0]
-    off = retention.Schedule(Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path)),
-                             clock=lambda: now[0])
+    off = retention.Schedule(
+        Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path)), clock=lambda: now[0]
+    )
     now[0] = 1e9
     assert off.tick() is False  # interval 0: retention is left to the command line
-    settings = Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path),
-                                 retention_interval=60.0)
+    settings = Settings.from_env(
+        {}, database_url=sqlite_url, home=str(tmp_path), retention_interval=60.0
+    )
     schedule = retention.Schedule(settings, clock=lambda: now[0])
     now[0] = 1e9 + 30
     assert schedule.tick() is False  # not due yet
@@ -159,8 +194,13 @@ def test_the_reaper_runs_retention_passes(tmp_path, sqlite_url):
     for s in (10, 20, 30):
         commit(sqlite_url, store, job_id, attempt_id, s, 0.1)
     JobStore(sqlite_url).finish(job_id, attempt_id, "cancelled")
-    settings = Settings.from_env({}, database_url=sqlite_url, home=str(tmp_path),
-                                 reaper_interval=0.05, retention_interval=0.1)
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        home=str(tmp_path),
+        reaper_interval=0.05,
+        retention_interval=0.1,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=reaper.run, args=(settings, stop), daemon=True)
     thread.start()
@@ -175,17 +215,32 @@ def test_the_reaper_runs_retention_passes(tmp_path, sqlite_url):
     assert not thread.is_alive()
 
 
-QUESTIONS = ("kind=batch", "kind=batch&after=1000", "kind=batch&max_points=5",
-             "kind=batch&max_points=51", "kind=batch&max_points=501",
-             "kind=batch&max_points=51&after=1500", "kind=batch&max_points=51&metric=acc",
-             "kind=epoch&max_points=3")
+QUESTIONS = (
+    "kind=batch",
+    "kind=batch&after=1000",
+    "kind=batch&max_points=5",
+    "kind=batch&max_points=51",
+    "kind=batch&max_points=501",
+    "kind=batch&max_points=51&after=1500",
+    "kind=batch&max_points=51&metric=acc",
+    "kind=epoch&max_points=3",
+)
 
 
 def spiky_rows(first: int, last: int, wall_time: float) -> list[dict]:
     spikes = {7: 40.0, 777: 9.0, 1234: -5.0, 2999: float("nan"), 3050: float("inf")}
-    return [{"kind": "batch", "step": s, "epoch": s // 1000, "batch": s % 1000, "attempt": 1,
-             "logs": {"loss": spikes.get(s, 1.0 / s), "acc": (s % 13) / 13},
-             "wall_time": wall_time} for s in range(first, last + 1)]
+    return [
+        {
+            "kind": "batch",
+            "step": s,
+            "epoch": s // 1000,
+            "batch": s % 1000,
+            "attempt": 1,
+            "logs": {"loss": spikes.get(s, 1.0 / s), "acc": (s % 13) / 13},
+            "wall_time": wall_time,
+        }
+        for s in range(first, last + 1)
+    ]
 
 
 def test_polls_after_compaction_answer_what_a_fresh_computation_answers(db_url, tmp_path):
@@ -199,9 +254,21 @@ def test_polls_after_compaction_answer_what_a_fresh_computation_answers(db_url, 
     job_id, _ = new_job(db_url)
     metrics.write(job_id, spiky_rows(1, 3000, now - 10 * DAY))
     metrics.write(job_id, spiky_rows(3001, 3100, now - 60))
-    metrics.write(job_id, [{"kind": "epoch", "step": 1000 * e, "epoch": e, "batch": None,
-                            "attempt": 1, "logs": {"loss": 1.0 / e}, "wall_time": now}
-                           for e in (1, 2, 3)])
+    metrics.write(
+        job_id,
+        [
+            {
+                "kind": "epoch",
+                "step": 1000 * e,
+                "epoch": e,
+                "batch": None,
+                "attempt": 1,
+                "logs": {"loss": 1.0 / e},
+                "wall_time": now,
+            }
+            for e in (1, 2, 3)
+        ],
+    )
     before = {}
     for q in QUESTIONS:  # dashboards polling: answers cached under their ETags
         answer = client.get(f"/api/v1/jobs/{job_id}/metrics?{q}")
@@ -225,7 +292,9 @@ def test_polls_after_compaction_answer_what_a_fresh_computation_answers(db_url, 
 
     def blocks(jid):
         with session_scope(db_url) as s:
-            return {(r.kind, r.level, r.start): (r.first_step, r.last_step, r.rows, r.stats)
-                    for r in s.scalars(select(MetricRollup).where(MetricRollup.job_id == jid))}
+            return {
+                (r.kind, r.level, r.start): (r.first_step, r.last_step, r.rows, r.stats)
+                for r in s.scalars(select(MetricRollup).where(MetricRollup.job_id == jid))
+            }
 
     assert blocks(job_id) == blocks(fresh_id)

@@ -45,9 +45,16 @@ def plain_fit(spec: dict, x, y, w):
     keras.utils.set_random_seed(spec["seed"])
     model = modelspec.build_model(spec["model"])
     modelspec.compile_model(model, spec["compile"])
-    history = model.fit(x, y, sample_weight=w, batch_size=spec["fit"]["batch_size"],
-                        epochs=spec["fit"]["epochs"], shuffle=False, verbose=0,
-                        validation_split=spec["fit"]["validation_split"])
+    history = model.fit(
+        x,
+        y,
+        sample_weight=w,
+        batch_size=spec["fit"]["batch_size"],
+        epochs=spec["fit"]["epochs"],
+        shuffle=False,
+        verbose=0,
+        validation_split=spec["fit"]["validation_split"],
+    )
     return [v.numpy() for v in model.weights], history.history
 
 
@@ -85,15 +92,17 @@ def test_weighted_job_resumes_bit_identical(weighted):
     for kind in ("batch", "epoch"):
         ref_rows = metrics.read(ref["id"], kind)["rows"]
         got_rows = metrics.read(got["id"], kind)["rows"]
-        assert [(r["step"], r["logs"]) for r in got_rows] == \
-            [(r["step"], r["logs"]) for r in ref_rows]
+        assert [(r["step"], r["logs"]) for r in got_rows] == [
+            (r["step"], r["logs"]) for r in ref_rows
+        ]
 
 
 def two_outputs_json() -> dict:
     inp = keras.Input((6,), name="inp")
     hidden = keras.layers.Dense(8, activation="relu")(inp)
-    model = keras.Model(inp, [keras.layers.Dense(3, name="cls")(hidden),
-                              keras.layers.Dense(1, name="reg")(hidden)])
+    model = keras.Model(
+        inp, [keras.layers.Dense(3, name="cls")(hidden), keras.layers.Dense(1, name="reg")(hidden)]
+    )
     return json.loads(model.to_json())
 
 
@@ -109,12 +118,20 @@ def test_weights_by_output_name_train_as_a_list_in_output_order(tmp_path, db_url
     w_cls, w_reg = rng.uniform(0.1, 2, len(y)), rng.uniform(0.1, 2, len(y))
     np.savez(tmp_path / "two.npz", x=x, y_cls=y, y_reg=reg, wc=w_cls, wr=w_reg)
     settings = embedded_settings(tmp_path, database_url=db_url)
-    spec = {"model": two_outputs_json(), "seed": 3,
-            "compile": {"optimizer": "adam", "loss": {"cls": "sparse_categorical_crossentropy",
-                                                      "reg": "mse"}},
-            "data": {"train": (tmp_path / "two.npz").as_uri(), "y": ["y_cls", "y_reg"],
-                     "sample_weight": {"reg": "wr", "cls": "wc"}},
-            "fit": {"epochs": 2, "batch_size": 16, "shuffle": False}}
+    spec = {
+        "model": two_outputs_json(),
+        "seed": 3,
+        "compile": {
+            "optimizer": "adam",
+            "loss": {"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+        },
+        "data": {
+            "train": (tmp_path / "two.npz").as_uri(),
+            "y": ["y_cls", "y_reg"],
+            "sample_weight": {"reg": "wr", "cls": "wc"},
+        },
+        "fit": {"epochs": 2, "batch_size": 16, "shuffle": False},
+    }
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["succeeded"], job["error"]
     from service.admission import modelspec
@@ -122,48 +139,88 @@ def test_weights_by_output_name_train_as_a_list_in_output_order(tmp_path, db_url
     keras.utils.set_random_seed(3)
     model = modelspec.build_model(spec["model"])
     modelspec.compile_model(model, normalize(spec)["compile"])
-    model.fit(x, [y, reg], sample_weight=[w_cls.astype("float32"), w_reg.astype("float32")],
-              batch_size=16, epochs=2, shuffle=False, verbose=0)
+    model.fit(
+        x,
+        [y, reg],
+        sample_weight=[w_cls.astype("float32"), w_reg.astype("float32")],
+        batch_size=16,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+    )
     for a, b in zip(final_weights(settings, job["id"]), model.weights):
         np.testing.assert_array_equal(a, b.numpy())
 
 
 @pytest.mark.parametrize("value", ["w", ["w1", "w2"], {"cls": "a", "reg": "b"}])
 def test_spec_takes_a_name_a_list_or_a_dict_by_output(value):
-    spec = normalize({"model": two_outputs_json(), "compile": {"loss": "mse"},
-                      "data": {"train": "s3://b/d.npz", "sample_weight": value}})
+    spec = normalize(
+        {
+            "model": two_outputs_json(),
+            "compile": {"loss": "mse"},
+            "data": {"train": "s3://b/d.npz", "sample_weight": value},
+        }
+    )
     assert spec["data"]["sample_weight"] == value
-    assert "sample_weight" not in normalize({"model": two_outputs_json(),
-                                             "compile": {"loss": "mse"},
-                                             "data": {"train": "s3://b/d.npz"}})["data"]
+    assert (
+        "sample_weight"
+        not in normalize(
+            {
+                "model": two_outputs_json(),
+                "compile": {"loss": "mse"},
+                "data": {"train": "s3://b/d.npz"},
+            }
+        )["data"]
+    )
 
 
-@pytest.mark.parametrize("value,words", [
-    (3, "data.sample_weight must be an array or column name"),
-    ({"cls": 1}, "data.sample_weight must be"),
-    ([], "data.sample_weight must be"),
-])
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        (3, "data.sample_weight must be an array or column name"),
+        ({"cls": 1}, "data.sample_weight must be"),
+        ([], "data.sample_weight must be"),
+    ],
+)
 def test_spec_refuses_other_forms(value, words):
     with pytest.raises(InvalidSpec) as info:
-        normalize({"model": two_outputs_json(), "compile": {"loss": "mse"},
-                   "data": {"train": "s3://b/d.npz", "sample_weight": value}})
+        normalize(
+            {
+                "model": two_outputs_json(),
+                "compile": {"loss": "mse"},
+                "data": {"train": "s3://b/d.npz", "sample_weight": value},
+            }
+        )
     assert words in info.value.message and info.value.details["field"] == "data.sample_weight"
 
 
 def test_sample_weight_with_class_weight_is_refused_as_keras_does():
     """Plain Keras: "You cannot `class_weight` and `sample_weight` at the same time."."""
     with pytest.raises(InvalidSpec) as info:
-        normalize({"model": two_outputs_json(), "compile": {"loss": "mse"},
-                   "data": {"train": "s3://b/d.npz", "sample_weight": "w"},
-                   "fit": {"class_weight": {"0": 1.0}}})
+        normalize(
+            {
+                "model": two_outputs_json(),
+                "compile": {"loss": "mse"},
+                "data": {"train": "s3://b/d.npz", "sample_weight": "w"},
+                "fit": {"class_weight": {"0": 1.0}},
+            }
+        )
     assert "fit.class_weight" in info.value.message
 
 
 def submit_check(tmp_path, sample_weight, **arrays):
     np.savez(tmp_path / "d.npz", **arrays)
-    spec = normalize({"model": two_outputs_json(), "compile": {"loss": "mse"},
-                      "data": {"train": (tmp_path / "d.npz").as_uri(), "y": ["a", "b"],
-                               "sample_weight": sample_weight}})
+    spec = normalize(
+        {
+            "model": two_outputs_json(),
+            "compile": {"loss": "mse"},
+            "data": {
+                "train": (tmp_path / "d.npz").as_uri(),
+                "y": ["a", "b"],
+                "sample_weight": sample_weight,
+            },
+        }
+    )
     with pytest.raises(InvalidSpec) as info:
         sampleweights.check(spec, {"output_shapes": [[None, 3], [None, 1]]})
     assert info.value.status == 422 and info.value.details["field"] == "data.sample_weight"
@@ -175,11 +232,13 @@ def test_submit_refuses_a_missing_array_a_wrong_length_and_unknown_outputs(tmp_p
     assert "no array named 'w'" in submit_check(tmp_path, "w", x=x, a=a, b=b)
     message = submit_check(tmp_path, "w", x=x, a=a, b=b, w=np.ones(9))
     assert "has 9 weights but the data has 10 samples" in message
-    assert "'cls', 'rg'" not in (m := submit_check(tmp_path, {"cls": "a", "rg": "b"}, x=x,
-                                                     a=a, b=b))
+    assert "'cls', 'rg'" not in (
+        m := submit_check(tmp_path, {"cls": "a", "rg": "b"}, x=x, a=a, b=b)
+    )
     assert "outputs cls, rg" in m and "cls, reg" in m
     assert "lists 3 weight arrays but the model has 2 outputs" in submit_check(
-        tmp_path, ["a", "a", "a"], x=x, a=a, b=b)
+        tmp_path, ["a", "a", "a"], x=x, a=a, b=b
+    )
 
 
 def test_shards_and_an_unweighted_validation_file_train_as_model_fit(tmp_path, db_url):
@@ -205,13 +264,22 @@ def test_shards_and_an_unweighted_validation_file_train_as_model_fit(tmp_path, d
     keras.utils.set_random_seed(spec["seed"])
     model = modelspec.build_model(spec["model"])
     modelspec.compile_model(model, spec["compile"])
-    history = model.fit(x[:80], y[:80], sample_weight=w, batch_size=16, epochs=3,
-                        validation_data=(x[80:], y[80:]), shuffle=False, verbose=0)
+    history = model.fit(
+        x[:80],
+        y[:80],
+        sample_weight=w,
+        batch_size=16,
+        epochs=3,
+        validation_data=(x[80:], y[80:]),
+        shuffle=False,
+        verbose=0,
+    )
     for a, b in zip(final_weights(settings, job["id"]), model.weights):
         np.testing.assert_array_equal(a, b.numpy())
     rows = MetricStore(settings.database_url).read(job["id"], "epoch")["rows"]
     assert [r["logs"]["val_loss"] for r in rows] == pytest.approx(
-        history.history["val_loss"], rel=1e-6)
+        history.history["val_loss"], rel=1e-6
+    )
 
 
 def test_csv_and_parquet_weight_columns_are_weights_not_features(tmp_path):
@@ -227,18 +295,31 @@ def test_csv_and_parquet_weight_columns_are_weights_not_features(tmp_path):
     header = "a,b,c,label,weight\n"
     rows = "".join(f"{r[0]},{r[1]},{r[2]},{lab},{wt}\n" for r, lab, wt in zip(x, y, w))
     (tmp_path / "d.csv").write_text(header + rows)
-    pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": y,
-                             "weight": w}), tmp_path / "d.parquet")
+    pq.write_table(
+        pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "label": y, "weight": w}),
+        tmp_path / "d.parquet",
+    )
     for name, fmt in (("d.csv", "csv"), ("d.parquet", "parquet")):
         arrays = formats.read(tmp_path / name, fmt, "x", "label", name, "weight")
         assert arrays.x.shape == (10, 3)
         np.testing.assert_array_equal(arrays.sw, w.astype("float32"))
         assert arrays.sw.dtype == np.float32
-    spec = {"data": {"train": (tmp_path / "d.csv").as_uri(), "validation": None, "x": "x",
-                     "y": "label", "format": None, "sample_weight": "weight"},
-            "compile": {"loss": "mse"}}
-    shapes.check(spec, {"input_shapes": [[None, 3]], "output_shapes": [[None, 1]]},
-                 Settings.from_env({}, home=str(tmp_path)))  # 3 features, not 4
+    spec = {
+        "data": {
+            "train": (tmp_path / "d.csv").as_uri(),
+            "validation": None,
+            "x": "x",
+            "y": "label",
+            "format": None,
+            "sample_weight": "weight",
+        },
+        "compile": {"loss": "mse"},
+    }
+    shapes.check(
+        spec,
+        {"input_shapes": [[None, 3]], "output_shapes": [[None, 1]]},
+        Settings.from_env({}, home=str(tmp_path)),
+    )  # 3 features, not 4
     spec["data"]["sample_weight"] = "wt"
     spec["model"] = {"class_name": "Sequential", "config": {"layers": []}}
     with pytest.raises(InvalidSpec, match="the CSV file has no column 'wt'"):
@@ -254,11 +335,14 @@ def test_tfrecord_weight_feature_is_read_as_weights(tmp_path):
     w = np.linspace(0.5, 3.0, 6)
     with tf.io.TFRecordWriter(str(tmp_path / "t.tfrecord")) as out:
         for xi, yi, wi in zip(x, y, w):
-            feature = {"x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
-                       "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
-                       "w": tf.train.Feature(float_list=tf.train.FloatList(value=[wi]))}
-            out.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                      .SerializeToString())
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
+                "w": tf.train.Feature(float_list=tf.train.FloatList(value=[wi])),
+            }
+            out.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
     arrays = formats.read(tmp_path / "t.tfrecord", "tfrecord", "x", "y", "t", ["w"])
     assert arrays.x.shape == (6, 3) and arrays.sw.shape == (6,)
     np.testing.assert_allclose(arrays.sw, w, rtol=1e-6)

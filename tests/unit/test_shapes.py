@@ -19,8 +19,10 @@ def settings(tmp_path) -> Settings:
 
 
 def spec(url: str, loss: str = "sparse_categorical_crossentropy", **data) -> dict:
-    return {"data": {"train": url, "validation": None, "x": "x", "y": "y", "format": None,
-                     **data}, "compile": {"loss": loss}}
+    return {
+        "data": {"train": url, "validation": None, "x": "x", "y": "y", "format": None, **data},
+        "compile": {"loss": loss},
+    }
 
 
 def summary(inputs, outputs) -> dict:
@@ -42,8 +44,9 @@ def refused(s, summ, settings) -> str:
 def test_the_example_message(tmp_path, settings):
     url = npz(tmp_path / "d.npz", x=np.zeros((30, 28, 28, 1), "float32"), y=np.zeros(30))
     message = refused(spec(url), summary([[None, 50, 50, 3]], [[None, 3]]), settings)
-    assert message == ("data.train: model expects input (None, 50, 50, 3) but data x has "
-                       "shape (30, 28, 28, 1)")
+    assert message == (
+        "data.train: model expects input (None, 50, 50, 3) but data x has shape (30, 28, 28, 1)"
+    )
 
 
 def test_matching_data_passes_with_kerass_one_axis_leeway(tmp_path, settings):
@@ -56,32 +59,42 @@ def test_matching_data_passes_with_kerass_one_axis_leeway(tmp_path, settings):
 def test_labels_against_output_units(tmp_path, settings):
     url = npz(tmp_path / "d.npz", x=np.zeros((10, 2)), y=np.arange(10))
     message = refused(spec(url), summary([[None, 2]], [[None, 3]]), settings)
-    assert "model output (None, 3) has 3 units but labels y range from 0 to 9 (10 classes)" \
-        in message and "sparse_categorical_crossentropy" in message
+    assert (
+        "model output (None, 3) has 3 units but labels y range from 0 to 9 (10 classes)" in message
+        and "sparse_categorical_crossentropy" in message
+    )
     negative = npz(tmp_path / "n.npz", x=np.zeros((4, 2)), y=np.array([0, 1, -1, 2]))
     assert "range from -1" in refused(spec(negative), summary([[None, 2]], [[None, 3]]), settings)
     onehot = npz(tmp_path / "o.npz", x=np.zeros((4, 2)), y=np.eye(4))
-    message = refused(spec(onehot, "categorical_crossentropy"),
-                      summary([[None, 2]], [[None, 3]]), settings)
+    message = refused(
+        spec(onehot, "categorical_crossentropy"), summary([[None, 2]], [[None, 3]]), settings
+    )
     assert "has 3 units but labels y have shape (4, 4) (4 classes) for categorical" in message
     assert "expects integer class labels" in refused(
-        spec(onehot), summary([[None, 2]], [[None, 4]]), settings)
-    shapes.check(spec(onehot, "categorical_crossentropy"), summary([[None, 2]], [[None, 4]]),
-                 settings)
+        spec(onehot), summary([[None, 2]], [[None, 4]]), settings
+    )
+    shapes.check(
+        spec(onehot, "categorical_crossentropy"), summary([[None, 2]], [[None, 4]]), settings
+    )
     shapes.check(spec(url, "mse"), summary([[None, 2]], [[None, 1]]), settings)  # not checked
 
 
 def test_several_inputs_and_sample_counts(tmp_path, settings):
-    url = npz(tmp_path / "d.npz", a=np.zeros((6, 3)), b=np.zeros((6, 2)), y=np.zeros(6),
-              short=np.zeros(5))
-    shapes.check(spec(url, "mse", x=["a", "b"]), summary([[None, 3], [None, 2]], [[None, 1]]),
-                 settings)
+    url = npz(
+        tmp_path / "d.npz", a=np.zeros((6, 3)), b=np.zeros((6, 2)), y=np.zeros(6), short=np.zeros(5)
+    )
+    shapes.check(
+        spec(url, "mse", x=["a", "b"]), summary([[None, 3], [None, 2]], [[None, 1]]), settings
+    )
     assert "model has 2 inputs but data.x names 1 array" in refused(
-        spec(url, "mse", x="a"), summary([[None, 3], [None, 2]], [[None, 1]]), settings)
+        spec(url, "mse", x="a"), summary([[None, 3], [None, 2]], [[None, 1]]), settings
+    )
     assert "differ in their number of samples: a has 6, short has 5" in refused(
-        spec(url, "mse", x="a", y="short"), summary([[None, 3]], [[None, 1]]), settings)
+        spec(url, "mse", x="a", y="short"), summary([[None, 3]], [[None, 1]]), settings
+    )
     assert "has no array named 'z' (it has a, b, short, y)" in refused(
-        spec(url, "mse", x="z"), summary([[None, 3]], [[None, 1]]), settings)
+        spec(url, "mse", x="z"), summary([[None, 3]], [[None, 1]]), settings
+    )
 
 
 def test_csv_feature_columns_and_labels(tmp_path, settings):
@@ -89,12 +102,16 @@ def test_csv_feature_columns_and_labels(tmp_path, settings):
     path.write_text("f1,f2,f3,label\n" + "".join(f"0,1,2,{i % 4}\n" for i in range(12)))
     s = spec(path.as_uri(), y="label")
     shapes.check(s, summary([[None, 3]], [[None, 4]]), settings)
-    assert "model expects input (None, 5) but data x has shape (12, 3) (3 feature columns)" \
+    assert (
+        "model expects input (None, 5) but data x has shape (12, 3) (3 feature columns)"
         in refused(s, summary([[None, 5]], [[None, 4]]), settings)
+    )
     assert "labels label range from 0 to 3 (4 classes)" in refused(
-        s, summary([[None, 3]], [[None, 2]]), settings)
-    assert "no label column 'y'" in refused(spec(path.as_uri()), summary([[None, 3]], [[None, 4]]),
-                                            settings)
+        s, summary([[None, 3]], [[None, 2]]), settings
+    )
+    assert "no label column 'y'" in refused(
+        spec(path.as_uri()), summary([[None, 3]], [[None, 4]]), settings
+    )
 
 
 def test_what_does_not_exist_is_data_not_found(tmp_path, settings):

@@ -15,20 +15,45 @@ SETTINGS = Settings.from_env({}, max_epochs=1000, max_attempts=4)
 
 
 def dense(name: str, units: int) -> dict:
-    return {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
-            "config": {"name": name, "units": units, "activation": "relu",
-                       "kernel_initializer": {"module": "keras.initializers",
-                                              "class_name": "GlorotUniform",
-                                              "config": {"seed": None}, "registered_name": None}}}
+    return {
+        "module": "keras.layers",
+        "class_name": "Dense",
+        "registered_name": None,
+        "config": {
+            "name": name,
+            "units": units,
+            "activation": "relu",
+            "kernel_initializer": {
+                "module": "keras.initializers",
+                "class_name": "GlorotUniform",
+                "config": {"seed": None},
+                "registered_name": None,
+            },
+        },
+    }
 
 
 def model(name: str = "mlp") -> dict:
     """A Sequential config in the shape of ``json.loads(model.to_json())``."""
-    return {"module": "keras", "class_name": "Sequential", "registered_name": None,
-            "config": {"name": name, "trainable": True, "layers": [
-                {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
-                 "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "in"}},
-                dense("hidden", 8), dense("out", 3)]}}
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "registered_name": None,
+        "config": {
+            "name": name,
+            "trainable": True,
+            "layers": [
+                {
+                    "module": "keras.layers",
+                    "class_name": "InputLayer",
+                    "registered_name": None,
+                    "config": {"batch_shape": [None, 4], "dtype": "float32", "name": "in"},
+                },
+                dense("hidden", 8),
+                dense("out", 3),
+            ],
+        },
+    }
 
 
 def minimal(**extra) -> dict:
@@ -48,32 +73,78 @@ def refuse(raw, *fragments, error=InvalidSpec) -> str:
 def test_minimal_spec_gets_every_default():
     spec = normalize(minimal(), SETTINGS)
     assert spec["name"] == "mlp"
-    assert spec["compile"] == {"optimizer": "adam", "loss": "mse", "metrics": [],
-                               "loss_weights": None}
-    assert spec["data"] == {"train": "s3://bucket/d.npz", "validation": None, "x": "x", "y": "y",
-                            "format": None}
-    assert spec["fit"] == {"epochs": 1, "batch_size": 32, "validation_split": 0.0,
-                           "shuffle": True, "callbacks": [], "class_weight": None}
-    assert spec["checkpoint"] == {"every_epoch": True, "every_n_batches": None,
-                                  "every_seconds": None, "keep_last": 3, "keep_best": None}
+    assert spec["compile"] == {
+        "optimizer": "adam",
+        "loss": "mse",
+        "metrics": [],
+        "loss_weights": None,
+    }
+    assert spec["data"] == {
+        "train": "s3://bucket/d.npz",
+        "validation": None,
+        "x": "x",
+        "y": "y",
+        "format": None,
+    }
+    assert spec["fit"] == {
+        "epochs": 1,
+        "batch_size": 32,
+        "validation_split": 0.0,
+        "shuffle": True,
+        "callbacks": [],
+        "class_weight": None,
+    }
+    assert spec["checkpoint"] == {
+        "every_epoch": True,
+        "every_n_batches": None,
+        "every_seconds": None,
+        "keep_last": 3,
+        "keep_best": None,
+    }
     assert (spec["seed"], spec["deterministic"], spec["queue"], spec["priority"]) == (
-        0, True, "default", 0)
+        0,
+        True,
+        "default",
+        0,
+    )
     assert spec["max_attempts"] == 4  # settings.max_attempts
 
 
 def test_full_spec_keeps_given_values():
     raw = minimal(
-        name="digits", seed=7, deterministic=False, queue="gpu.a100", priority=9, max_attempts=5,
-        compile={"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
-                 "loss": {"out": "sparse_categorical_crossentropy"},
-                 "metrics": ["accuracy"], "loss_weights": {"out": 1}},
-        data={"train": "file:///data/train.csv", "validation": "s3://b/val.csv",
-              "x": ["a", "b"], "y": "label", "format": "csv"},
-        fit={"epochs": 12, "batch_size": 8, "shuffle": False,
-             "callbacks": [{"class_name": "EarlyStopping", "config": {"patience": 2}}],
-             "class_weight": {"0": 1, "1": 2.5}},
-        checkpoint={"every_epoch": False, "every_n_batches": 50, "every_seconds": 30,
-                    "keep_last": 1, "keep_best": {"monitor": "val_loss"}},
+        name="digits",
+        seed=7,
+        deterministic=False,
+        queue="gpu.a100",
+        priority=9,
+        max_attempts=5,
+        compile={
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+            "loss": {"out": "sparse_categorical_crossentropy"},
+            "metrics": ["accuracy"],
+            "loss_weights": {"out": 1},
+        },
+        data={
+            "train": "file:///data/train.csv",
+            "validation": "s3://b/val.csv",
+            "x": ["a", "b"],
+            "y": "label",
+            "format": "csv",
+        },
+        fit={
+            "epochs": 12,
+            "batch_size": 8,
+            "shuffle": False,
+            "callbacks": [{"class_name": "EarlyStopping", "config": {"patience": 2}}],
+            "class_weight": {"0": 1, "1": 2.5},
+        },
+        checkpoint={
+            "every_epoch": False,
+            "every_n_batches": 50,
+            "every_seconds": 30,
+            "keep_last": 1,
+            "keep_best": {"monitor": "val_loss"},
+        },
     )
     spec = normalize(raw, SETTINGS)
     assert spec["name"] == "digits" and spec["queue"] == "gpu.a100" and spec["priority"] == 9
@@ -111,63 +182,93 @@ def test_non_object_body_is_a_bad_request(body):
     refuse(body, "must be a JSON object", error=BadRequest)
 
 
-@pytest.mark.parametrize(("raw", "fragments"), [
-    ({"compile": {"loss": "mse"}, "data": {"train": "s3://b/k"}}, ["model is required"]),
-    (minimal(compile={}), ["compile.loss is required"]),
-    (minimal(compile=None), ["compile.loss is required"]),
-    (minimal(data={"x": "x"}), ["data.train is required"]),
-    (minimal(fit={"epochs": -3}), ["fit.epochs must be a positive integer, got -3"]),
-    (minimal(fit={"epochs": 1001}), ["fit.epochs must be at most 1000, got 1001"]),
-    (minimal(fit={"epochs": "5"}), ["fit.epochs", '"5"']),
-    (minimal(fit={"epochs": True}), ["fit.epochs", "true"]),
-    (minimal(fit={"batch_size": 0}), ["fit.batch_size must be a positive integer"]),
-    (minimal(fit={"validation_split": 1}), ["fit.validation_split must be in [0, 1)"]),
-    (minimal(fit={"validation_split": -0.1}), ["fit.validation_split"]),
-    (minimal(fit={"shuffle": "yes"}), ["fit.shuffle must be true or false"]),
-    (minimal(fit={"class_weight": {"cat": 1}}), ["fit.class_weight keys"]),
-    (minimal(fit={"class_weight": {"0": -1}}), ["fit.class_weight.0"]),
-    (minimal(priority=10), ["priority must be an integer from 0 to 9, got 10"]),
-    (minimal(max_attempts=0), ["max_attempts"]),
-    (minimal(seed=-1), ["seed must be a non-negative integer"]),
-    (minimal(queue="bad queue!"), ["queue must match"]),
-    (minimal(name=""), ["name must be"]),
-    (minimal(name="x" * 201), ["name must be"]),
-    (minimal(model="{not json"), ["model is a string but not valid JSON"]),
-    (minimal(model={"class_name": "Dense", "config": {}}), ["model.class_name must be one of"]),
-    (minimal(model=[1]), ["model must be a Keras model config"]),
-    (minimal(compile={"loss": 3}), ["compile.loss must be a name"]),
-    (minimal(compile={"loss": "mse", "optimizer": {"config": {}}}),
-     ["compile.optimizer.class_name"]),
-    (minimal(compile={"loss": "mse", "metrics": "accuracy"}), ["compile.metrics must be a list"]),
-    (minimal(compile={"loss": "mse", "loss_weights": "1"}), ["compile.loss_weights"]),
-    (minimal(data={"train": "s3://b/k", "format": "hdf5"}), ["data.format"]),
-    (minimal(data={"train": "s3://b/k", "x": []}), ["data.x must be a name"]),
-    (minimal(data={"train": "s3://b/k", "validation": "s3://b/v"}, fit={"validation_split": 0.1}),
-     ["cannot both be set"]),
-    (minimal(checkpoint={"keep_last": 0}), ["checkpoint.keep_last must be a positive integer"]),
-    (minimal(checkpoint={"every_seconds": 0}), ["checkpoint.every_seconds"]),
-    (minimal(checkpoint={"keep_best": {"monitor": "val_loss", "mode": "up"}}),
-     ["checkpoint.keep_best.mode"]),
-    (minimal(checkpoint={"keep_best": {"mode": "min"}}), ["checkpoint.keep_best.monitor"]),
-    (minimal(fit=[]), ["fit must be an object"]),
-])
+@pytest.mark.parametrize(
+    ("raw", "fragments"),
+    [
+        ({"compile": {"loss": "mse"}, "data": {"train": "s3://b/k"}}, ["model is required"]),
+        (minimal(compile={}), ["compile.loss is required"]),
+        (minimal(compile=None), ["compile.loss is required"]),
+        (minimal(data={"x": "x"}), ["data.train is required"]),
+        (minimal(fit={"epochs": -3}), ["fit.epochs must be a positive integer, got -3"]),
+        (minimal(fit={"epochs": 1001}), ["fit.epochs must be at most 1000, got 1001"]),
+        (minimal(fit={"epochs": "5"}), ["fit.epochs", '"5"']),
+        (minimal(fit={"epochs": True}), ["fit.epochs", "true"]),
+        (minimal(fit={"batch_size": 0}), ["fit.batch_size must be a positive integer"]),
+        (minimal(fit={"validation_split": 1}), ["fit.validation_split must be in [0, 1)"]),
+        (minimal(fit={"validation_split": -0.1}), ["fit.validation_split"]),
+        (minimal(fit={"shuffle": "yes"}), ["fit.shuffle must be true or false"]),
+        (minimal(fit={"class_weight": {"cat": 1}}), ["fit.class_weight keys"]),
+        (minimal(fit={"class_weight": {"0": -1}}), ["fit.class_weight.0"]),
+        (minimal(priority=10), ["priority must be an integer from 0 to 9, got 10"]),
+        (minimal(max_attempts=0), ["max_attempts"]),
+        (minimal(seed=-1), ["seed must be a non-negative integer"]),
+        (minimal(queue="bad queue!"), ["queue must match"]),
+        (minimal(name=""), ["name must be"]),
+        (minimal(name="x" * 201), ["name must be"]),
+        (minimal(model="{not json"), ["model is a string but not valid JSON"]),
+        (minimal(model={"class_name": "Dense", "config": {}}), ["model.class_name must be one of"]),
+        (minimal(model=[1]), ["model must be a Keras model config"]),
+        (minimal(compile={"loss": 3}), ["compile.loss must be a name"]),
+        (
+            minimal(compile={"loss": "mse", "optimizer": {"config": {}}}),
+            ["compile.optimizer.class_name"],
+        ),
+        (
+            minimal(compile={"loss": "mse", "metrics": "accuracy"}),
+            ["compile.metrics must be a list"],
+        ),
+        (minimal(compile={"loss": "mse", "loss_weights": "1"}), ["compile.loss_weights"]),
+        (minimal(data={"train": "s3://b/k", "format": "hdf5"}), ["data.format"]),
+        (minimal(data={"train": "s3://b/k", "x": []}), ["data.x must be a name"]),
+        (
+            minimal(
+                data={"train": "s3://b/k", "validation": "s3://b/v"}, fit={"validation_split": 0.1}
+            ),
+            ["cannot both be set"],
+        ),
+        (minimal(checkpoint={"keep_last": 0}), ["checkpoint.keep_last must be a positive integer"]),
+        (minimal(checkpoint={"every_seconds": 0}), ["checkpoint.every_seconds"]),
+        (
+            minimal(checkpoint={"keep_best": {"monitor": "val_loss", "mode": "up"}}),
+            ["checkpoint.keep_best.mode"],
+        ),
+        (minimal(checkpoint={"keep_best": {"mode": "min"}}), ["checkpoint.keep_best.monitor"]),
+        (minimal(fit=[]), ["fit must be an object"]),
+    ],
+)
 def test_bad_fields_are_refused_with_their_path(raw, fragments):
     refuse(raw, *fragments)
 
 
-@pytest.mark.parametrize("url", [
-    "http://example.com/d.npz", "ftp://host/d.npz", "s3://bucket", "s3://bucket/", "s3:///key",
-    "file://host/data.npz", "file:relative.npz", "file:///", "/abs/path.npz", "d.npz",
-    "s3://b/k?versionId=1", "s3://b/with space", 7, "",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/d.npz",
+        "ftp://host/d.npz",
+        "s3://bucket",
+        "s3://bucket/",
+        "s3:///key",
+        "file://host/data.npz",
+        "file:relative.npz",
+        "file:///",
+        "/abs/path.npz",
+        "d.npz",
+        "s3://b/k?versionId=1",
+        "s3://b/with space",
+        7,
+        "",
+    ],
+)
 def test_data_urls_other_than_s3_and_file_are_refused(url):
     msg = refuse(minimal(data={"train": url}), "data.train must be an s3://bucket/key or file:///")
     assert msg.endswith(json.dumps(url)[:80])
 
 
 def test_data_urls_may_name_a_prefix_of_shards_and_newer_formats():
-    spec = normalize(minimal(data={"train": "s3://b/shards/", "validation": "file:///v/",
-                                   "format": "parquet"}), SETTINGS)
+    spec = normalize(
+        minimal(data={"train": "s3://b/shards/", "validation": "file:///v/", "format": "parquet"}),
+        SETTINGS,
+    )
     assert spec["data"]["train"] == "s3://b/shards/" and spec["data"]["format"] == "parquet"
 
 
@@ -175,10 +276,16 @@ def test_data_url_checks_validation_too():
     refuse(minimal(data={"train": "s3://b/k", "validation": "gs://b/v"}), "data.validation")
 
 
-@pytest.mark.parametrize(("section", "key"), [
-    (None, "epochs"), ("compile", "optimiser"), ("data", "path"), ("fit", "steps"),
-    ("checkpoint", "every"),
-])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        (None, "epochs"),
+        ("compile", "optimiser"),
+        ("data", "path"),
+        ("fit", "steps"),
+        ("checkpoint", "every"),
+    ],
+)
 def test_unknown_keys_are_named(section, key):
     raw = minimal()
     if section is None:
@@ -191,13 +298,16 @@ def test_unknown_keys_are_named(section, key):
     assert info.value.details["unknown"] == [key]
 
 
-@pytest.mark.parametrize("callback", [
-    {"class_name": "ModelCheckpoint", "config": {"filepath": "/tmp/x"}},
-    {"class_name": "LambdaCallback", "config": {}},
-    {"class_name": "EarlyStopping", "config": [1]},
-    {"class_name": "EarlyStopping", "extra": 1},
-    "EarlyStopping",
-])
+@pytest.mark.parametrize(
+    "callback",
+    [
+        {"class_name": "ModelCheckpoint", "config": {"filepath": "/tmp/x"}},
+        {"class_name": "LambdaCallback", "config": {}},
+        {"class_name": "EarlyStopping", "config": [1]},
+        {"class_name": "EarlyStopping", "extra": 1},
+        "EarlyStopping",
+    ],
+)
 def test_only_allowed_callbacks(callback):
     with pytest.raises(InvalidSpec) as info:
         normalize(minimal(fit={"callbacks": [callback]}), SETTINGS)
@@ -217,9 +327,15 @@ def _with_layer(layer: dict) -> dict:
 
 
 def test_lambda_layer_is_refused():
-    layer = {"module": "keras.layers", "class_name": "Lambda", "registered_name": None,
-             "config": {"name": "lam", "function": {"class_name": "__lambda__",
-                                                    "config": {"code": "4wEAAAAA"}}}}
+    layer = {
+        "module": "keras.layers",
+        "class_name": "Lambda",
+        "registered_name": None,
+        "config": {
+            "name": "lam",
+            "function": {"class_name": "__lambda__", "config": {"code": "4wEAAAAA"}},
+        },
+    }
     msg = refuse(_with_layer(layer), "Lambda objects are not allowed")
     assert "model.config.layers[2].class_name" in msg
 
@@ -271,8 +387,16 @@ def test_compile_section_is_walked_too():
 
 
 def test_callback_config_is_walked_too():
-    raw = minimal(fit={"callbacks": [{"class_name": "EarlyStopping",
-                                      "config": {"x": {"module": "os", "class_name": "s"}}}]})
+    raw = minimal(
+        fit={
+            "callbacks": [
+                {
+                    "class_name": "EarlyStopping",
+                    "config": {"x": {"module": "os", "class_name": "s"}},
+                }
+            ]
+        }
+    )
     refuse(raw, "fit.callbacks[0].config.x.module")
 
 
@@ -305,8 +429,10 @@ def test_targets_may_be_named_by_output():
     y = {"cls": "labels", "reg": "target"}
     assert normalize(minimal(data={"train": "s3://b/d.npz", "y": y}), SETTINGS)["data"]["y"] == y
     refuse(minimal(data={"train": "s3://b/d.npz", "y": {}}), "data.y must not be an empty")
-    refuse(minimal(data={"train": "s3://b/d.npz", "y": {"cls": 3}}),
-           "data.y.cls must be an array name, got 3")
+    refuse(
+        minimal(data={"train": "s3://b/d.npz", "y": {"cls": 3}}),
+        "data.y.cls must be an array name, got 3",
+    )
 
 
 def test_every_problem_is_listed_with_its_path():
@@ -316,22 +442,44 @@ def test_every_problem_is_listed_with_its_path():
     details = info.value.details
     assert details["field"] == "name" and "and 3 more" in info.value.message
     assert [p["field"] for p in details["problems"]] == [
-        "name", "compile.loss", "fit.epochs", "fit.shuffle"]
+        "name",
+        "compile.loss",
+        "fit.epochs",
+        "fit.shuffle",
+    ]
     assert details["problems"][2]["message"] == "fit.epochs must be a positive integer, got 0"
 
 
-@pytest.mark.parametrize(("callback", "field", "words"), [
-    ({"class_name": "EarlyStopping", "config": {"patience": "2"}},
-     "fit.callbacks[0].config.patience", "valid integer, got \"2\""),
-    ({"class_name": "EarlyStopping", "config": {"mode": "up"}},
-     "fit.callbacks[0].config.mode", "'auto', 'min' or 'max'"),
-    ({"class_name": "ReduceLROnPlateau", "config": {"epsilon": 1e-4}},
-     "fit.callbacks[0].config.epsilon", "ReduceLROnPlateau takes no argument 'epsilon'"),
-    ({"class_name": "ReduceLROnPlateau", "config": {"factor": 1.5}},
-     "fit.callbacks[0].config.factor", "less than 1"),
-    ({"class_name": "TerminateOnNaN", "config": {"raise_error": 1}},
-     "fit.callbacks[0].config.raise_error", "valid boolean"),
-])
+@pytest.mark.parametrize(
+    ("callback", "field", "words"),
+    [
+        (
+            {"class_name": "EarlyStopping", "config": {"patience": "2"}},
+            "fit.callbacks[0].config.patience",
+            'valid integer, got "2"',
+        ),
+        (
+            {"class_name": "EarlyStopping", "config": {"mode": "up"}},
+            "fit.callbacks[0].config.mode",
+            "'auto', 'min' or 'max'",
+        ),
+        (
+            {"class_name": "ReduceLROnPlateau", "config": {"epsilon": 1e-4}},
+            "fit.callbacks[0].config.epsilon",
+            "ReduceLROnPlateau takes no argument 'epsilon'",
+        ),
+        (
+            {"class_name": "ReduceLROnPlateau", "config": {"factor": 1.5}},
+            "fit.callbacks[0].config.factor",
+            "less than 1",
+        ),
+        (
+            {"class_name": "TerminateOnNaN", "config": {"raise_error": 1}},
+            "fit.callbacks[0].config.raise_error",
+            "valid boolean",
+        ),
+    ],
+)
 def test_callback_arguments_are_checked_by_name(callback, field, words):
     with pytest.raises(InvalidSpec) as info:
         normalize(minimal(fit={"callbacks": [callback]}), SETTINGS)
@@ -340,24 +488,48 @@ def test_callback_arguments_are_checked_by_name(callback, field, words):
 
 
 def test_callback_arguments_are_stored_as_sent():
-    config = {"monitor": "val_loss", "patience": 3, "restore_best_weights": True,
-              "baseline": None, "min_delta": 0}
-    cbs = [{"class_name": "EarlyStopping", "config": config},
-           {"class_name": "ReduceLROnPlateau", "config": {"factor": 0.5, "min_lr": 1e-5}}]
+    config = {
+        "monitor": "val_loss",
+        "patience": 3,
+        "restore_best_weights": True,
+        "baseline": None,
+        "min_delta": 0,
+    }
+    cbs = [
+        {"class_name": "EarlyStopping", "config": config},
+        {"class_name": "ReduceLROnPlateau", "config": {"factor": 0.5, "min_lr": 1e-5}},
+    ]
     spec = normalize(minimal(fit={"callbacks": cbs}), SETTINGS)
     assert spec["fit"]["callbacks"] == cbs
 
 
 def test_null_sections_and_fields_mean_the_defaults_and_the_spec_is_not_touched():
-    raw = minimal(fit=None, checkpoint={"every_n_batches": None, "keep_best": None}, seed=None,
-                  max_attempts=None, name=None)
+    raw = minimal(
+        fit=None,
+        checkpoint={"every_n_batches": None, "keep_best": None},
+        seed=None,
+        max_attempts=None,
+        name=None,
+    )
     before = copy.deepcopy(raw)
     spec = normalize(raw, SETTINGS)
     assert raw == before and "fit" in raw and "distribute" not in raw
     assert spec["fit"]["epochs"] == 1 and spec["seed"] == 0 and spec["max_attempts"] == 4
     assert spec["checkpoint"]["every_n_batches"] is None and spec["name"] == "mlp"
-    assert list(spec) == ["name", "model", "compile", "data", "fit", "checkpoint", "seed",
-                          "deterministic", "queue", "priority", "max_attempts", "distribute"]
+    assert list(spec) == [
+        "name",
+        "model",
+        "compile",
+        "data",
+        "fit",
+        "checkpoint",
+        "seed",
+        "deterministic",
+        "queue",
+        "priority",
+        "max_attempts",
+        "distribute",
+    ]
 
 
 def test_the_schema_is_that_of_the_validating_models():
@@ -372,10 +544,18 @@ def test_the_schema_is_that_of_the_validating_models():
     fit = schemas["Fit"]["properties"]
     assert fit["validation_split"]["exclusiveMaximum"] == 1
     assert schemas["Callback"]["properties"]["class_name"]["enum"] == list(CALLBACKS)
-    assert set(schemas["EarlyStoppingConfig"]["properties"]) >= {"monitor", "patience",
-                                                                 "restore_best_weights"}
+    assert set(schemas["EarlyStoppingConfig"]["properties"]) >= {
+        "monitor",
+        "patience",
+        "restore_best_weights",
+    }
     assert schemas["Data"]["properties"]["format"]["enum"] == [
-        None, "npz", "csv", "parquet", "tfrecord"]
+        None,
+        "npz",
+        "csv",
+        "parquet",
+        "tfrecord",
+    ]
 
 
 def test_a_model_problem_comes_first():
@@ -391,16 +571,32 @@ def test_the_specs_admission_takes_validate_against_the_document():
     from service.web.schemas import components
 
     schema = {"$ref": "#/components/schemas/JobSpec", "components": {"schemas": components()}}
-    full = minimal(name="digits", seed=7, queue="gpu.a100", priority=9, max_attempts=5,
-                   distribute="mirrored",
-                   compile={"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
-                            "loss": {"out": "mse"}, "metrics": ["mae"],
-                            "loss_weights": {"out": 1}},
-                   data={"train": "s3://b/t.csv", "x": ["a", "b"], "y": {"out": "label"},
-                         "format": "csv", "sample_weight": "w"},
-                   fit={"epochs": 3, "callbacks": [{"class_name": "EarlyStopping",
-                                                    "config": {"patience": 2}}]},
-                   checkpoint={"every_n_batches": 50, "keep_best": {"monitor": "val_loss"}})
+    full = minimal(
+        name="digits",
+        seed=7,
+        queue="gpu.a100",
+        priority=9,
+        max_attempts=5,
+        distribute="mirrored",
+        compile={
+            "optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}},
+            "loss": {"out": "mse"},
+            "metrics": ["mae"],
+            "loss_weights": {"out": 1},
+        },
+        data={
+            "train": "s3://b/t.csv",
+            "x": ["a", "b"],
+            "y": {"out": "label"},
+            "format": "csv",
+            "sample_weight": "w",
+        },
+        fit={
+            "epochs": 3,
+            "callbacks": [{"class_name": "EarlyStopping", "config": {"patience": 2}}],
+        },
+        checkpoint={"every_n_batches": 50, "keep_best": {"monitor": "val_loss"}},
+    )
     raws = [minimal(), full] + [load_example(p.stem) for p in sorted(EXAMPLES.glob("*.json"))]
     for raw in raws:
         normalize(raw, SETTINGS)

@@ -48,8 +48,10 @@ def regression_spec(url, callbacks, **kw):
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1)])
     spec = callbacks_spec(url, callbacks, **kw)
     spec["model"] = json.loads(model.to_json())
-    spec["compile"] = {"optimizer": {"class_name": "SGD", "config": {"learning_rate": 0.01}},
-                       "loss": "mse"}
+    spec["compile"] = {
+        "optimizer": {"class_name": "SGD", "config": {"learning_rate": 0.01}},
+        "loss": "mse",
+    }
     spec["fit"]["shuffle"] = False
     return spec
 
@@ -61,8 +63,9 @@ def regression_spec(url, callbacks, **kw):
 
 def test_terminate_on_nan_fails_the_job_and_claims_no_epoch(tmp_path):
     settings, url = settings_with_data(tmp_path, nan_row=40)
-    spec = regression_spec(url, [{"class_name": "TerminateOnNaN", "config": {}}],
-                           checkpoint={"every_n_batches": 2})
+    spec = regression_spec(
+        url, [{"class_name": "TerminateOnNaN", "config": {}}], checkpoint={"every_n_batches": 2}
+    )
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["failed"]
     assert job["state"] == "failed" and job["error"]["code"] == "nan_loss"
@@ -97,9 +100,21 @@ def test_a_loss_still_nan_at_the_end_fails_the_job(tmp_path):
 def test_early_stopping_is_a_success_that_says_where_and_why(tmp_path, db_url):
     settings, url = settings_with_data(tmp_path, db_url)
     # mode "max" on a falling val_loss: no improvement after epoch 1, a stop at epoch 2
-    spec = callbacks_spec(url, [{"class_name": "EarlyStopping", "config": {
-        "monitor": "val_loss", "mode": "max", "patience": 1, "restore_best_weights": True}}],
-        epochs=5)
+    spec = callbacks_spec(
+        url,
+        [
+            {
+                "class_name": "EarlyStopping",
+                "config": {
+                    "monitor": "val_loss",
+                    "mode": "max",
+                    "patience": 1,
+                    "restore_best_weights": True,
+                },
+            }
+        ],
+        epochs=5,
+    )
     jobs = JobStore(settings.database_url)
     job, outcomes = run_job(settings, spec)
     assert outcomes == ["succeeded"]
@@ -188,8 +203,14 @@ def test_the_shadow_model_lives_in_host_memory(tmp_path):
     import os
 
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", SHADOW_PROBE], capture_output=True, text=True,
-                         env=env, timeout=300, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", SHADOW_PROBE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    ).stdout
     devices = json.loads(out.strip().splitlines()[-1])
     assert devices and all(d.endswith("CPU:0") for d in devices), devices
 
@@ -212,8 +233,9 @@ def test_preemption_during_validation_saves_the_epochs_last_batch(tmp_path):
     assert "val_loss" in at_12[0]["logs"]
     assert_same_weights(final_weights(settings, ref["id"]), final_weights(settings, job["id"]))
     metrics = MetricStore(settings.database_url)
-    assert ([r["logs"] for r in metrics.read(job["id"], "epoch")["rows"]]
-            == [r["logs"] for r in metrics.read(ref["id"], "epoch")["rows"]])
+    assert [r["logs"] for r in metrics.read(job["id"], "epoch")["rows"]] == [
+        r["logs"] for r in metrics.read(ref["id"], "epoch")["rows"]
+    ]
 
 
 def test_the_unvalidated_checkpoint_holds_training_logs_only(tmp_path):

@@ -84,8 +84,9 @@ def test_local_store_refuses_keys_that_leave_it(tmp_path):
 def test_s3_objects_sit_below_the_prefix(s3):
     prefix = f"unit/{uuid.uuid4().hex[:12]}"
     open_store(s3.url(prefix)).put_bytes("jobs/x/model.keras", b"m")
-    keys = [o["Key"] for o in
-            s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)["Contents"]]
+    keys = [
+        o["Key"] for o in s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)["Contents"]
+    ]
     assert keys == [f"{prefix}/jobs/x/model.keras"]
 
 

@@ -37,9 +37,14 @@ def cgroup(tmp_path):
 
 @pytest.fixture
 def parent(db_url, tmp_path, cgroup):
-    settings = Settings.from_env({}, database_url=db_url, broker_url="filesystem://",
-                                 storage_url=(tmp_path / "store").as_uri(), home=str(tmp_path),
-                                 cgroup_root=str(cgroup))
+    settings = Settings.from_env(
+        {},
+        database_url=db_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+        cgroup_root=str(cgroup),
+    )
     sup = Sleepers(settings, ["default"], 2, "pool@test")
     try:
         yield sup
@@ -51,8 +56,9 @@ def parent(db_url, tmp_path, cgroup):
 
 
 def _job(store: JobStore, max_attempts: int = 3) -> str:
-    return store.create({"name": "j", "data": {}}, epochs=1, summary=None,
-                        max_attempts=max_attempts)["id"]
+    return store.create(
+        {"name": "j", "data": {}}, epochs=1, summary=None, max_attempts=max_attempts
+    )["id"]
 
 
 def _kill(slot) -> None:
@@ -98,8 +104,9 @@ def test_the_replacement_waits_while_an_idle_worker_takes_the_job(parent):
     from service.store.fleet import FleetStore
 
     store = JobStore(parent.settings.database_url)
-    FleetStore(store.url).report("pool@test-1:77", hostname="h", pid=77, queues=["default"],
-                                 state="idle")
+    FleetStore(store.url).report(
+        "pool@test-1:77", hostname="h", pid=77, queues=["default"], state="idle"
+    )
     slot = parent.slots[0]
     parent._start(slot)
     job_id = _job(store)
@@ -167,8 +174,9 @@ def test_cgroup_files(tmp_path):
     assert oom.oom_kills(str(tmp_path)) == 4 and oom.memory_limit(str(tmp_path)) is None
     v1 = tmp_path / "v1"
     (v1 / "memory").mkdir(parents=True)
-    (v1 / "memory" / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\n"
-                                                       "oom_kill 2\n")
+    (v1 / "memory" / "memory.oom_control").write_text(
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"
+    )
     (v1 / "memory" / "memory.limit_in_bytes").write_text(f"{3 * 1024 * MiB}\n")
     assert oom.oom_kills(str(v1)) == 2 and oom.memory_limit(str(v1)) == 3 * 1024 * MiB
     assert oom.describe(3 * 1024 * MiB) == "memory limit 3 GiB"

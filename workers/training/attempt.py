@@ -34,8 +34,9 @@ log = logging.getLogger("fitfleet.worker")
 class Attempt:
     """Everything one attempt holds while it trains."""
 
-    def __init__(self, claim: Claim, settings: Settings, preempted: threading.Event,
-                 extra_callbacks=()):
+    def __init__(
+        self, claim: Claim, settings: Settings, preempted: threading.Event, extra_callbacks=()
+    ):
         """``extra_callbacks`` run before the lease guard (instrumentation, profilers)."""
         self.claim, self.settings, self.preempted = claim, settings, preempted
         self.extra_callbacks = list(extra_callbacks)
@@ -44,8 +45,14 @@ class Attempt:
         self.spec = claim.spec
         self.strategy = None
         self.scratch = memory.scratch_dir(settings.home)
-        self.heartbeat = Heartbeat(self.jobs, claim.job_id, claim.attempt_id, None,
-                                   settings.lease_seconds, settings.heartbeat_seconds)
+        self.heartbeat = Heartbeat(
+            self.jobs,
+            claim.job_id,
+            claim.attempt_id,
+            None,
+            settings.lease_seconds,
+            settings.heartbeat_seconds,
+        )
         self.nan_message: str | None = None  # set when the loss diverged
         self.stopped: dict | None = None  # where and why EarlyStopping stopped the job
 
@@ -77,8 +84,12 @@ class Attempt:
         self.strategy = devices.strategy_for(spec)
         train, val = load_data(spec, cache.cache_dir(settings.home, settings.data_cache_bytes))
         fit_spec = spec["fit"]
-        plan = memory.BatchPlan(len(train), int(fit_spec.get("batch_size", 32)),
-                              int(spec.get("seed", 0)), bool(fit_spec.get("shuffle", True)))
+        plan = memory.BatchPlan(
+            len(train),
+            int(fit_spec.get("batch_size", 32)),
+            int(spec.get("seed", 0)),
+            bool(fit_spec.get("shuffle", True)),
+        )
         epochs = int(fit_spec.get("epochs", 1))
         shadow = build_shadow(spec, train)  # before the restore: building reseeds the RNGs
         model, start, meta = model_at_latest(spec, train, claim, self.scratch, self.strategy)
@@ -88,23 +99,44 @@ class Attempt:
         pos = Position(spe, epochs, epoch=start // spe, batch=start % spe, step=start)
         if not validated:  # the epoch ending at ``start`` has its batches but no validation
             pos.epoch, pos.batch = start // spe - 1, spe
-        retry(lambda: self.jobs.mark_resumed(claim.job_id, claim.attempt_id, start),
-              f"job {claim.job_id}: record the resume point")
-        log.info("job %s attempt %d: %s at step %d (epoch %d, batch %d) of %d",
-                 claim.job_id, claim.number, "resuming" if start else "starting", start,
-                 pos.epoch, pos.batch, spe * epochs)
+        retry(
+            lambda: self.jobs.mark_resumed(claim.job_id, claim.attempt_id, start),
+            f"job {claim.job_id}: record the resume point",
+        )
+        log.info(
+            "job %s attempt %d: %s at step %d (epoch %d, batch %d) of %d",
+            claim.job_id,
+            claim.number,
+            "resuming" if start else "starting",
+            start,
+            pos.epoch,
+            pos.batch,
+            spe * epochs,
+        )
         heartbeat = self.heartbeat
         heartbeat.pos = pos
         heartbeat.beat()
-        recorder = MetricsRecorder(MetricStore(settings.database_url), claim.job_id,
-                                   claim.number, pos, settings.metrics_flush_seconds)
+        recorder = MetricsRecorder(
+            MetricStore(settings.database_url),
+            claim.job_id,
+            claim.number,
+            pos,
+            settings.metrics_flush_seconds,
+        )
         ck = spec.get("checkpoint") or {}
-        saver = Saver(jobs=self.jobs, store=self.store, job_id=claim.job_id,
-                      attempt_id=claim.attempt_id, attempt=claim.number,
-                      shadow_factory=lambda: shadow,
-                      keep_last=int(ck.get("keep_last") or 3), keep_best=ck.get("keep_best"),
-                      scratch=self.scratch / "checkpoints", before_commit=recorder.flush,
-                      project=claim.project)
+        saver = Saver(
+            jobs=self.jobs,
+            store=self.store,
+            job_id=claim.job_id,
+            attempt_id=claim.attempt_id,
+            attempt=claim.number,
+            shadow_factory=lambda: shadow,
+            keep_last=int(ck.get("keep_last") or 3),
+            keep_best=ck.get("keep_best"),
+            scratch=self.scratch / "checkpoints",
+            before_commit=recorder.flush,
+            project=claim.project,
+        )
         resume_cb = Resume(user_callbacks)
         if meta is not None:
             resume_cb.callback_state = meta.get("callbacks")
@@ -113,12 +145,32 @@ class Attempt:
         checkpointer = Checkpointer(saver, pos, user_callbacks, ck)
         guard = LeaseGuard(heartbeat, checkpointer, self.preempted, pos)
         handover = Handover(user_callbacks, resume_cb)
-        callbacks = [Tracker(pos), handover, *user_callbacks, recorder, resume_cb, checkpointer,
-                     *self.extra_callbacks, guard]
+        callbacks = [
+            Tracker(pos),
+            handover,
+            *user_callbacks,
+            recorder,
+            resume_cb,
+            checkpointer,
+            *self.extra_callbacks,
+            guard,
+        ]
         try:
             with devices.scope(self.strategy):
-                fit_from(model, train, val, plan, start, epochs, callbacks, pos, resume_cb,
-                         handover, fit_spec, validated=validated)
+                fit_from(
+                    model,
+                    train,
+                    val,
+                    plan,
+                    start,
+                    epochs,
+                    callbacks,
+                    pos,
+                    resume_cb,
+                    handover,
+                    fit_spec,
+                    validated=validated,
+                )
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
             try:
@@ -138,12 +190,19 @@ class Attempt:
             key = final_model_key(claim.project, claim.job_id)
             path = self.scratch / "model.keras"
             model.save(path)
-            retry(lambda: self.store.put_file(key, path), f"job {claim.job_id}: model upload",
-                  budget=600)
+            retry(
+                lambda: self.store.put_file(key, path),
+                f"job {claim.job_id}: model upload",
+                budget=600,
+            )
             self.heartbeat.stop()
             if self.stopped:
-                log.info("job %s: EarlyStopping at epoch %d: %s", claim.job_id,
-                         self.stopped["epoch"], self.stopped["reason"])
+                log.info(
+                    "job %s: EarlyStopping at epoch %d: %s",
+                    claim.job_id,
+                    self.stopped["epoch"],
+                    self.stopped["reason"],
+                )
             self._finish("succeeded", model_uri=self.store.uri(key), stopped=self.stopped)
         elif outcome == "failed":  # the loss diverged: no model to keep
             self.heartbeat.stop()
@@ -153,18 +212,32 @@ class Attempt:
             self._finish("cancelled", error_code=None)
         elif outcome == "preempted":
             self.heartbeat.stop()
-            released = retry(lambda: self.jobs.release(
-                claim.job_id, claim.attempt_id, "the worker was asked to stop"),
-                f"job {claim.job_id}: release", budget=20)
+            released = retry(
+                lambda: self.jobs.release(
+                    claim.job_id, claim.attempt_id, "the worker was asked to stop"
+                ),
+                f"job {claim.job_id}: release",
+                budget=20,
+            )
             if released:
-                enqueue(self.settings.broker_url, self.settings.home, claim.job_id,
-                        self.spec.get("queue", "default"), int(self.spec.get("priority", 0)))
+                enqueue(
+                    self.settings.broker_url,
+                    self.settings.home,
+                    claim.job_id,
+                    self.spec.get("queue", "default"),
+                    int(self.spec.get("priority", 0)),
+                )
         log.info("job %s attempt %d: %s", claim.job_id, claim.number, outcome)
         return outcome
 
     def _finish(self, state_name: str, **kw) -> None:
         try:
-            retry(lambda: self.jobs.finish(self.claim.job_id, self.claim.attempt_id, state_name,
-                                           **kw), f"job {self.claim.job_id}: finish", budget=300)
+            retry(
+                lambda: self.jobs.finish(
+                    self.claim.job_id, self.claim.attempt_id, state_name, **kw
+                ),
+                f"job {self.claim.job_id}: finish",
+                budget=300,
+            )
         except LeaseLost:
             log.warning("job %s: not marking %s: lease lost", self.claim.job_id, state_name)

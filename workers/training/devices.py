@@ -23,10 +23,10 @@ def configure(cpu_devices: int) -> None:
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)])
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)]
+        )
     except RuntimeError:
-        log.warning("TensorFlow already started: cannot split the CPU into %d devices",
-                    cpu_devices)
+        log.warning("TensorFlow already started: cannot split the CPU into %d devices", cpu_devices)
 
 
 def strategy_for(spec: dict):

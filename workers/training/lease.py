@@ -25,8 +25,9 @@ log = logging.getLogger("fitfleet.worker")
 class Heartbeat:
     """Renews the lease from a thread; exposes ``cancelled`` and ``lost`` events."""
 
-    def __init__(self, jobs, job_id: str, attempt_id: int, position, lease_seconds: float,
-                 interval: float):
+    def __init__(
+        self, jobs, job_id: str, attempt_id: int, position, lease_seconds: float, interval: float
+    ):
         self.jobs, self.job_id, self.attempt_id = jobs, job_id, attempt_id
         self.pos, self.lease_seconds, self.interval = position, lease_seconds, interval
         self.cancelled = threading.Event()
@@ -34,7 +35,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
-    def start(self) -> "Heartbeat":
+    def start(self) -> Heartbeat:
         if not self._thread.is_alive() and not self._stop.is_set():
             self._thread.start()
         return self
@@ -49,7 +50,7 @@ class Heartbeat:
             log.warning("job %s: lease lost; this attempt stops", self.job_id)
             telemetry.lease_renewed("lost")
             self.lost.set()
-        except Exception as exc:  # database briefly away: keep training, retry soon
+        except Exception as exc:  # noqa: BLE001 - database briefly away: keep training, retry
             telemetry.lease_renewed("error")
             log.warning("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
 
@@ -87,8 +88,12 @@ class LeaseGuard(keras.callbacks.Callback):
                 self._stop(outcome)
         if self.outcome is not None or (self.model.stop_training and self.pos.halted):
             if not self.pos.validation_abandoned:
-                log.info("validation of epoch %d abandoned after %d batches (%s)",
-                         self.pos.epoch + 1, batch + 1, self.outcome or "training stopped")
+                log.info(
+                    "validation of epoch %d abandoned after %d batches (%s)",
+                    self.pos.epoch + 1,
+                    batch + 1,
+                    self.outcome or "training stopped",
+                )
             self.pos.validation_abandoned = True  # its logs are partial: no epoch end
             self.model.stop_evaluating = True
 

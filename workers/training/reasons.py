@@ -16,15 +16,19 @@ import tensorflow as tf
 from service.core.errors import FitfleetError
 
 _PATH = re.compile(r"(?<![:/\w])(/[\w.\-]+){2,}")
-_SECRET = re.compile(r"(?i)\b(\w*(?:secret|password|passwd|token|api_key|access_key)\w*)"
-                     r"(\s*[=:]\s*)(['\"]?)[^\s'\",;)]+")
+_SECRET = re.compile(
+    r"(?i)\b(\w*(?:secret|password|passwd|token|api_key|access_key)\w*)"
+    r"(\s*[=:]\s*)(['\"]?)[^\s'\",;)]+"
+)
 _USERINFO = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 _AWS_KEY = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BOLD = re.compile(r"\x1b\[1m(.*?)\x1b\[0m", re.DOTALL)
 _KERAS_WRAPPER = "Exception encountered when calling"
-_TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[|\{\{|"
-                       r"Traceback \(most recent call last\):|<stack traces unavailable>)")
+_TF_NOISE = re.compile(
+    r"^(Graph execution error:|Detected at node|File \"|\[\[|\{\{|"
+    r"Traceback \(most recent call last\):|<stack traces unavailable>)"
+)
 RAISED = re.compile(r"^(?:\w+\.)*(\w+): (.*)$")  # "service.core.errors.InvalidSpec: ..."
 _TF_TAIL = re.compile(r"\s*(\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\])")
 
@@ -53,8 +57,11 @@ def reason(exc: BaseException) -> str:
         elif inner is not None and inner is not exc:
             return reason(inner)
     lines = [_ANSI.sub("", line) for line in text.splitlines()]
-    kept = [_TF_TAIL.sub("", line).strip() for line in lines
-            if line.strip() and not line[:1].isspace() and not _TF_NOISE.match(line.strip())]
+    kept = [
+        _TF_TAIL.sub("", line).strip()
+        for line in lines
+        if line.strip() and not line[:1].isspace() and not _TF_NOISE.match(line.strip())
+    ]
     out: list[str] = []
     for line in kept:  # a Python error inside tf.data is quoted twice: keep it once
         raised = RAISED.match(line)
@@ -64,17 +71,21 @@ def reason(exc: BaseException) -> str:
     return " ".join(out) or type(exc).__name__
 
 
-_OWN_ERRORS = {"InvalidSpec": "invalid_spec", "NotFound": "data_not_found",
-               "StorageError": "storage_error"}
+_OWN_ERRORS = {
+    "InvalidSpec": "invalid_spec",
+    "NotFound": "data_not_found",
+    "StorageError": "storage_error",
+}
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
     """An error code and a message safe to show the job's owner (no server paths, no secrets)."""
     if isinstance(exc, FitfleetError):
         code = {"invalid_spec": "invalid_spec", "not_found": "data_not_found"}.get(
-            exc.code, exc.code)
+            exc.code, exc.code
+        )
         return code, exc.message
-    if isinstance(exc, tf.errors.ResourceExhaustedError) or isinstance(exc, MemoryError):
+    if isinstance(exc, (tf.errors.ResourceExhaustedError, MemoryError)):
         return "resource_exhausted", "the worker ran out of memory training this job"
     text = scrub(reason(exc))
     inner = RAISED.match(text)

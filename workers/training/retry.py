@@ -10,8 +10,7 @@ from service.core.errors import LeaseLost
 log = logging.getLogger("fitfleet.worker")
 
 
-def retry(fn, what: str, budget: float = 120.0, first_delay: float = 0.5,
-          max_delay: float = 10.0):
+def retry(fn, what: str, budget: float = 120.0, first_delay: float = 0.5, max_delay: float = 10.0):
     """Call ``fn`` until it succeeds or ``budget`` seconds have passed (then re-raise).
 
     ``LeaseLost`` is never retried: a fenced write that was refused stays refused.

@@ -86,25 +86,28 @@ def restore(model, claim: Claim, scratch: Path) -> tuple[int, dict | None]:
                 for name in checkpoint.FILES:
                     store.get_file(name, folder / name)
                 problem = checkpoint.verify(folder, cp["files"])
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure: use the one before
                 problem = f"cannot fetch it ({exc})"
             if problem:
-                log.warning("job %s: skipping checkpoint at step %d: %s",
-                            claim.job_id, cp["step"], problem)
+                log.warning(
+                    "job %s: skipping checkpoint at step %d: %s", claim.job_id, cp["step"], problem
+                )
                 continue
             try:
                 return cp["step"], checkpoint.load(model, folder)
             except Exception as exc:
-                log.warning("job %s: checkpoint at step %d does not load: %s",
-                            claim.job_id, cp["step"], exc)
+                log.warning(
+                    "job %s: checkpoint at step %d does not load: %s", claim.job_id, cp["step"], exc
+                )
                 raise _Rebuild(cp["step"]) from exc
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return 0, None
 
 
-def model_at_latest(spec: dict, sample: memory.Arrays, claim: Claim, scratch: Path,
-                    strategy=None) -> tuple:
+def model_at_latest(
+    spec: dict, sample: memory.Arrays, claim: Claim, scratch: Path, strategy=None
+) -> tuple:
     """``(model, step, meta)``: a built model with the newest loadable checkpoint in it
     (``(model, 0, None)`` when there is none)."""
     while True:
@@ -126,16 +129,33 @@ class _Rebuild(Exception):
         self.step = step
 
 
-def fit_from(model, train, val, plan: memory.BatchPlan, start: int, epochs: int, callbacks,
-             pos: Position, resume_cb: Resume, handover: Handover, fit_spec: dict,
-             validated: bool = True) -> None:
+def fit_from(
+    model,
+    train,
+    val,
+    plan: memory.BatchPlan,
+    start: int,
+    epochs: int,
+    callbacks,
+    pos: Position,
+    resume_cb: Resume,
+    handover: Handover,
+    fit_spec: dict,
+    validated: bool = True,
+) -> None:
     """Train from global step ``start`` to the end (``validated=False``: the epoch that
     ends at ``start`` still needs its validation pass and its end)."""
     spe = plan.steps_per_epoch
     epoch, batch = divmod(start, spe)
     if not validated:
-        stops.finish_epoch(model, formats.validation_data(val, plan.batch_size), plan.batch_size,
-                           epoch - 1, callbacks, resume_cb)
+        stops.finish_epoch(
+            model,
+            formats.validation_data(val, plan.batch_size),
+            plan.batch_size,
+            epoch - 1,
+            callbacks,
+            resume_cb,
+        )
         if model.stop_training:
             return
     calls = []
@@ -150,10 +170,15 @@ def fit_from(model, train, val, plan: memory.BatchPlan, start: int, epochs: int,
         handover.final = i == len(calls) - 1
         model.fit(  # batches are (x, y) or (x, y, sample_weight), as model.fit makes them
             formats.dataset(train, plan, first, stop, outputs),
-            initial_epoch=initial_epoch, epochs=last_epoch, steps_per_epoch=steps,
+            initial_epoch=initial_epoch,
+            epochs=last_epoch,
+            steps_per_epoch=steps,
             validation_data=formats.validation_data(val, plan.batch_size, outputs),
-            validation_batch_size=plan.batch_size, class_weight=_class_weight(fit_spec),
-            callbacks=callbacks, verbose=0, shuffle=False,
+            validation_batch_size=plan.batch_size,
+            class_weight=_class_weight(fit_spec),
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
         )
         if model.stop_training:
             break

@@ -26,14 +26,18 @@ def nan_message(pos: Position, user_callbacks) -> str | None:
         return None
     step = pos.nonfinite_since or pos.step
     epoch, batch = divmod(step - 1, pos.steps_per_epoch)
-    where = (f"the loss became {pos.last_loss} at step {step} (epoch {epoch + 1}, "
-             f"batch {batch + 1} of {pos.steps_per_epoch})")
+    where = (
+        f"the loss became {pos.last_loss} at step {step} (epoch {epoch + 1}, "
+        f"batch {batch + 1} of {pos.steps_per_epoch})"
+    )
     if any(isinstance(cb, keras.callbacks.TerminateOnNaN) for cb in user_callbacks):
         how = "TerminateOnNaN stopped training there"
     else:
         how = f"it was still {pos.last_loss} when training ended"
-    return (f"{where}; {how}. Try a lower learning rate (or gradient clipping in the "
-            "optimizer config), and check the data for NaN or infinite values.")
+    return (
+        f"{where}; {how}. Try a lower learning rate (or gradient clipping in the "
+        "optimizer config), and check the data for NaN or infinite values."
+    )
 
 
 def early_stop(user_callbacks) -> dict | None:
@@ -44,20 +48,27 @@ def early_stop(user_callbacks) -> dict | None:
         best = None if cb.best is None else float(cb.best)
         best = best if best is not None and math.isfinite(best) else None
         restored = bool(cb.restore_best_weights and cb.best_weights is not None)
-        reason = (f"{cb.monitor} did not improve by more than {abs(cb.min_delta):g} for "
-                  f"{cb.patience} epoch(s)")
+        reason = (
+            f"{cb.monitor} did not improve by more than {abs(cb.min_delta):g} for "
+            f"{cb.patience} epoch(s)"
+        )
         if best is not None:
             reason += f" (best {best:.6g} at epoch {cb.best_epoch + 1})"
         if restored:
             reason += "; the weights of that epoch were restored"
-        return {"by": "EarlyStopping", "epoch": cb.stopped_epoch + 1, "monitor": cb.monitor,
-                "best": best, "best_epoch": cb.best_epoch + 1,
-                "restored_best_weights": restored, "reason": reason}
+        return {
+            "by": "EarlyStopping",
+            "epoch": cb.stopped_epoch + 1,
+            "monitor": cb.monitor,
+            "best": best,
+            "best_epoch": cb.best_epoch + 1,
+            "restored_best_weights": restored,
+            "reason": reason,
+        }
     return None
 
 
-def finish_epoch(model, validation_data, batch_size: int, epoch: int, callbacks,
-                 resume_cb) -> None:
+def finish_epoch(model, validation_data, batch_size: int, epoch: int, callbacks, resume_cb) -> None:
     """Validate epoch ``epoch`` (0-based) and end it, as ``fit`` would after its last batch.
 
     ``resume_cb`` holds the callback state and the training metrics of that moment (from
@@ -75,8 +86,15 @@ def finish_epoch(model, validation_data, batch_size: int, epoch: int, callbacks,
     logs = dict(model.get_metrics_result())
     if validation_data is not None:
         x, y, weights = keras.utils.unpack_x_y_sample_weight(validation_data)
-        val = model.evaluate(x=x, y=y, sample_weight=weights, batch_size=batch_size,
-                             callbacks=cbl, return_dict=True, verbose=0)
+        val = model.evaluate(
+            x=x,
+            y=y,
+            sample_weight=weights,
+            batch_size=batch_size,
+            callbacks=cbl,
+            return_dict=True,
+            verbose=0,
+        )
         logs.update({f"val_{k}": v for k, v in val.items()})
     cbl.on_epoch_end(epoch, logs)
     if model.stop_training:

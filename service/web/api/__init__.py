@@ -37,8 +37,10 @@ def int_arg(name: str, default: int | None, lo: int, hi: int | None = None) -> i
         value = None
     if value is None or value < lo or (hi is not None and value > hi):
         bounds = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
-        raise BadRequest(f"query parameter {name} must be an integer {bounds}, got {raw[:40]!r}",
-                         details={"parameter": name})
+        raise BadRequest(
+            f"query parameter {name} must be an integer {bounds}, got {raw[:40]!r}",
+            details={"parameter": name},
+        )
     return value
 
 
@@ -48,6 +50,8 @@ def choice_arg(name: str, choices: tuple[str, ...], default: str | None) -> str 
     if raw is None or raw == "":
         return default
     if raw not in choices:
-        raise BadRequest(f"query parameter {name} must be one of {', '.join(choices)}, "
-                         f"got {raw[:40]!r}", details={"parameter": name})
+        raise BadRequest(
+            f"query parameter {name} must be one of {', '.join(choices)}, got {raw[:40]!r}",
+            details={"parameter": name},
+        )
     return raw

@@ -28,11 +28,15 @@ def upload_data():
     limit = c.settings.max_upload_bytes
     length = request.content_length
     if length is None:
-        raise BadRequest("send the .npz as the request body, with a Content-Length header",
-                         code="length_required")
+        raise BadRequest(
+            "send the .npz as the request body, with a Content-Length header",
+            code="length_required",
+        )
     if length > limit:
-        raise PayloadTooLarge(f"the upload is {length} bytes; the limit is {limit} bytes "
-                              "(FITFLEET_MAX_UPLOAD_BYTES)", details={"limit": limit})
+        raise PayloadTooLarge(
+            f"the upload is {length} bytes; the limit is {limit} bytes (FITFLEET_MAX_UPLOAD_BYTES)",
+            details={"limit": limit},
+        )
     request.max_content_length = limit  # this route's own limit, not the job spec's
     fd, path = tempfile.mkstemp(prefix="fitfleet-upload-", suffix=".npz")
     try:
@@ -45,8 +49,7 @@ def upload_data():
             store.put_file(key, path)
     finally:
         os.unlink(path)
-    response = jsonify({"url": store.uri(key), "bytes": size, "sha256": digest,
-                        "arrays": arrays})
+    response = jsonify({"url": store.uri(key), "bytes": size, "sha256": digest, "arrays": arrays})
     response.status_code = 201
     return response
 
@@ -75,6 +78,7 @@ def _npz_arrays(path: str) -> list[str]:
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadRequest("the upload is not an .npz file (numpy.savez)", code="bad_upload") from exc
     if bad is not None or not names or not all(n.endswith(".npy") for n in names):
-        raise BadRequest("the upload is not an .npz file of arrays (numpy.savez)",
-                         code="bad_upload")
+        raise BadRequest(
+            "the upload is not an .npz file of arrays (numpy.savez)", code="bad_upload"
+        )
     return [n[:-4] for n in names]

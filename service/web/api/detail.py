@@ -29,16 +29,22 @@ def download_checkpoint_file(job_id: str, step: int, name: str):
     detail = job_detail(c.jobs, job_id, project=scope())
     found = [cp for cp in detail["checkpoints"] if cp["step"] == step]
     if not found or name not in (found[0]["files"] or {}):
-        raise NotFound(f"job {job_id} has no checkpoint file {name!r} at step {step}",
-                       code="checkpoint_not_found")
+        raise NotFound(
+            f"job {job_id} has no checkpoint file {name!r} at step {step}",
+            code="checkpoint_not_found",
+        )
     store = open_store(found[0]["uri"])
-    options = {"mimetype": "application/octet-stream", "as_attachment": True,
-               "download_name": f"{job_id[:8]}-step{step}-{name}"}
+    options = {
+        "mimetype": "application/octet-stream",
+        "as_attachment": True,
+        "download_name": f"{job_id[:8]}-step{step}-{name}",
+    }
     if isinstance(store, LocalStore):
         path = store.base / name
         if not path.is_file():
-            raise NotFound("the checkpoint file is missing from the store",
-                           code="checkpoint_missing")
+            raise NotFound(
+                "the checkpoint file is missing from the store", code="checkpoint_missing"
+            )
         return send_file(path, conditional=True, **options)
     fd, path = tempfile.mkstemp(prefix="fitfleet-ckpt-")
     os.close(fd)

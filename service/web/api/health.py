@@ -35,12 +35,16 @@ def get_readiness():
             checks[name] = "ok"
         except Exception as exc:  # each dependency fails in its own way
             log.warning("readiness check %s failed", name, exc_info=True)
-            checks[name] = exc.message if isinstance(exc, FitfleetError) else (
-                f"unreachable ({exc.__class__.__name__})")
+            checks[name] = (
+                exc.message
+                if isinstance(exc, FitfleetError)
+                else (f"unreachable ({exc.__class__.__name__})")
+            )
     failed = [name for name, result in checks.items() if result != "ok"]
     if failed:
-        return envelope(503, "not_ready", f"not ready: {', '.join(failed)} failed",
-                        {"checks": checks})
+        return envelope(
+            503, "not_ready", f"not ready: {', '.join(failed)} failed", {"checks": checks}
+        )
     return jsonify({"status": "ok", "checks": checks})
 
 
@@ -56,10 +60,12 @@ def _broker(settings: Settings) -> None:
     from service.core.celery_config import celery_config
 
     options = celery_config(settings.broker_url, settings.home).get("broker_transport_options")
-    with Connection(settings.broker_url, connect_timeout=2,
-                    transport_options=options or {}) as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                               interval_max=0.5, timeout=3)
+    with Connection(
+        settings.broker_url, connect_timeout=2, transport_options=options or {}
+    ) as conn:
+        conn.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.5, timeout=3
+        )
 
 
 def _store(settings: Settings) -> None:

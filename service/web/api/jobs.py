@@ -23,11 +23,21 @@ def create_job():
     """Check the spec, build its model once, store the job and hand it to the queue."""
     c = ctx()
     normalized, summary = admit(_json_body(c.settings.max_spec_bytes), c.settings)
-    job = c.jobs.create(normalized, epochs=normalized["fit"]["epochs"], summary=summary,
-                        max_attempts=normalized["max_attempts"], project=caller().project)
+    job = c.jobs.create(
+        normalized,
+        epochs=normalized["fit"]["epochs"],
+        summary=summary,
+        max_attempts=normalized["max_attempts"],
+        project=caller().project,
+    )
     try:
-        enqueue(c.settings.broker_url, c.settings.home, job["id"], normalized["queue"],
-                normalized["priority"])
+        enqueue(
+            c.settings.broker_url,
+            c.settings.home,
+            job["id"],
+            normalized["queue"],
+            normalized["priority"],
+        )
     except Unavailable:
         c.jobs.delete(job["id"])
         raise
@@ -46,8 +56,10 @@ def list_jobs():
     try:
         jobs, next_cursor = ctx().jobs.list(state, limit, cursor, project=scope())
     except NotFound as exc:
-        raise BadRequest("query parameter cursor is not the next cursor of a previous page",
-                         details={"parameter": "cursor"}) from exc
+        raise BadRequest(
+            "query parameter cursor is not the next cursor of a previous page",
+            details={"parameter": "cursor"},
+        ) from exc
     return jsonify({"jobs": jobs, "next": next_cursor})
 
 
@@ -85,9 +97,10 @@ def get_summary(job_id: str):
 
 def _json_body(limit: int) -> object:
     """The request body parsed as JSON; 413 past ``limit`` bytes, 400 if malformed."""
-    too_large = PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes "
-                                "(FITFLEET_MAX_SPEC_BYTES)",
-                                details={"limit": limit, "setting": "FITFLEET_MAX_SPEC_BYTES"})
+    too_large = PayloadTooLarge(
+        f"the request body is larger than the limit of {limit} bytes (FITFLEET_MAX_SPEC_BYTES)",
+        details={"limit": limit, "setting": "FITFLEET_MAX_SPEC_BYTES"},
+    )
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     data = request.get_data(cache=False)

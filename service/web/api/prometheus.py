@@ -34,5 +34,6 @@ def _observe(response):
     if started is not None and request.endpoint != "prometheus.get_metrics":
         route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
         REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
     return response

@@ -35,8 +35,7 @@ def get_metrics(job_id: str):
         return _not_modified(etag)
 
     def compute() -> bytes:
-        answer = c.metrics.read(job_id, kind, after=after, max_points=max_points,
-                                metric=metric)
+        answer = c.metrics.read(job_id, kind, after=after, max_points=max_points, metric=metric)
         return current_app.json.dumps(answer).encode() + b"\n"
 
     # Pollers asking the same question share one answer per series version.
@@ -67,23 +66,25 @@ def download_model(job_id: str):
     c = ctx()
     job = c.jobs.get(job_id, project=scope())
     if not job.get("model_available"):
-        raise NotFound(f"job {job_id} has no trained model yet (state: {job['state']})",
-                       code="model_not_ready")
+        raise NotFound(
+            f"job {job_id} has no trained model yet (state: {job['state']})", code="model_not_ready"
+        )
     store = open_store(c.settings.storage_url)
     key = final_model_key(job["project"], job_id)
     name = f"{_safe_filename(job['name'])}.keras"
-    options = {"mimetype": "application/octet-stream", "as_attachment": True,
-               "download_name": name}
+    options = {"mimetype": "application/octet-stream", "as_attachment": True, "download_name": name}
     if isinstance(store, LocalStore):
         path = store.base / key
         if not path.is_file():
-            raise NotFound(f"the model file of job {job_id} is missing from the store",
-                           code="model_missing")
+            raise NotFound(
+                f"the model file of job {job_id} is missing from the store", code="model_missing"
+            )
         return send_file(path, conditional=True, **options)
     if isinstance(store, S3Store):  # a short-lived link straight to the store
         if not store.exists(key):
-            raise NotFound(f"the model file of job {job_id} is missing from the store",
-                           code="model_missing")
+            raise NotFound(
+                f"the model file of job {job_id} is missing from the store", code="model_missing"
+            )
         return redirect(store.presigned_url(key, c.settings.presign_seconds, name), code=302)
     return send_file(_spooled(store, key), **options)
 
@@ -96,8 +97,9 @@ def _spooled(store, key: str):
         store.get_file(key, path)
         return open(path, "rb")  # send_file closes it after streaming
     except NotFound as exc:
-        raise NotFound("the model file of this job is missing from the store",
-                       code="model_missing") from exc
+        raise NotFound(
+            "the model file of this job is missing from the store", code="model_missing"
+        ) from exc
     finally:
         os.unlink(path)
 

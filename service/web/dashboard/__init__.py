@@ -15,8 +15,13 @@ from flask import Blueprint, render_template, send_file
 
 from service.core.errors import NotFound
 
-bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/dashboard/static")
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/dashboard/static",
+)
 ONE_DAY = 86_400
 
 

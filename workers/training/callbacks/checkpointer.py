@@ -47,8 +47,10 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         # evaluate resets the metrics next: keep the training ones of the epoch's end
-        self._before_validation = (state.capture_metrics(self.model),
-                                   self.model.get_metrics_result())
+        self._before_validation = (
+            state.capture_metrics(self.model),
+            self.model.get_metrics_result(),
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if self.pos.halted:
@@ -60,8 +62,16 @@ class Checkpointer(keras.callbacks.Callback):
         if self.pos.step == self._last_step:
             return
         epoch, batch = divmod(self.pos.step, self.pos.steps_per_epoch)
-        self._submit(checkpoint.take(self.model, step=self.pos.step, epoch=epoch, batch=batch,
-                                     callbacks=self.user_callbacks, logs=logs))
+        self._submit(
+            checkpoint.take(
+                self.model,
+                step=self.pos.step,
+                epoch=epoch,
+                batch=batch,
+                callbacks=self.user_callbacks,
+                logs=logs,
+            )
+        )
 
     def save_before_validation(self) -> None:
         """During validation: the state after the epoch's last batch, marked not validated.
@@ -73,9 +83,17 @@ class Checkpointer(keras.callbacks.Callback):
         if self.pos.step == self._last_step or self._before_validation is None:
             return
         metrics, logs = self._before_validation
-        self._submit(checkpoint.take(
-            self.model, step=self.pos.step, epoch=self.pos.epoch, batch=self.pos.batch,
-            callbacks=self.user_callbacks, logs=logs, metric_arrays=metrics))
+        self._submit(
+            checkpoint.take(
+                self.model,
+                step=self.pos.step,
+                epoch=self.pos.epoch,
+                batch=self.pos.batch,
+                callbacks=self.user_callbacks,
+                logs=logs,
+                metric_arrays=metrics,
+            )
+        )
 
     def _submit(self, snap) -> None:
         self.saver.submit(snap)

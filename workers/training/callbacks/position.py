@@ -35,8 +35,12 @@ class Position:
         return self.step % self.steps_per_epoch == 0
 
     def progress(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch, "step": self.step,
-                "steps_per_epoch": self.steps_per_epoch}
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
 
 
 class Tracker(keras.callbacks.Callback):

@@ -58,8 +58,9 @@ class MetricsRecorder(keras.callbacks.Callback):
         recorder.close()  # final flush
     """
 
-    def __init__(self, store, job_id: str, attempt: int, position: Position,
-                 flush_seconds: float = 1.0):
+    def __init__(
+        self, store, job_id: str, attempt: int, position: Position, flush_seconds: float = 1.0
+    ):
         super().__init__()
         self.store, self.job_id, self.attempt, self.pos = store, job_id, attempt, position
         self.flush_seconds = flush_seconds
@@ -81,8 +82,15 @@ class MetricsRecorder(keras.callbacks.Callback):
         self._add("epoch", (epoch + 1) * self.pos.steps_per_epoch, epoch, None, logs)
 
     def _add(self, kind, step, epoch, batch, logs):
-        row = {"kind": kind, "step": step, "epoch": epoch, "batch": batch,
-               "attempt": self.attempt, "logs": _floats(logs), "wall_time": time.time()}
+        row = {
+            "kind": kind,
+            "step": step,
+            "epoch": epoch,
+            "batch": batch,
+            "attempt": self.attempt,
+            "logs": _floats(logs),
+            "wall_time": time.time(),
+        }
         with self._lock:
             self._rows.append(row)
 
@@ -134,14 +142,20 @@ class MetricsRecorder(keras.callbacks.Callback):
         """Count refused rows on the job; if even that fails, the log has them."""
         self.rejected += len(refused)
         last, why = refused[-1]
-        reason = (f"{len(refused)} metric row(s) refused by the database ({why}), the last "
-                  f"one the {last['kind']} row at step {last['step']}")
+        reason = (
+            f"{len(refused)} metric row(s) refused by the database ({why}), the last "
+            f"one the {last['kind']} row at step {last['step']}"
+        )
         log.warning("job %s: %s; set aside, the others stored", self.job_id, reason)
         try:
             self.store.reject(self.job_id, [r for r, _ in refused], reason)
         except Exception:  # a side channel: training goes on
-            log.warning("job %s: could not count %d refused metric rows", self.job_id,
-                        len(refused), exc_info=True)
+            log.warning(
+                "job %s: could not count %d refused metric rows",
+                self.job_id,
+                len(refused),
+                exc_info=True,
+            )
 
     def close(self, timeout: float = 120.0) -> bool:
         """Stop the writer and flush everything, retrying until ``timeout``.
@@ -162,11 +176,14 @@ class MetricsRecorder(keras.callbacks.Callback):
     def _gave_up(self, timeout: float) -> bool:
         with self._lock:
             n = len(self._rows)
-        log.error("job %s: %d metric rows not written: the database stayed unreachable",
-                  self.job_id, n)
+        log.error(
+            "job %s: %d metric rows not written: the database stayed unreachable", self.job_id, n
+        )
         if timeout > 0 and sys.exc_info()[0] is None:
             raise FitfleetError(
                 f"{n} metric row(s) could not be written before the job ended (the database "
                 f"was unreachable for {timeout:g} s); resubmit the job for a complete "
-                "metric history", code="metrics_lost")
+                "metric history",
+                code="metrics_lost",
+            )
         return False

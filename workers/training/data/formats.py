@@ -26,8 +26,11 @@ def format_of(url: str, fmt: str | None) -> str:
     """The format named in the spec, or the one the object's suffix says."""
     kind = allowed.format_of(url, fmt)
     if kind is None:
-        raise InvalidSpec(f"cannot tell the format of {url} from its suffix; set data.format "
-                          f"to one of {', '.join(FORMATS)}", details={"field": "data.format"})
+        raise InvalidSpec(
+            f"cannot tell the format of {url} from its suffix; set data.format "
+            f"to one of {', '.join(FORMATS)}",
+            details={"field": "data.format"},
+        )
     return kind
 
 
@@ -98,9 +101,10 @@ def read_parquet(path: Path, x_names, y_names, url: str, sw_names=None) -> memor
 
     def weight(name):
         if name not in columns:
-            raise InvalidSpec(f"{url} has no sample weight column {name!r} "
-                              f"(columns: {', '.join(columns)})",
-                              details={"field": "data.sample_weight"})
+            raise InvalidSpec(
+                f"{url} has no sample weight column {name!r} (columns: {', '.join(columns)})",
+                details={"field": "data.sample_weight"},
+            )
         return _column(table, name)
 
     sw = memory.weights(sw_names, weight, url)
@@ -121,8 +125,11 @@ def _column(table, name: str) -> np.ndarray:
 
     col = table.column(name).combine_chunks()
     shape = [len(col)]
-    while pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type) \
-            or pa.types.is_large_list(col.type):
+    while (
+        pa.types.is_list(col.type)
+        or pa.types.is_fixed_size_list(col.type)
+        or pa.types.is_large_list(col.type)
+    ):
         inner = col.flatten()
         width = len(inner) // max(1, len(col))
         if pa.types.is_fixed_size_list(col.type):
@@ -146,19 +153,18 @@ def read_tfrecord(path: Path, x_names, y_names, url: str, sw_names=None) -> memo
     if first is None:
         raise InvalidSpec(f"{url} holds no record")
     example = tf.train.Example.FromString(first.numpy()).features.feature
-    names = list(dict.fromkeys(_names(x_names) + _names(y_names)
-                               + memory.weight_names(sw_names)))
+    names = list(dict.fromkeys(_names(x_names) + _names(y_names) + memory.weight_names(sw_names)))
     spec, shapes = {}, {}
     for name in names:
         if name not in example:
-            raise InvalidSpec(f"{url} has no feature {name!r} "
-                              f"(features: {', '.join(sorted(example))})")
+            raise InvalidSpec(
+                f"{url} has no feature {name!r} (features: {', '.join(sorted(example))})"
+            )
         spec[name] = _feature_spec(example[name], name, url)
         shape_feature = example.get(f"{name}/shape")
         if shape_feature is not None:
             shapes[name] = list(shape_feature.int64_list.value)
-    ds = tf.data.TFRecordDataset(str(path)).batch(4096).map(
-        lambda s: tf.io.parse_example(s, spec))
+    ds = tf.data.TFRecordDataset(str(path)).batch(4096).map(lambda s: tf.io.parse_example(s, spec))
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for batch in ds.as_numpy_iterator():
         for name in names:
@@ -166,11 +172,16 @@ def read_tfrecord(path: Path, x_names, y_names, url: str, sw_names=None) -> memo
     out = {}
     for name in names:
         a = np.concatenate(parts[name])
-        out[name] = a.reshape(len(a), *shapes[name]) if name in shapes else (
-            a[:, 0] if a.shape[1] == 1 else a)
-    return memory.Arrays(_pack([out[n] for n in _names(x_names)]),
-                       _pack([out[n] for n in _names(y_names)]),
-                       memory.weights(sw_names, out.__getitem__, url))
+        out[name] = (
+            a.reshape(len(a), *shapes[name])
+            if name in shapes
+            else (a[:, 0] if a.shape[1] == 1 else a)
+        )
+    return memory.Arrays(
+        _pack([out[n] for n in _names(x_names)]),
+        _pack([out[n] for n in _names(y_names)]),
+        memory.weights(sw_names, out.__getitem__, url),
+    )
 
 
 def _feature_spec(feature, name: str, url: str):
@@ -210,9 +221,11 @@ def rows_cached(path: Path, fmt: str, y_names, url: str, tag: str | None) -> int
 def split_validation(train, fraction: float):
     """``memory.split_validation`` for arrays; a streamed prefix needs ``data.validation``."""
     if not isinstance(train, memory.Arrays) and fraction:
-        raise InvalidSpec("fit.validation_split needs the data in memory; for a prefix of "
-                          "shards, give data.validation instead",
-                          details={"field": "fit.validation_split"})
+        raise InvalidSpec(
+            "fit.validation_split needs the data in memory; for a prefix of "
+            "shards, give data.validation instead",
+            details={"field": "fit.validation_split"},
+        )
     if not isinstance(train, memory.Arrays):
         return train, None
     return memory.split_validation(train, fraction)

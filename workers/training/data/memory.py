@@ -38,8 +38,9 @@ class Arrays:
 
     def map(self, fn) -> Arrays:
         """``fn`` applied to every array."""
-        return Arrays(_map(self.x, fn), _map(self.y, fn),
-                      None if self.sw is None else _map(self.sw, fn))
+        return Arrays(
+            _map(self.x, fn), _map(self.y, fn), None if self.sw is None else _map(self.sw, fn)
+        )
 
     def take(self, index) -> Arrays:
         return self.map(lambda a: a[index])
@@ -54,17 +55,23 @@ class Arrays:
         With sample weights, targets keyed by output name are put in that order too: Keras
         3.15 cannot weigh a dict of targets of a model whose outputs are a list.
         """
-        if self.sw is not None and isinstance(self.y, dict) and outputs \
-                and set(self.y) == set(outputs):
+        if (
+            self.sw is not None
+            and isinstance(self.y, dict)
+            and outputs
+            and set(self.y) == set(outputs)
+        ):
             ys = tuple(self.y[n] for n in outputs)
             return Arrays(self.x, ys if len(ys) > 1 else ys[0], self.sw).for_outputs(outputs)
         if not isinstance(self.sw, dict):
             return self
         names = list(outputs or [])
         if set(self.sw) != set(names) and not (len(names) <= 1 and len(self.sw) == 1):
-            raise InvalidSpec(f"data.sample_weight names outputs {', '.join(sorted(self.sw))} "
-                              f"but the model's outputs are {', '.join(names)}",
-                              details={"field": "data.sample_weight"})
+            raise InvalidSpec(
+                f"data.sample_weight names outputs {', '.join(sorted(self.sw))} "
+                f"but the model's outputs are {', '.join(names)}",
+                details={"field": "data.sample_weight"},
+            )
         if not isinstance(self.y, (tuple, dict)):
             return Arrays(self.x, self.y, next(iter(self.sw.values())))
         y = tuple(self.y[n] for n in names) if isinstance(self.y, dict) else self.y
@@ -97,8 +104,10 @@ def weights(names, get, url: str):
     def one(name):
         w = np.asarray(get(name))
         if w.dtype.kind not in "biuf":
-            raise InvalidSpec(f"sample weights {name!r} of {url} are {w.dtype}, not numbers",
-                              details={"field": "data.sample_weight"})
+            raise InvalidSpec(
+                f"sample weights {name!r} of {url} are {w.dtype}, not numbers",
+                details={"field": "data.sample_weight"},
+            )
         return w.astype(np.float32)
 
     if isinstance(names, dict):
@@ -119,14 +128,17 @@ def weight_names(names) -> list[str]:
 
 def load_npz(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
     with np.load(path, allow_pickle=False) as data:
+
         def pick(names):
             names = [names] if isinstance(names, str) else list(names)
             missing = [n for n in names if n not in data.files]
             if missing:
-                raise InvalidSpec(f"{url} has no array named {missing[0]!r} "
-                                  f"(it has {', '.join(data.files)})")
+                raise InvalidSpec(
+                    f"{url} has no array named {missing[0]!r} (it has {', '.join(data.files)})"
+                )
             arrays = tuple(data[n] for n in names)
             return arrays[0] if len(arrays) == 1 else arrays
+
         return Arrays(pick(x_names), pick(y_names), weights(sw_names, pick, url))
 
 
@@ -149,8 +161,7 @@ def load_csv(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
     labels = [y_names] if isinstance(y_names, str) else list(y_names)
     for label in labels:
         if label not in header:
-            raise InvalidSpec(f"{url} has no label column {label!r} "
-                              f"(columns: {', '.join(header)})")
+            raise InvalidSpec(f"{url} has no label column {label!r} (columns: {', '.join(header)})")
     skip = {*labels, *weight_names(sw_names)}
     if x_names in (None, "x") or (isinstance(x_names, str) and x_names not in header):
         features = [c for c in header if c not in skip]
@@ -162,9 +173,10 @@ def load_csv(path: Path, x_names, y_names, url: str, sw_names=None) -> Arrays:
 
     def column(name):
         if name not in header:
-            raise InvalidSpec(f"{url} has no sample weight column {name!r} "
-                              f"(columns: {', '.join(header)})",
-                              details={"field": "data.sample_weight"})
+            raise InvalidSpec(
+                f"{url} has no sample weight column {name!r} (columns: {', '.join(header)})",
+                details={"field": "data.sample_weight"},
+            )
         return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
     x = np.stack([column(c) for c in features], axis=1).astype(np.float32)
@@ -240,11 +252,11 @@ def _blocks(plan: BatchPlan, start: int, stop: int, block: int):
         while g < full_end:
             k = min(block, full_end - g)
             b = g - epoch * spe
-            yield order[b * bs:(b + k) * bs].reshape(k, bs)
+            yield order[b * bs : (b + k) * bs].reshape(k, bs)
             g += k
         if g < last:  # the epoch's short final batch
             b = g - epoch * spe
-            yield order[b * bs:].reshape(1, -1)
+            yield order[b * bs :].reshape(1, -1)
             g += 1
 
 

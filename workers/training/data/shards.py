@@ -42,7 +42,8 @@ def list_prefix(url: str, fmt: str | None) -> list[tuple[str, str, str | None]]:
     if parsed.scheme == "s3":
         store = S3Store(parsed.netloc)
         pages = store.client.get_paginator("list_objects_v2").paginate(
-            Bucket=parsed.netloc, Prefix=parsed.path.lstrip("/"))
+            Bucket=parsed.netloc, Prefix=parsed.path.lstrip("/")
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 found.append((f"s3://{parsed.netloc}/{obj['Key']}", obj.get("ETag")))
@@ -59,8 +60,9 @@ def list_prefix(url: str, fmt: str | None) -> list[tuple[str, str, str | None]]:
             continue
         out.append((item_url, kind, tag))
     if not out:
-        raise InvalidSpec(f"no data shard under {url} (known suffixes: "
-                          f"{', '.join(sorted(formats.SUFFIXES))})")
+        raise InvalidSpec(
+            f"no data shard under {url} (known suffixes: {', '.join(sorted(formats.SUFFIXES))})"
+        )
     return out
 
 
@@ -78,8 +80,9 @@ def concat(parts: list[memory.Arrays]) -> memory.Arrays:
     """The samples of ``parts``, one after another."""
     if len(parts) == 1:
         return parts[0]
-    return memory.Arrays(_cat([p.x for p in parts]), _cat([p.y for p in parts]),
-                       _cat([p.sw for p in parts]))
+    return memory.Arrays(
+        _cat([p.x for p in parts]), _cat([p.y for p in parts]), _cat([p.sw for p in parts])
+    )
 
 
 class ShardSet:
@@ -91,8 +94,7 @@ class ShardSet:
         self._memo: tuple[int, memory.Arrays] | None = None
 
     @classmethod
-    def open(cls, url: str, x_names, y_names, fmt: str | None, cache,
-             sw_names=None) -> ShardSet:
+    def open(cls, url: str, x_names, y_names, fmt: str | None, cache, sw_names=None) -> ShardSet:
         """List the prefix, download each shard into the cache once, and count its rows."""
         shards = []
         for item_url, kind, tag in list_prefix(url, fmt):
@@ -112,8 +114,7 @@ class ShardSet:
         if self._memo is None or self._memo[0] != i:
             s = self.shards[i]
             path = download_cache.fetch(s.url, self.cache, s.tag)
-            arrays = formats.read(path, s.fmt, self.x_names, self.y_names, s.url,
-                                  self.sw_names)
+            arrays = formats.read(path, s.fmt, self.x_names, self.y_names, s.url, self.sw_names)
             if len(arrays) != s.rows:
                 raise InvalidSpec(f"shard {s.url} changed while training")
             self._memo = (i, arrays)

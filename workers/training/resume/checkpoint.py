@@ -43,9 +43,17 @@ class Snapshot:
         return sum(a.nbytes for a in self.weights + self.optimizer)
 
 
-def take(model, *, step: int, epoch: int, batch: int, callbacks, logs: dict,
-         metric_arrays: dict[str, np.ndarray] | None = None,
-         callback_states: list[dict] | None = None) -> Snapshot:
+def take(
+    model,
+    *,
+    step: int,
+    epoch: int,
+    batch: int,
+    callbacks,
+    logs: dict,
+    metric_arrays: dict[str, np.ndarray] | None = None,
+    callback_states: list[dict] | None = None,
+) -> Snapshot:
     """Copy the model's variables and the resume state (fast: no I/O).
 
     ``metric_arrays`` (and ``callback_states``) replace the live ones: a snapshot taken
@@ -56,7 +64,8 @@ def take(model, *, step: int, epoch: int, batch: int, callbacks, logs: dict,
     if metric_arrays is not None:
         arrays.update(metric_arrays)
     plain, weights = state.split_callbacks(
-        callback_states if callback_states is not None else state.capture_callbacks(callbacks))
+        callback_states if callback_states is not None else state.capture_callbacks(callbacks)
+    )
     arrays.update(weights)
     return Snapshot(
         step=step,

@@ -28,9 +28,22 @@ log = logging.getLogger("fitfleet.worker")
 class Saver:
     """Saves snapshots of one attempt in a background thread."""
 
-    def __init__(self, *, jobs, store, job_id: str, attempt_id: int, attempt: int, shadow_factory,
-                 keep_last: int = 3, keep_best: dict | None = None, retry_seconds: float = 120.0,
-                 scratch: Path | None = None, before_commit=None, project: str = "default"):
+    def __init__(
+        self,
+        *,
+        jobs,
+        store,
+        job_id: str,
+        attempt_id: int,
+        attempt: int,
+        shadow_factory,
+        keep_last: int = 3,
+        keep_best: dict | None = None,
+        retry_seconds: float = 120.0,
+        scratch: Path | None = None,
+        before_commit=None,
+        project: str = "default",
+    ):
         """``before_commit()`` must return True once the metric rows up to now are stored."""
         self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
         self.project = project
@@ -107,21 +120,26 @@ class Saver:
         prefix = checkpoint_prefix(self.project, self.job_id, snap.step, self.attempt)
         upload_started = time.monotonic()
         for name in checkpoint.FILES:
-            self._with_retries(lambda n=name: self.store.put_file(f"{prefix}/{n}", folder / n),
-                               f"upload {name}")
+            self._with_retries(
+                lambda n=name: self.store.put_file(f"{prefix}/{n}", folder / n), f"upload {name}"
+            )
         telemetry.checkpoint_uploaded(time.monotonic() - upload_started)
         record = {
-            "step": snap.step, "epoch": snap.epoch, "batch": snap.batch,
-            "uri": self.store.uri(prefix), "files": files,
+            "step": snap.step,
+            "epoch": snap.epoch,
+            "batch": snap.batch,
+            "uri": self.store.uri(prefix),
+            "files": files,
             "bytes": sum(f["bytes"] for f in files.values()),
-            "sha256": files["model.keras"]["sha256"], "logs": snap.meta.get("logs", {}),
+            "sha256": files["model.keras"]["sha256"],
+            "logs": snap.meta.get("logs", {}),
         }
         if self.before_commit is not None:
             self._with_retries(self._metrics_stored, "metric flush")
         try:
             self._with_retries(
-                lambda: self.jobs.commit_checkpoint(self.job_id, self.attempt_id, record),
-                "commit")
+                lambda: self.jobs.commit_checkpoint(self.job_id, self.attempt_id, record), "commit"
+            )
         except LeaseLost:
             log.warning("job %s: not committing step %d: lease lost", self.job_id, snap.step)
             self.lost.set()
@@ -132,8 +150,13 @@ class Saver:
         self.committed.append(snap.step)
         self.seconds.append(time.monotonic() - started)
         telemetry.checkpoint_saved(self.seconds[-1], record["bytes"])
-        log.info("job %s: checkpoint at step %d committed (%d bytes, %.2fs)",
-                 self.job_id, snap.step, record["bytes"], self.seconds[-1])
+        log.info(
+            "job %s: checkpoint at step %d committed (%d bytes, %.2fs)",
+            self.job_id,
+            snap.step,
+            record["bytes"],
+            self.seconds[-1],
+        )
         self._prune()
 
     def _metrics_stored(self) -> None:
@@ -147,7 +170,7 @@ class Saver:
         """Keep the last K and the best by the monitored metric; delete the rest."""
         try:
             rows = self.jobs.checkpoints(self.job_id)
-            keep = {r["step"] for r in rows[-self.keep_last:]}
+            keep = {r["step"] for r in rows[-self.keep_last :]}
             best = self._best(rows)
             if best is not None:
                 keep.add(best)
@@ -157,7 +180,7 @@ class Saver:
             self.jobs.mark_checkpoints_deleted(self.job_id, [r["step"] for r in drop])
             for r in drop:
                 self.store.delete_prefix(key_of(self.store, r["uri"]))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a side channel: training goes on
             log.warning("job %s: checkpoint retention failed (%s)", self.job_id, exc)
 
     def _best(self, rows) -> int | None:

@@ -18,7 +18,12 @@ import numpy as np
 from service.core import keras_internals
 
 _CALLBACK_FIELDS = (
-    "wait", "stopped_epoch", "best", "best_epoch", "cooldown_counter", "baseline",
+    "wait",
+    "stopped_epoch",
+    "best",
+    "best_epoch",
+    "cooldown_counter",
+    "baseline",
 )
 
 
@@ -71,8 +76,15 @@ def restore_metrics(model, arrays: dict[str, np.ndarray]) -> None:
 def restore_numpy_rng(arrays: dict[str, np.ndarray]) -> None:
     if "rng/numpy_keys" in arrays:
         pos, has_gauss = arrays["rng/numpy_meta"]
-        np.random.set_state(("MT19937", arrays["rng/numpy_keys"].astype(np.uint32), int(pos),
-                             int(has_gauss), float(arrays["rng/numpy_gauss"][0])))
+        np.random.set_state(
+            (
+                "MT19937",
+                arrays["rng/numpy_keys"].astype(np.uint32),
+                int(pos),
+                int(has_gauss),
+                float(arrays["rng/numpy_gauss"][0]),
+            )
+        )
 
 
 def capture_python_rng() -> list:
@@ -111,8 +123,10 @@ def split_callbacks(states: list[dict]) -> tuple[list[dict], dict[str, np.ndarra
     plain, arrays = [], {}
     for i, entry in enumerate(states):
         weights = entry.get("weights")
-        plain.append({k: v for k, v in entry.items() if k != "weights"}
-                     | ({"weights": len(weights)} if weights is not None else {}))
+        plain.append(
+            {k: v for k, v in entry.items() if k != "weights"}
+            | ({"weights": len(weights)} if weights is not None else {})
+        )
         for j, w in enumerate(weights or []):
             arrays[f"callback/{i:03d}/best_weights/{j:05d}"] = w
     return plain, arrays
@@ -126,8 +140,10 @@ def join_callbacks(plain: list[dict] | None, arrays: dict[str, np.ndarray]) -> l
     for i, entry in enumerate(plain):
         entry = dict(entry)
         if "weights" in entry:
-            entry["weights"] = [arrays[f"callback/{i:03d}/best_weights/{j:05d}"]
-                                for j in range(int(entry["weights"]))]
+            entry["weights"] = [
+                arrays[f"callback/{i:03d}/best_weights/{j:05d}"]
+                for j in range(int(entry["weights"]))
+            ]
         out.append(entry)
     return out
 
