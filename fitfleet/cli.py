@@ -12,6 +12,29 @@ from fitfleet.cli_server import add_server_commands
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import FitfleetAPIError
 
+# What the `server` extra installs: without it the client commands still work.
+SERVER_PACKAGES = frozenset(
+    {
+        "flask",
+        "werkzeug",
+        "celery",
+        "kombu",
+        "redis",
+        "sqlalchemy",
+        "alembic",
+        "boto3",
+        "botocore",
+        "psycopg",
+        "gunicorn",
+        "prometheus_client",
+        "plotly",
+        "pydantic",
+        "keras",
+        "tensorflow",
+        "pyarrow",
+    }
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
@@ -36,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `fitfleet logs ID | head`: the reader has gone, stop quietly
         silence_stdout()
         return EXIT_PIPE
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
+            raise
+        print(
+            f"error: `fitfleet {args.command}` runs the server side, which needs "
+            f"{exc.name!r}: install it with pip install 'fitfleet[server]' (or "
+            "'fitfleet[cpu]' / 'fitfleet[gpu]' for a training worker)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -176,3 +178,61 @@ def s3(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def model_json():
+    """``json.loads(model.to_json())`` of a tiny Keras model (4 inputs, 3 classes)."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="softmax")], name="tiny"
+    )
+    return json.loads(model.to_json())
+
+
+@pytest.fixture
+def served_api(tmp_path, sqlite_url):
+    """``(url, settings, admin token)`` of the API on SQLite, a file store and the file
+    broker, served by werkzeug on a free loopback port for the test."""
+    web_app = pytest.importorskip("service.web.app")
+    from werkzeug.serving import make_server
+
+    from service.core.config import Settings
+    from service.store.tokens import TokenStore
+
+    settings = Settings.from_env(
+        {},
+        database_url=sqlite_url,
+        broker_url="filesystem://",
+        storage_url=(tmp_path / "store").as_uri(),
+        home=str(tmp_path),
+    )
+    server = make_server("127.0.0.1", 0, web_app.create_app(settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        token = TokenStore(settings.database_url).create("test", admin=True)[1]
+        yield f"http://127.0.0.1:{server.server_port}", settings, token
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+SERVER_FIXTURES = frozenset({"pg_url", "pg_clean", "fresh_pg", "db_url", "redis_url", "s3"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """``tests/unit`` runs with no server at all: a unit test that asks for PostgreSQL, Redis
+    or the S3 server (directly or through a fixture) belongs in ``tests/integration``."""
+    wrong = sorted(
+        {
+            item.nodeid.split("::")[0]
+            for item in items
+            if "tests/unit/" in item.nodeid.replace("\\", "/")
+            and SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        }
+    )
+    if wrong:
+        raise pytest.UsageError(
+            f"these unit modules need a server; move them to tests/integration: {', '.join(wrong)}"
+        )

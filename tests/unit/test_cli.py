@@ -223,3 +223,16 @@ def test_examples_placeholder_is_filled_in_data_urls_only(tmp_path):
 def test_demo_with_unknown_example_exits_2(tmp_path, capsys):
     assert main(["demo", "--home", str(tmp_path / "home"), "--example", "no_such_example"]) == 2
     assert "no example 'no_such_example'" in capsys.readouterr().err
+
+
+def test_a_server_command_without_the_server_extra_says_what_to_install(monkeypatch, capsys):
+    import sys
+
+    from fitfleet import cli
+
+    monkeypatch.setitem(sys.modules, "gunicorn", None)  # as on a client-only install
+    monkeypatch.setitem(sys.modules, "gunicorn.app.base", None)
+    monkeypatch.delitem(sys.modules, "service.web.server", raising=False)
+    assert cli.main(["api", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "fitfleet[server]" in err and "gunicorn" in err
