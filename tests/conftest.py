@@ -218,6 +218,24 @@ def served_api(tmp_path, sqlite_url):
         thread.join(10)
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """Each test leaves the root logger as it found it: a command run in-process installs
+    handlers on the stream pytest captured for that test, which is closed afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+
+
 SERVER_FIXTURES = frozenset({"pg_url", "pg_clean", "fresh_pg", "db_url", "redis_url", "s3"})
 
 

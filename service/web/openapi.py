@@ -116,7 +116,11 @@ OPERATIONS = {
         "operationId": "get_metrics",
         "parameters": [
             _query("kind", {"enum": ["batch", "epoch"]}, "batch or epoch rows"),
-            _query("after", {"type": "integer", "minimum": -1}, "rows with a larger step"),
+            _query(
+                "after",
+                {"type": "integer", "minimum": -1, "maximum": 2**63 - 1},
+                "rows with a larger step",
+            ),
             _query(
                 "max_points",
                 {"type": "integer", "minimum": 1, "maximum": 100000},

@@ -447,3 +447,11 @@ def test_unexpected_error_is_a_safe_500(settings, caplog):
     error = assert_envelope(response, 500, "internal_error")
     assert "hunter2" not in response.get_data(as_text=True) and "/srv" not in error["message"]
     assert "hunter2" in caplog.text  # the traceback goes to the log
+
+
+def test_a_cursor_beyond_any_step_is_a_400_not_a_database_error(db_url, tmp_path):
+    client = api_client(make_settings(tmp_path, db_url))
+    job_id = "0" * 32
+    got = client.get(f"/api/v1/jobs/{job_id}/metrics?after={2**64}")
+    assert got.status_code == 400
+    assert got.get_json()["error"]["details"] == {"parameter": "after"}

@@ -16,6 +16,8 @@ from service.web.api import choice_arg, ctx, int_arg
 from service.web.auth import scope
 from service.web.pollcache import PollCache
 
+MAX_STEP = 2**63 - 1  # steps are BIGINT on PostgreSQL
+
 bp = Blueprint("results", __name__)
 POLLS = PollCache()
 
@@ -25,7 +27,7 @@ def get_metrics(job_id: str):
     """Rows with step > ``after``, ascending; ``next`` is the ``after`` of the next poll."""
     c = ctx()
     kind = choice_arg("kind", KINDS, "epoch")
-    after = int_arg("after", None, lo=-1)
+    after = int_arg("after", None, lo=-1, hi=MAX_STEP)
     max_points = int_arg("max_points", None, lo=1, hi=100_000)
     metric = request.args.get("metric") or "loss"
     # One query: 404 for an unknown job or another project's, else the series version.
