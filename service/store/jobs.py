@@ -10,6 +10,7 @@ callers get plain dicts.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -23,6 +24,15 @@ from service.store.tables import ENDED, Attempt, Checkpoint, Job, utcnow
 from service.store.views import attempt_view, checkpoint_view, job_view
 
 __all__ = ["ENDED", "Claim", "JobStore"]
+
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4().hex, as create() makes them
+
+
+def is_job_id(value: object) -> bool:
+    """Whether ``value`` could name a job; anything else is not looked up (PostgreSQL
+    refuses text holding NUL, so an arbitrary string must never reach a query)."""
+    return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
 
 
 class JobStore(WorkerTransitions):
@@ -99,7 +109,7 @@ class JobStore(WorkerTransitions):
             if project is not None:
                 q = q.where(Job.project == project)
             if cursor:
-                last = s.get(Job, cursor) if len(cursor) <= 32 else None
+                last = s.get(Job, cursor) if is_job_id(cursor) else None
                 if last is None or (project is not None and last.project != project):
                     raise NotFound("unknown cursor")
                 q = q.where(
@@ -228,7 +238,7 @@ class JobStore(WorkerTransitions):
 
     @staticmethod
     def _job(s, job_id: str, project: str | None = None) -> Job:
-        job = s.get(Job, job_id) if isinstance(job_id, str) and len(job_id) <= 32 else None
+        job = s.get(Job, job_id) if is_job_id(job_id) else None
         if job is None or (project is not None and job.project != project):
             raise NotFound(f"no job with id {job_id!r}")
         return job

@@ -455,3 +455,13 @@ def test_a_cursor_beyond_any_step_is_a_400_not_a_database_error(db_url, tmp_path
     got = client.get(f"/api/v1/jobs/{job_id}/metrics?after={2**64}")
     assert got.status_code == 400
     assert got.get_json()["error"]["details"] == {"parameter": "after"}
+
+
+def test_a_job_list_cursor_that_names_no_job_is_a_400_on_every_database(db_url, tmp_path):
+    """Found by schemathesis: a NUL byte in the cursor was a 500 on PostgreSQL."""
+    client = api_client(make_settings(tmp_path, db_url))
+    for cursor in ("%00T", "not-a-job", "0" * 32):
+        got = client.get(f"/api/v1/jobs?cursor={cursor}")
+        assert got.status_code == 400, cursor
+        assert got.get_json()["error"]["details"] == {"parameter": "cursor"}
+    assert client.get("/api/v1/jobs/%00abc").status_code == 404
