@@ -1,4 +1,5 @@
-"""ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens, workers."""
+"""ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens,
+workers, projects."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -115,6 +117,14 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Preemption (service.store.scheduler): asked of the running attempt like a cancel;
+    # ``preemptions`` counts the times the job gave way, the last one at ``last_preempted_at``.
+    preempt_requested: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_preempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    gpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # while running
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     epochs: Mapped[int] = mapped_column(Integer, default=1)
     batch: Mapped[int] = mapped_column(Integer, default=0)
@@ -248,3 +258,20 @@ class MetricRollup(Base):
     last_step: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(Integer)
     stats: Mapped[dict] = mapped_column(JSON)
+
+
+class Project(Base):
+    """A project's share of the fleet: a fair-share weight and optional quotas.
+
+    A project with no row has weight 1 and no limits (``service.store.projects``).
+    """
+
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (CheckConstraint("weight > 0", name="weight"),)
