@@ -124,6 +124,20 @@ class Settings:
     metrics_retention_points: int = field(
         default=1000, metadata={"env": "FITFLEET_METRICS_RETENTION_POINTS"}
     )
+    # Seconds a job must have run (its current attempt) before a job of higher priority may
+    # preempt it: it checkpoints, gives its worker back and resumes later, bit-identical.
+    preempt_min_seconds: float = field(
+        default=5.0, metadata={"env": "FITFLEET_PREEMPT_MIN_SECONDS"}
+    )
+    # Seconds after a preemption during which the same job is not preempted again.
+    preempt_cooldown_seconds: float = field(
+        default=60.0, metadata={"env": "FITFLEET_PREEMPT_COOLDOWN_SECONDS"}
+    )
+    # "on": a project below its weighted fair share may also preempt a job (of equal
+    # priority) of a project above its share; "off" (default): only priority preempts.
+    fair_share_preemption: str = field(
+        default="off", metadata={"env": "FITFLEET_FAIR_SHARE_PREEMPTION"}
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
