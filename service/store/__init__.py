@@ -2,6 +2,7 @@
 and their Alembic migrations (``migrate``), job creation, reads, cancel and the reaper's
 sweeps (``jobs``), the worker's claim, lease and fenced writes (``leases``), lost attempts
 (``lost``), metric rows and their rollups (``metrics``, ``rollups``, ``nonfinite``), API
-tokens (``tokens``), the workers' presence rows (``fleet``), the views the API answers with
+tokens (``tokens``), the workers' presence rows (``fleet``), projects' weights and quotas
+(``projects``), the scheduler that decides which job runs and which gives way (``scheduler``), the views the API answers with
 (``views``, ``detail``) and ``retention``. ORM rows never leave this package; callers get
 plain dicts."""

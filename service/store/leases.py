@@ -21,6 +21,14 @@ from service.store.views import checkpoint_view
 
 
 @dataclass(frozen=True)
+class Renewal:
+    """What a lease renewal learns: whether a cancel, or a preemption, was asked for."""
+
+    cancel: bool
+    preempt: bool
+
+
+@dataclass(frozen=True)
 class Claim:
     """What a worker holds after it claimed a job: its fencing token and where to start."""
 
@@ -37,74 +45,21 @@ class WorkerTransitions:
 
     url: str  # the database URL, set by JobStore
 
-    def claim(self, job_id: str, worker: str, lease_seconds: float) -> Claim | None:
-        """Take the job if it is queued or its lease expired; None if another holds it.
+    def claim(self, job_id: str, worker: str, lease_seconds: float, gpus: int = 0) -> Claim | None:
+        """Take the job named ``job_id`` if it is queued or its lease expired; None if another
+        holds it. (Workers ask the scheduler instead, which chooses the job:
+        :meth:`service.store.scheduler.Scheduler.claim_next`.)
 
         Taking over an expired lease counts the attempt it ends as lost, as the reaper
         would; when that was the job's last attempt the job fails instead.
         """
         now = utcnow()
         with session_scope(self.url) as s:
-            claimable = or_(
-                Job.state == "queued",
-                and_(
-                    Job.state == "running",
-                    Job.lease_expires_at < now,
-                    Job.lost_attempts + 1 < Job.max_attempts,
-                ),
-            )
-            row = s.execute(
-                update(Job)
-                .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
-                .values(
-                    state="running",
-                    attempts=Job.attempts + 1,
-                    lost_attempts=Job.lost_attempts + case((Job.state == "running", 1), else_=0),
-                    worker=worker,
-                    lease_expires_at=now + timedelta(seconds=lease_seconds),
-                    started_at=func.coalesce(Job.started_at, now),
-                    updated_at=now,
-                )
-                .returning(Job.attempts, Job.current_attempt_id)
-            ).first()
-            if row is None:
+            claim = take(s, job_id, worker, lease_seconds, now, gpus, expired_too=True)
+            if claim is None:
                 for held in lost.expired(s, now, job_id):  # out of attempts, or cancelled
                     lost.lose(s, held, *lost.LEASE_EXPIRED, now, Job.lease_expires_at < now)
-                return None
-            number, previous = row
-            if previous is not None:
-                code, message = lost.LEASE_EXPIRED
-                s.execute(
-                    update(Attempt)
-                    .where(Attempt.id == previous, Attempt.state == "running")
-                    .values(state="lost", ended_at=now, error_code=code, error_message=message)
-                )
-            attempt = Attempt(
-                job_id=job_id,
-                number=number,
-                worker=worker,
-                state="running",
-                started_at=now,
-                heartbeat_at=now,
-                resumed_from_step=0,
-            )
-            s.add(attempt)
-            s.flush()
-            s.execute(update(Job).where(Job.id == job_id).values(current_attempt_id=attempt.id))
-            job = s.get(Job, job_id)
-            cps = s.scalars(
-                select(Checkpoint)
-                .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
-                .order_by(Checkpoint.step.desc())
-            ).all()
-            return Claim(
-                job_id,
-                attempt.id,
-                number,
-                job.spec,
-                [checkpoint_view(c) for c in cps],
-                project=job.project,
-            )
+            return claim
 
     def mark_resumed(self, job_id: str, attempt_id: int, step: int) -> None:
         with session_scope(self.url) as s:
@@ -121,6 +76,12 @@ class WorkerTransitions:
 
         Raises LeaseLost when the attempt is no longer the job's current one.
         """
+        return self.renew_lease(job_id, attempt_id, lease_seconds, progress).cancel
+
+    def renew_lease(
+        self, job_id: str, attempt_id: int, lease_seconds: float, progress: dict | None = None
+    ) -> Renewal:
+        """:meth:`renew`, answering both requests a worker acts on: cancel and preempt."""
         now = utcnow()
         values = {"lease_expires_at": now + timedelta(seconds=lease_seconds), "updated_at": now}
         if progress:
@@ -138,7 +99,7 @@ class WorkerTransitions:
                     Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
                 )
                 .values(**values)
-                .returning(Job.cancel_requested)
+                .returning(Job.cancel_requested, Job.preempt_requested)
             ).first()
             if row is None:
                 raise LeaseLost("this attempt no longer holds the job")
@@ -146,7 +107,7 @@ class WorkerTransitions:
             if progress and "step" in progress:
                 attempt_values["last_step"] = progress["step"]
             s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**attempt_values))
-            return bool(row[0])
+            return Renewal(bool(row[0]), bool(row[1]))
 
     def commit_checkpoint(self, job_id: str, attempt_id: int, record: dict) -> int:
         """Insert a checkpoint row and move the job's pointer to it, fenced."""
@@ -238,7 +199,11 @@ class WorkerTransitions:
             )
 
     def release(self, job_id: str, attempt_id: int, reason: str) -> bool:
-        """Give a running job back to the queue (preemption); True if it was still ours."""
+        """Give a running job back to the queue (preemption); True if it was still ours.
+
+        The job keeps its ``created_at``, so it keeps its place by age among its priority;
+        a preemption the scheduler asked for is counted in ``preemptions``.
+        """
         now = utcnow()
         with session_scope(self.url) as s:
             done = s.execute(
@@ -246,7 +211,15 @@ class WorkerTransitions:
                 .where(
                     Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
                 )
-                .values(state="queued", worker=None, lease_expires_at=None, updated_at=now)
+                .values(
+                    state="queued",
+                    worker=None,
+                    gpus=0,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    preemptions=Job.preemptions + case((Job.preempt_requested, 1), else_=0),
+                    preempt_requested=False,
+                )
             ).rowcount
             if done:
                 s.execute(
@@ -260,3 +233,79 @@ class WorkerTransitions:
                     )
                 )
             return bool(done)
+
+
+def take(
+    s,
+    job_id: str,
+    worker: str,
+    lease_seconds: float,
+    now,
+    gpus: int = 0,
+    expired_too: bool = False,
+) -> Claim | None:
+    """In session ``s``: the guarded UPDATE that makes ``worker``'s attempt the job's current
+    one, and the attempt row; None when the job is not claimable (it is running, ended or
+    cancelled; with ``expired_too``, a running job whose lease expired is taken over)."""
+    claimable = Job.state == "queued"
+    if expired_too:
+        claimable = or_(
+            claimable,
+            and_(
+                Job.state == "running",
+                Job.lease_expires_at < now,
+                Job.lost_attempts + 1 < Job.max_attempts,
+            ),
+        )
+    row = s.execute(
+        update(Job)
+        .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
+        .values(
+            state="running",
+            attempts=Job.attempts + 1,
+            lost_attempts=Job.lost_attempts + case((Job.state == "running", 1), else_=0),
+            worker=worker,
+            gpus=gpus,
+            preempt_requested=False,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+        .returning(Job.attempts, Job.current_attempt_id)
+    ).first()
+    if row is None:
+        return None
+    number, previous = row
+    if previous is not None:
+        code, message = lost.LEASE_EXPIRED
+        s.execute(
+            update(Attempt)
+            .where(Attempt.id == previous, Attempt.state == "running")
+            .values(state="lost", ended_at=now, error_code=code, error_message=message)
+        )
+    attempt = Attempt(
+        job_id=job_id,
+        number=number,
+        worker=worker,
+        state="running",
+        started_at=now,
+        heartbeat_at=now,
+        resumed_from_step=0,
+    )
+    s.add(attempt)
+    s.flush()
+    s.execute(update(Job).where(Job.id == job_id).values(current_attempt_id=attempt.id))
+    job = s.get(Job, job_id)
+    cps = s.scalars(
+        select(Checkpoint)
+        .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
+        .order_by(Checkpoint.step.desc())
+    ).all()
+    return Claim(
+        job_id,
+        attempt.id,
+        number,
+        job.spec,
+        [checkpoint_view(c) for c in cps],
+        project=job.project,
+    )
