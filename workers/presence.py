@@ -122,6 +122,13 @@ def _on_task_start(task=None, args=None, **_kwargs) -> None:
         _current.busy(str(args[0]))
 
 
+def claimed(job_id: str) -> None:
+    """Record that this process now trains ``job_id`` (the job the scheduler gave it,
+    which need not be the one its message named)."""
+    if _current is not None:
+        _current.busy(job_id)
+
+
 @task_postrun.connect
 def _on_task_end(**_kwargs) -> None:
     if _current is not None:

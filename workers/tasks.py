@@ -1,8 +1,13 @@
-"""The training task: a thin shell that claims the job and runs one attempt.
+"""The training task: a thin shell that claims a job and runs one attempt.
 
-The message carries only the job id; the job's truth is its database row. A duplicate
-delivery that loses the claim does nothing. SIGTERM (preemption, a deploy, a drain)
-makes the attempt checkpoint now and hand the job back, then the worker shuts down.
+The message carries a job id, but it is a wake-up for that job's queue: the worker asks
+the scheduler (:mod:`service.store.scheduler`) for the most deserving claimable job of the
+queue, which may be another one, and trains that. A message that finds nothing claimable
+does nothing; no job can be claimed twice. When the attempt ends or gives its job back,
+the worker wakes its queue, so that a job a quota held back starts on the freed slot.
+SIGTERM (spot preemption, a deploy, a drain) makes the attempt checkpoint now and hand the
+job back, then the worker shuts down; the scheduler's request to give way to a job of
+higher priority takes the same path but leaves the worker running.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ import threading
 
 from service.core import logs
 from service.core.config import get_settings
-from service.core.dispatch import TRAIN_TASK
-from service.store.jobs import JobStore
-from workers import telemetry
+from service.core.dispatch import TRAIN_TASK, wake
+from service.store.scheduler import Scheduler
+from workers import presence, telemetry
 from workers.celery_app import app
 from workers.presence import process_name
 from workers.training import devices
@@ -31,23 +36,43 @@ log = logging.getLogger("fitfleet.worker")
 def train(job_id: str) -> str:
     """Claim ``job_id`` and train one attempt; returns the outcome."""
     settings = get_settings()
-    claim = JobStore(settings.database_url).claim(job_id, process_name(), settings.lease_seconds)
-    if claim is None:
-        log.info("job %s: not claimable (running elsewhere, ended or cancelled); skipping", job_id)
+    scheduler = Scheduler(settings.database_url)
+    queue = scheduler.queue_of(job_id)
+    if queue is None:
+        log.info("job %s: no such job; skipping", job_id)
         return "skipped"
+    claim = scheduler.claim_next(
+        queue, process_name(), settings.lease_seconds, presence.visible_gpus()
+    )
+    if claim is None:
+        log.info("queue %s: no claimable job (woken by job %s's message)", queue, job_id)
+        return "skipped"
+    presence.claimed(claim.job_id)
     preempted = threading.Event()
     previous = _trap_sigterm(preempted)
+    outcome = "internal_error"
     try:
-        with logs.bound(job_id, claim.number):  # every log line of the attempt names the job
+        with logs.bound(claim.job_id, claim.number):  # every log line names the job
             telemetry.attempt_started()
-            outcome = "internal_error"
             try:
                 outcome = Attempt(claim, settings, preempted).run()
                 return outcome
             finally:
                 telemetry.attempt_ended(outcome)
     finally:
+        if outcome != "preempted":  # a job given back sent its own message already
+            _wake(settings, scheduler, queue)
         _restore_sigterm(previous, preempted)
+
+
+def _wake(settings, scheduler: Scheduler, queue: str) -> None:
+    """Send a wake-up for ``queue`` if it holds a job this freed slot lets start."""
+    try:
+        job = scheduler.next_claimable(queue, presence.visible_gpus())
+        if job is not None:
+            wake(settings.broker_url, settings.home, job["id"], queue, job["priority"])
+    except Exception as exc:  # noqa: BLE001 - the reaper wakes idle queues too
+        log.warning("queue %s: wake-up not sent (%s); the reaper will send it", queue, exc)
 
 
 def _trap_sigterm(preempted: threading.Event):

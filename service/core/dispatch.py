@@ -53,3 +53,10 @@ def warm(broker_url: str, home: str) -> None:
     app = _client(broker_url, home)
     with app.producer_or_acquire() as producer:
         producer.connection.ensure_connection(max_retries=1)
+
+
+def wake(broker_url: str, home: str, job_id: str, queue: str, priority: int = 0) -> None:
+    """Wake a worker of ``queue``: the message names a job that is claimable now, but the
+    worker that takes it claims the queue's most deserving job (``service.store.scheduler``).
+    """
+    enqueue(broker_url, home, job_id, queue, priority)

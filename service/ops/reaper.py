@@ -10,6 +10,12 @@ seconds: a running job whose lease expired has lost its worker, so its attempt i
 ``lost`` and the job is re-enqueued (or failed once ``max_attempts`` is used up). A claim
 that takes over an expired lease first, and a worker parent whose child died, count the
 lost attempt the same way (``service.store.lost``).
+
+Each sweep also runs the scheduler's two passes (:mod:`service.store.scheduler`): it asks
+running jobs to give way to queued jobs of higher priority (preemption), and it wakes a
+queue whose idle worker could start a job but has no message to wake it (a wake-up that
+a quota made useless was dropped; a duplicate is harmless). Several reapers may run at
+once: each decision is one serialized transaction.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ import logging
 import threading
 
 from service.core.config import Settings
-from service.core.dispatch import enqueue
+from service.core.dispatch import enqueue, wake
 from service.ops import broker
 from service.store.jobs import JobStore
+from service.store.scheduler import Scheduler
 
 log = logging.getLogger("fitfleet.reaper")
 
@@ -41,7 +48,39 @@ def sweep(settings: Settings) -> tuple[list[str], list[str]]:
             log.exception("could not requeue job %s; it stays queued", job["id"])
     for job_id in failed:
         log.warning("job %s failed: out of attempts", job_id)
+    try:
+        preempt(settings)
+        wake_idle(settings)
+    except Exception:
+        log.exception("scheduling pass failed; retrying at the next sweep")
     return sent, failed
+
+
+def stale_after(settings: Settings) -> float:
+    """Seconds after which a worker that stopped reporting is not counted as live."""
+    return max(settings.lease_seconds, 3 * settings.heartbeat_seconds)
+
+
+def preempt(settings: Settings) -> list[dict]:
+    """Ask running jobs to give way to queued jobs that outrank them; returns those asked."""
+    return Scheduler(settings.database_url).preempt(
+        min_seconds=settings.preempt_min_seconds,
+        cooldown_seconds=settings.preempt_cooldown_seconds,
+        stale_after=stale_after(settings),
+        fair_share=settings.fair_share_preemption.strip().lower() == "on",
+    )
+
+
+def wake_idle(settings: Settings) -> list[str]:
+    """Wake each queue that has an idle worker, a claimable job and no message waiting."""
+    woken = []
+    for q in Scheduler(settings.database_url).idle_queues(stale_after(settings)):
+        if broker_depth(settings, q["queue"]) != 0:
+            continue  # a message is on its way (or the depth is unknown: send nothing)
+        wake(settings.broker_url, settings.home, q["id"], q["queue"], q["priority"])
+        log.info("woke queue %s: job %s can start on an idle worker", q["queue"], q["id"])
+        woken.append(q["queue"])
+    return woken
 
 
 def _lost_messages(settings: Settings, store: JobStore) -> list[dict]:

@@ -312,6 +312,26 @@ class Scheduler:
                 )
         return asked
 
+    def queue_of(self, job_id: str) -> str | None:
+        """The queue of the job ``job_id`` (the queue its message woke); None if no such job."""
+        from service.store.jobs import is_job_id
+
+        if not is_job_id(job_id):
+            return None
+        with session_scope(self.url) as s:
+            return s.scalar(select(Job.queue).where(Job.id == job_id))
+
+    def next_claimable(self, queue: str, gpus: int = 0) -> dict | None:
+        """``{"id", "priority"}`` of the job a claim on ``queue`` would take now, or None."""
+        with session_scope(self.url) as s:
+            job_id = choose(s, queue, gpus)
+            if job_id is None:
+                return None
+            return {
+                "id": job_id,
+                "priority": s.scalar(select(Job.priority).where(Job.id == job_id)),
+            }
+
     def wait_reasons(self, job_ids: list[str], stale_after: float) -> dict[str, str]:
         with session_scope(self.url) as s:
             jobs = list(s.scalars(select(Job).where(Job.id.in_(job_ids))))

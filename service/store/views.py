@@ -19,7 +19,25 @@ def job_views(s, jobs: list[Job]) -> list[dict]:
         else {}
     )
     rejected = _rejected(s, [j.id for j in jobs])
-    return [_view(j, latest.get(j.latest_checkpoint_id), rejected.get(j.id)) for j in jobs]
+    waits = _waits(s, jobs)
+    return [
+        {
+            **_view(j, latest.get(j.latest_checkpoint_id), rejected.get(j.id)),
+            "waiting": waits.get(j.id),
+        }
+        for j in jobs
+    ]
+
+
+def _waits(s, jobs: list[Job]) -> dict[str, str]:
+    """Why each queued job waits, in words (``service.store.scheduler``)."""
+    if not any(j.state == "queued" for j in jobs):
+        return {}
+    from service.core.config import get_settings
+    from service.store.scheduler import wait_reasons
+
+    settings = get_settings()
+    return wait_reasons(s, jobs, max(settings.lease_seconds, 3 * settings.heartbeat_seconds))
 
 
 def job_view(s, job: Job) -> dict:

@@ -212,10 +212,13 @@ class Attempt:
             self._finish("cancelled", error_code=None)
         elif outcome == "preempted":
             self.heartbeat.stop()
+            reason = (
+                "a job of higher priority needed the worker"
+                if self.heartbeat.preempt.is_set() and not self.preempted.is_set()
+                else "the worker was asked to stop"
+            )
             released = retry(
-                lambda: self.jobs.release(
-                    claim.job_id, claim.attempt_id, "the worker was asked to stop"
-                ),
+                lambda: self.jobs.release(claim.job_id, claim.attempt_id, reason),
                 f"job {claim.job_id}: release",
                 budget=20,
             )

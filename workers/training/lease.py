@@ -3,7 +3,9 @@
 The thread renews the attempt's lease every few seconds with the current progress. The
 answer says whether a cancel was asked for; a refusal means the attempt lost the job (a
 reaper gave it to someone else), and training stops at once without writing anything.
-A SIGTERM (preemption) asks for a checkpoint now and a clean hand-back. During a
+A SIGTERM (preemption), or the scheduler's request that the job give way to one of
+higher priority (``preempt`` in the renewal's answer, :mod:`service.store.scheduler`),
+asks for a checkpoint now and a clean hand-back; only SIGTERM then stops the worker. During a
 validation pass each of these abandons the pass at the next validation batch
 (``model.stop_evaluating``) instead of waiting for its end; so does a stop inside an
 epoch (TerminateOnNaN), whose validation would be of no use.
@@ -23,7 +25,7 @@ log = logging.getLogger("fitfleet.worker")
 
 
 class Heartbeat:
-    """Renews the lease from a thread; exposes ``cancelled`` and ``lost`` events."""
+    """Renews the lease from a thread; exposes ``cancelled``, ``preempt`` and ``lost`` events."""
 
     def __init__(
         self, jobs, job_id: str, attempt_id: int, position, lease_seconds: float, interval: float
@@ -31,6 +33,7 @@ class Heartbeat:
         self.jobs, self.job_id, self.attempt_id = jobs, job_id, attempt_id
         self.pos, self.lease_seconds, self.interval = position, lease_seconds, interval
         self.cancelled = threading.Event()
+        self.preempt = threading.Event()  # the scheduler asked the job to give way
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
@@ -43,8 +46,14 @@ class Heartbeat:
     def beat(self) -> None:
         progress = self.pos.progress() if self.pos else None
         try:
-            if self.jobs.renew(self.job_id, self.attempt_id, self.lease_seconds, progress):
+            answer = self.jobs.renew_lease(
+                self.job_id, self.attempt_id, self.lease_seconds, progress
+            )
+            if answer.cancel:
                 self.cancelled.set()
+            if answer.preempt and not self.preempt.is_set():
+                log.info("job %s: asked to give way to a job of higher priority", self.job_id)
+                self.preempt.set()
             telemetry.lease_renewed("ok")
         except LeaseLost:
             log.warning("job %s: lease lost; this attempt stops", self.job_id)
@@ -106,7 +115,9 @@ class LeaseGuard(keras.callbacks.Callback):
             return "lost"
         if self.hb.cancelled.is_set():
             return "cancelled"
-        return "preempted" if self.preempted.is_set() else None
+        if self.preempted.is_set() or self.hb.preempt.is_set():
+            return "preempted"
+        return None
 
     def _check(self, logs, epoch_end: bool) -> None:
         outcome = self._asked()

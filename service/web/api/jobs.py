@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from flask import Blueprint, jsonify, request, url_for
 
@@ -16,6 +17,7 @@ from service.web.api import choice_arg, ctx, int_arg
 from service.web.auth import caller, scope
 
 bp = Blueprint("jobs", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.post("/jobs")
@@ -41,10 +43,21 @@ def create_job():
     except Unavailable:
         c.jobs.delete(job["id"])
         raise
+    if normalized["priority"] > 0:  # it may outrank a running job: preempt now, not next sweep
+        _preempt(c.settings)
     response = jsonify(job)
     response.status_code = 201
     response.headers["Location"] = url_for("jobs.get_job", job_id=job["id"])
     return response
+
+
+def _preempt(settings) -> None:
+    from service.ops.reaper import preempt
+
+    try:
+        preempt(settings)
+    except Exception:  # the reaper's next sweep runs the same pass
+        log.exception("preemption pass after a submit failed; the reaper retries it")
 
 
 @bp.get("/jobs")
