@@ -32,6 +32,12 @@ class Unauthorized(FitfleetError):
     code, status = "unauthorized", 401
 
 
+class Forbidden(FitfleetError):
+    """The caller's token is valid but may not do this (an admin token is needed)."""
+
+    code, status = "forbidden", 403
+
+
 class NotFound(FitfleetError):
     code, status = "not_found", 404
 

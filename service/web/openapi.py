@@ -37,6 +37,7 @@ def _errors(*codes: int) -> dict:
     text = {
         400: "bad request",
         401: "no valid API token",
+        403: "the token may not do this (an admin token is needed)",
         404: "no such job in the caller's project",
         409: "the job has already ended",
         413: "the body is too large",
@@ -176,6 +177,35 @@ OPERATIONS = {
         "summary": "Workers and queue depths",
         "operationId": "get_fleet",
         "responses": {"200": _json("the fleet", _ref("Fleet")), **_errors(401)},
+    },
+    ("get", "/api/v1/projects"): {
+        "summary": "Projects: fair-share weight, quotas and use of the fleet",
+        "operationId": "list_projects",
+        "description": "Each project with settings or an active job; a project's token sees "
+        "its own project only. A project with no settings has weight 1 and no limits.",
+        "responses": {"200": _json("the projects", _ref("ProjectList")), **_errors(401)},
+    },
+    ("get", "/api/v1/projects/{name}"): {
+        "summary": "One project's weight, quotas and use of the fleet",
+        "operationId": "get_project",
+        "responses": {
+            "200": _json("the project", _ref("Project")),
+            **_errors(400, 401, 404),
+        },
+    },
+    ("put", "/api/v1/projects/{name}"): {
+        "summary": "Set a project's fair-share weight and quotas (admin tokens)",
+        "operationId": "set_project",
+        "description": "Fields not sent keep their value; `null` removes a quota. The "
+        "scheduler uses the new values at its next decision.",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("ProjectSettings")}},
+        },
+        "responses": {
+            "200": _json("the project as now set", _ref("Project")),
+            **_errors(400, 401, 403),
+        },
     },
     ("post", "/api/v1/data"): {
         "summary": "Upload an .npz of arrays into the store",

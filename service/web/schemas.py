@@ -107,6 +107,17 @@ class Job(Answer):
         None, description="set when a callback ended training before its last epoch"
     )
     spec: dict
+    waiting: str | None = Field(
+        None,
+        description="why a queued job waits, in words (a quota, jobs of higher priority "
+        "ahead, no worker serving its queue, ...); null unless queued",
+    )
+    preemptions: int = Field(
+        0, description="times the job checkpointed and gave its worker to a job of higher priority"
+    )
+    preempt_requested: bool = Field(
+        False, description="the scheduler asked the running job to give way; it checkpoints now"
+    )
 
 
 class JobList(Answer):
@@ -199,10 +210,47 @@ class Queue(Answer):
     workers: int
 
 
+class Project(Answer):
+    name: str
+    configured: bool = Field(description="false: no settings stored, the defaults apply")
+    weight: float = Field(description="fair-share weight (default 1)")
+    max_running: int | None = Field(description="quota of running jobs; null: no limit")
+    max_gpus: int | None = Field(description="quota of GPUs in use; null: no limit")
+    running: int
+    queued: int
+    gpus: int = Field(description="GPUs of the workers running the project's jobs")
+    share: float = Field(description="the project's part of the fleet's running jobs (0-1)")
+    weight_share: float = Field(
+        description="its weight's part of the weights of the projects that want to run (0-1)"
+    )
+    oldest_wait_seconds: float | None = Field(description="age of its oldest queued job")
+
+
+class ProjectList(Answer):
+    projects: list[Project]
+
+
+class ProjectSettings(BaseModel):
+    """The body of ``PUT /projects/{name}``: the fields to change (the others keep theirs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weight: float | None = Field(None, gt=0, le=1e6, description="fair-share weight")
+    max_running: int | None = Field(
+        None, ge=0, le=1_000_000, description="quota of running jobs; null: no limit"
+    )
+    max_gpus: int | None = Field(
+        None, ge=0, le=1_000_000, description="quota of GPUs in use; null: no limit"
+    )
+
+
 class Fleet(Answer):
     workers: list[Worker]
     queues: list[Queue]
     stale_after_seconds: float
+    projects: list[Project] = Field(
+        default_factory=list, description="each project's running share against its weight"
+    )
 
 
 class Upload(Answer):
@@ -229,6 +277,9 @@ ANSWERS = (
     MetricsPage,
     Detail,
     Fleet,
+    Project,
+    ProjectList,
+    ProjectSettings,
     Upload,
     Health,
     JobSpec,
@@ -239,6 +290,8 @@ def components() -> dict[str, dict]:
     """The JSON schemas of every model, keyed by name, referring to each other by $ref."""
     from pydantic.json_schema import models_json_schema
 
-    modes = [(m, "validation" if m is JobSpec else "serialization") for m in ANSWERS]
+    modes = [
+        (m, "validation" if m in (JobSpec, ProjectSettings) else "serialization") for m in ANSWERS
+    ]
     _, top = models_json_schema(modes, ref_template="#/components/schemas/{model}")
     return dict(sorted(top["$defs"].items()))
