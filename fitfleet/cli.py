@@ -8,6 +8,7 @@ import sys
 from fitfleet.cli_checks import silence_stdout
 from fitfleet.cli_common import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE, UsageError
 from fitfleet.cli_jobs import add_job_commands
+from fitfleet.cli_projects import add_project_commands
 from fitfleet.cli_server import add_server_commands
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import FitfleetAPIError
@@ -84,5 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_server_commands(sub)
     add_token_commands(sub)
+    add_project_commands(sub)
     add_job_commands(sub)
     return parser

@@ -136,8 +136,16 @@ def cmd_status(args) -> int:
         ("id", job["id"]),
         ("name", job.get("name")),
         ("state", job["state"]),
+        ("waiting", job.get("waiting")),
+        (
+            "preempting",
+            "giving way to a job of higher priority (checkpointing now)"
+            if job.get("preempt_requested") and job["state"] == "running"
+            else None,
+        ),
         ("progress", format_progress(job)),
         ("attempts", f"{job.get('attempts', 0)}/{job.get('max_attempts', '?')}"),
+        ("preempted", _times(job.get("preemptions"))),
         ("created", job.get("created_at")),
         ("started", job.get("started_at")),
         ("finished", job.get("finished_at")),
@@ -228,3 +236,7 @@ def cmd_summary(args) -> int:
     else:
         print(format_summary(summary))
     return EXIT_OK
+
+
+def _times(n: int | None) -> str | None:
+    return None if not n else f"{n} time" + ("" if n == 1 else "s")

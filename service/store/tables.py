@@ -119,9 +119,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Preemption (service.store.scheduler): asked of the running attempt like a cancel;
     # ``preemptions`` counts the times the job gave way, the last one at ``last_preempted_at``.
-    preempt_requested: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
+    preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_preempted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     gpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # while running

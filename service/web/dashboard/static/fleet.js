@@ -1,4 +1,5 @@
-// The fleet page: queue depths from the broker and each worker's state, job and lease.
+// The fleet page: queue depths from the broker, each project's running share against its
+// weight, and each worker's state, job and lease.
 "use strict";
 
 (() => {
@@ -13,6 +14,18 @@
         el("td", { class: "num", text: q.depth === null ? "?" : q.depth }),
         el("td", { class: "num", text: q.queued_jobs }), el("td", { class: "num", text: q.running_jobs }),
         el("td", { class: "num", text: q.workers }))), "No queue.", 5);
+    FF.fill(document.querySelector("#projects-table tbody"), (last.projects || []).map((p) =>
+      el("tr", { "data-project": p.name }, el("td", { class: "mono", text: p.name }),
+        el("td", { class: "num", text: p.weight }),
+        el("td", { title: `${pct(p.share)} of the running jobs; weight ${pct(p.weight_share)}` },
+          el("div", { class: "progress small" },
+            el("div", { class: "bar", style: `width:${Math.min(100, 100 * p.share)}%` })),
+          el("span", { class: "pct", text: `${pct(p.share)} / ${pct(p.weight_share)}` })),
+        el("td", { class: "num", text: p.running }), el("td", { class: "num", text: p.queued }),
+        el("td", { class: "num", text: p.gpus }),
+        el("td", { text: quotas(p) }),
+        el("td", { text: p.oldest_wait_seconds === null ? "–" : FF.duration(p.oldest_wait_seconds) }))),
+      "No project has jobs.", 8);
     const workers = last.workers.filter((w) => showStopped.checked || w.state !== "stopped");
     FF.fill(document.querySelector("#workers-table tbody"), workers.map((w) =>
       el("tr", { "data-worker": w.name, "data-state": w.state },
@@ -26,6 +39,15 @@
       "No worker has reported.", 10);
     document.getElementById("stale-note").textContent =
       `(lost when silent for more than ${last.stale_after_seconds} s)`;
+  }
+
+  function pct(x) { return `${Math.round(100 * x)}%`; }
+
+  function quotas(p) {
+    const parts = [];
+    if (p.max_running !== null) parts.push(`${p.max_running} running`);
+    if (p.max_gpus !== null) parts.push(`${p.max_gpus} GPUs`);
+    return parts.length ? parts.join(", ") : "none";
   }
 
   showStopped.addEventListener("change", render);

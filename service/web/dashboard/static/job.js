@@ -176,8 +176,13 @@
     document.getElementById("job-name").textContent = job.name;
     const badge = document.getElementById("job-state");
     badge.className = `state state-${job.state}`;
-    badge.textContent = job.cancel_requested && job.state === "running" ? "cancelling" : job.state;
+    const running = job.state === "running";
+    badge.textContent = job.cancel_requested && running ? "cancelling"
+      : job.preempt_requested && running ? "giving way" : job.state;
     root.dataset.state = job.state;
+    const waiting = document.getElementById("job-waiting");
+    waiting.hidden = !job.waiting;
+    waiting.textContent = job.waiting ? `Waiting: ${job.waiting}` : "";
     const pct = job.state === "succeeded" ? 100 : progress.percent || 0;
     const place = FF.position(progress.step, progress.steps_per_epoch, progress.epochs);
     document.getElementById("progress-bar").style.width = `${Math.min(100, pct)}%`;
@@ -190,6 +195,7 @@
       ...fact("Throughput", progress.steps_per_second ? `${progress.steps_per_second} steps/s` : "–"),
       ...fact("ETA", FF.duration(progress.eta_seconds)),
       ...fact("Attempts", `${job.attempts} / ${job.max_attempts}`),
+      ...fact("Preempted", job.preemptions ? `${job.preemptions} ×` : "–"),
       ...fact("Worker", job.worker || "–"),
       ...fact("Queue", `${job.queue} (priority ${job.priority})`),
       ...fact("Project", job.project || "default"),

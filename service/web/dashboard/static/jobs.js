@@ -42,7 +42,8 @@
       el("td", {}, el("a", { href: `/jobs/${j.id}`, text: j.name })),
       el("td", { class: "mono", text: j.id.slice(0, 8) }),
       el("td", { text: j.project || "" }),
-      el("td", {}, FF.stateBadge(j.state)),
+      el("td", { title: j.waiting || "" }, FF.stateBadge(j.state),
+        j.waiting ? el("div", { class: "waiting", text: j.waiting }) : ""),
       progressCell(j),
       el("td", { text: `${FF.position(j.progress.step, j.progress.steps_per_epoch).epoch || 1}`
         + ` / ${j.progress.epochs}` }),
