@@ -1,4 +1,5 @@
-"""Fleet figures for Prometheus: queue depth per queue, jobs by state, attempts lost.
+"""Fleet figures for Prometheus: queue depth per queue, jobs by state, attempts lost, and
+per project the running jobs, GPUs in use, preemptions and queue wait.
 
 :class:`FleetCollector` reads them at scrape time from the database (the jobs' truth)
 and from the broker (messages waiting per queue, priority sub-queues included), so every
@@ -48,6 +49,34 @@ def fleet_figures(database_url: str) -> dict:
         "queued": {q: int(n) for q, n in queued.items()},
         "queues": sorted(active | {"default"}),
         "attempts_lost": int(lost or 0),
+        **project_figures(database_url),
+    }
+
+
+def project_figures(database_url: str) -> dict:
+    """Per project: running jobs, GPUs in use and the oldest queued job's wait; and the
+    preemptions the scheduler asked for, in total."""
+    from service.store.tables import utcnow
+
+    now = utcnow()
+    with session_scope(database_url) as s:
+        running = s.execute(
+            select(Job.project, func.count(), func.coalesce(func.sum(Job.gpus), 0))
+            .where(Job.state == "running")
+            .group_by(Job.project)
+        ).all()
+        oldest = s.execute(
+            select(Job.project, func.min(Job.created_at))
+            .where(Job.state == "queued")
+            .group_by(Job.project)
+        ).all()
+        preemptions = s.scalar(select(func.coalesce(func.sum(Job.preemptions), 0)))
+    return {
+        "project_running": {p: (int(n), int(g)) for p, n, g in running},
+        "project_wait": {
+            p: max(0.0, (now - t).total_seconds()) for p, t in oldest if t is not None
+        },
+        "preemptions": int(preemptions or 0),
     }
 
 
@@ -119,6 +148,35 @@ def _job_families(figures: dict):
     )
     lost.add_metric([], figures["attempts_lost"])
     yield lost
+    yield from _project_families(figures)
+
+
+def _project_families(figures: dict):
+    running = GaugeMetricFamily(
+        "fitfleet_project_running_jobs", "Running jobs per project.", labels=["project"]
+    )
+    gpus = GaugeMetricFamily(
+        "fitfleet_project_gpus", "GPUs in use by running jobs, per project.", labels=["project"]
+    )
+    for project, (n, g) in sorted(figures["project_running"].items()):
+        running.add_metric([project], n)
+        gpus.add_metric([project], g)
+    yield running
+    yield gpus
+    wait = GaugeMetricFamily(
+        "fitfleet_project_queue_wait_seconds",
+        "Seconds the oldest queued job of each project has waited.",
+        labels=["project"],
+    )
+    for project, seconds in sorted(figures["project_wait"].items()):
+        wait.add_metric([project], round(seconds, 3))
+    yield wait
+    preemptions = CounterMetricFamily(
+        "fitfleet_preemptions",
+        "Running jobs that checkpointed and gave their worker to a job of higher priority.",
+    )
+    preemptions.add_metric([], figures["preemptions"])
+    yield preemptions
 
 
 def make_registry(settings: Settings) -> CollectorRegistry:
