@@ -11,7 +11,8 @@ from service.store.tables import Attempt, Checkpoint, Job, MetricSeries
 
 
 def job_views(s, jobs: list[Job]) -> list[dict]:
-    """Views of many jobs in two queries whatever their number (checkpoints, metric series)."""
+    """Views of many jobs in a fixed number of queries whatever their number (checkpoints,
+    metric series, and for queued jobs the few that say why they wait)."""
     ids = [j.latest_checkpoint_id for j in jobs if j.latest_checkpoint_id]
     latest = (
         {c.id: c for c in s.scalars(select(Checkpoint).where(Checkpoint.id.in_(ids)))}
@@ -24,6 +25,8 @@ def job_views(s, jobs: list[Job]) -> list[dict]:
         {
             **_view(j, latest.get(j.latest_checkpoint_id), rejected.get(j.id)),
             "waiting": waits.get(j.id),
+            "preemptions": j.preemptions or 0,
+            "preempt_requested": bool(j.preempt_requested),
         }
         for j in jobs
     ]
