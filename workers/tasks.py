@@ -19,7 +19,8 @@ import threading
 
 from service.core import logs
 from service.core.config import get_settings
-from service.core.dispatch import TRAIN_TASK, wake
+from service.core.dispatch import TRAIN_TASK
+from service.ops.reaper import wake_queue
 from service.store.scheduler import Scheduler
 from workers import presence, telemetry
 from workers.celery_app import app
@@ -61,16 +62,13 @@ def train(job_id: str) -> str:
                 telemetry.attempt_ended(outcome)
     finally:
         if outcome != "preempted":  # a job given back sent its own message already
-            _wake(settings, scheduler, queue)
+            _wake(settings, queue)
         _restore_sigterm(previous, preempted)
 
 
-def _wake(settings, scheduler: Scheduler, queue: str) -> None:
-    """Send a wake-up for ``queue`` if it holds a job this freed slot lets start."""
+def _wake(settings, queue: str) -> None:
     try:
-        job = scheduler.next_claimable(queue, presence.visible_gpus())
-        if job is not None:
-            wake(settings.broker_url, settings.home, job["id"], queue, job["priority"])
+        wake_queue(settings, queue, presence.visible_gpus())
     except Exception as exc:  # noqa: BLE001 - the reaper wakes idle queues too
         log.warning("queue %s: wake-up not sent (%s); the reaper will send it", queue, exc)
 

@@ -71,6 +71,20 @@ def preempt(settings: Settings) -> list[dict]:
     )
 
 
+def wake_queue(settings: Settings, queue: str, gpus: int = 0) -> bool:
+    """After a worker's slot freed: send a wake-up for ``queue`` if it holds a job that can
+    start and fewer messages than queued jobs (one a quota made useless was dropped)."""
+    job = Scheduler(settings.database_url).next_claimable(queue, gpus)
+    if job is None:
+        return False
+    depth = broker_depth(settings, queue)
+    queued = JobStore(settings.database_url).queued_counts().get(queue, 0)
+    if depth is not None and depth >= queued:
+        return False  # every queued job still has a message to wake a worker
+    wake(settings.broker_url, settings.home, job["id"], queue, job["priority"])
+    return True
+
+
 def wake_idle(settings: Settings) -> list[str]:
     """Wake each queue that has an idle worker, a claimable job and no message waiting."""
     woken = []

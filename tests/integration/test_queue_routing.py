@@ -63,6 +63,9 @@ def fleet(stack):
     client.flushdb()
     client.close()
     stack.env["CELERY_BROKER_URL"] = url
+    # Priorities order the queue here; preemption (a job of higher priority taking the
+    # busy worker) is test_preemption.py's subject.
+    stack.env["FITFLEET_PREEMPT_MIN_SECONDS"] = "3600"
     return stack
 
 
