@@ -205,8 +205,8 @@ class Scheduler:
             asked = []
             for queue in queues:
                 serving = [w for w in workers if queue in (w.queues or [])]
-                if not serving or any(w.state == "idle" for w in serving):
-                    continue  # nobody to ask, or a free worker will take the job
+                if not serving:
+                    continue  # nobody to ask
                 asked += self._preempt_queue(
                     s,
                     queue,
@@ -241,7 +241,12 @@ class Scheduler:
             .join(Attempt, Attempt.id == Job.current_attempt_id)
             .where(Job.state == "running", Job.worker.in_(names))
         ).all()
-        pending = [r for r in running if r.preempt_requested or r.cancel_requested]
+        # Slots that are free or being freed go to the best waiting jobs first: a worker
+        # holding no running job (idle, or between a release and its next claim, whatever
+        # its presence row says yet), and a job already asked to stop or give way.
+        holding = {r.worker for r in running}
+        free = sum(1 for w in serving if w.name not in holding)
+        pending = free + sum(1 for r in running if r.preempt_requested or r.cancel_requested)
         eligible = [
             r
             for r in running
@@ -256,13 +261,13 @@ class Scheduler:
             select(Job.id, Job.project, Job.priority)
             .where(Job.state == "queued", Job.queue == queue, Job.cancel_requested.is_(False))
             .order_by(Job.priority.desc(), Job.created_at, Job.id)
-            .limit(len(serving) + len(pending))
+            .limit(len(serving) + pending)
         ).all()
         asked = []
         for job in waiting:
             lim = limits.get(job.project, Limits())
-            if pending:  # a slot is already being freed: it goes to the best waiting job
-                pending.pop()
+            if pending:  # a slot is free or being freed: it goes to the best waiting job
+                pending -= 1
                 continue
             victims = [r for r in eligible if r.priority < job.priority]
             if fair_share and not victims:
@@ -395,6 +400,7 @@ def wait_reasons(s, jobs: list[Job], stale_after: float) -> dict[str, str]:
             .group_by(Job.queue)
         ).all()
     )
+    holding = set(s.scalars(select(Job.worker).where(Job.state == "running")))
     out = {}
     for job in queued:
         serving = [w for w in workers if job.queue in (w.queues or [])]
@@ -419,7 +425,7 @@ def wait_reasons(s, jobs: list[Job], stale_after: float) -> dict[str, str]:
                 f"a running job of lower priority is checkpointing to give way (queue {job.queue})"
             )
             continue
-        if not any(w.state == "idle" for w in serving):
+        if not any(w.state == "idle" and w.name not in holding for w in serving):
             equal = len(queued) == 1 and s.scalar(  # one job's view only: a list stays cheap
                 select(func.count()).where(
                     Job.state == "queued",

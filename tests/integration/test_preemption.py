@@ -34,7 +34,7 @@ def long_spec(data: str, epochs: int = 3, **kw) -> dict:
 
 
 def short_spec(data: str, **kw) -> dict:
-    return mlp_spec(data, epochs=1, name="urgent", **kw)
+    return mlp_spec(data, epochs=1, **{"name": "urgent", **kw})
 
 
 def submit(stack, spec: dict) -> str:
