@@ -20,8 +20,10 @@ Types and their ``data``:
 - ``preempted`` {reason} (the worker was asked to stop and give the job back)
 - ``released`` {reason, step}
 - ``requeued`` {after} (the attempt that ended: lost, released)
-- ``cancel_requested`` {} and ``cancelled`` {}
-- ``finished`` {state, error_code, error_message}
+- ``validated`` {epoch, seconds} (a validation pass, for goodput)
+- ``cancelled`` {while} (the owner asked; a queued job ends at once, a running one's
+  worker stops at its next batch)
+- ``finished`` {state, error_code, error_message} (every job that ends has one)
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ LEASE_LOST = "lease_lost"
 PREEMPTED = "preempted"
 RELEASED = "released"
 REQUEUED = "requeued"
-CANCEL_REQUESTED = "cancel_requested"
+VALIDATED = "validated"
 CANCELLED = "cancelled"
 FINISHED = "finished"
 TYPES = (
@@ -61,7 +63,7 @@ TYPES = (
     PREEMPTED,
     RELEASED,
     REQUEUED,
-    CANCEL_REQUESTED,
+    VALIDATED,
     CANCELLED,
     FINISHED,
 )
