@@ -1,5 +1,5 @@
 """ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens,
-workers, job events."""
+workers, job events and the worker log lines of each attempt."""
 
 from __future__ import annotations
 
@@ -274,3 +274,20 @@ class JobEvent(Base):
         Index("ix_job_events_job_id_id", "job_id", "id"),
         Index("ix_job_events_project_at", "project", "at"),
     )
+
+
+class WorkerLog(Base):
+    """A log line (warning or worse) a worker wrote while one attempt held the job,
+    scrubbed of secrets and server paths (see :mod:`service.store.worklogs`)."""
+
+    __tablename__ = "worker_logs"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(16))
+    logger: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_worker_logs_job_id_id", "job_id", "id"),)
