@@ -13,6 +13,7 @@ keras = pytest.importorskip("keras")
 from service.admission.spec import normalize
 from service.storage import key_of, open_store
 from service.store import events, worklogs
+from service.store.detail import job_detail
 from service.store.jobs import JobStore
 from tests.specs import blobs, mlp_spec
 from tests.unit.attempts import PreemptAt
@@ -83,6 +84,13 @@ def test_a_preempted_job_resumed_past_a_damaged_checkpoint_tells_it_in_order(env
     ]
     passes = [(e["attempt"], e["data"]["epoch"]) for e in got if e["type"] == events.VALIDATED]
     assert passes == [(1, 0), (1, 1), (2, 1), (2, 2)]  # (1, 1): abandoned by the preemption
+    detail = job_detail(jobs, job["id"])
+    split = detail["goodput"]
+    assert abs(sum(split["seconds"].values()) - split["wall_seconds"]) < 1.0
+    assert split["steps_redone"] == sum(a["steps_redone"] for a in detail["attempts"]) == 1
+    assert split["seconds"]["validation"] > 0  # the one step redone was the first batch
+    assert split["seconds"]["training"] > 0 and 0 < split["goodput"] < 1
+    assert [a["number"] for a in split["attempts"]] == [1, 2]
     lines = worklogs.read(settings.database_url, job["id"], attempt=2)["lines"]
     assert any("skipping checkpoint at step 9" in line["message"] for line in lines)
     assert all(line["attempt"] == 2 and line["level"] == "WARNING" for line in lines)
