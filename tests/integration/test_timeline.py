@@ -94,7 +94,7 @@ def test_killed_once_and_preempted_once_tells_that_story(stack, s3):
         ("first_batch", 3),
         ("checkpoint", 3),
         ("finished", 3),
-    ]
+    ], [(e["id"], e["type"], e["attempt"], e["at"], e["data"]) for e in events]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     times = [e["at"] for e in events]

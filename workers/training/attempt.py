@@ -145,7 +145,8 @@ class Attempt:
             keep_last=int(ck.get("keep_last") or 3),
             keep_best=ck.get("keep_best"),
             scratch=self.scratch / "checkpoints",
-            before_commit=recorder.flush,
+            # the attempt's earlier events (first batch) before the checkpoint's
+            before_commit=lambda: self.journal.flush() and recorder.flush(),
             project=claim.project,
         )
         resume_cb = Resume(user_callbacks)

@@ -62,6 +62,8 @@ class Journal:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is written (or ``timeout`` passed)."""
+        if not self._thread.is_alive():
+            return True  # closed: nothing more will be written
         done = threading.Event()
         self._queue.put(("flush", done))
         return done.wait(timeout)
