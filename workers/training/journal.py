@@ -39,6 +39,7 @@ class Journal:
     def __init__(self, jobs, job_id: str, attempt_id: int, number: int):
         self.jobs, self.job_id, self.attempt_id, self.number = jobs, job_id, attempt_id, number
         self.lines = self.bytes = self.dropped = 0
+        self._count = threading.Lock()  # lines come from every thread of the worker
         self.handler = CaptureHandler(self)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="journal", daemon=True)
@@ -52,11 +53,12 @@ class Journal:
         """Keep one log line, within the attempt's bounds."""
         message = scrub(message)[:MAX_LINE]
         size = len(message.encode())
-        if self.lines >= MAX_LINES or self.bytes + size > MAX_BYTES:
-            self.dropped += 1
-            return
-        self.lines += 1
-        self.bytes += size
+        with self._count:
+            if self.lines >= MAX_LINES or self.bytes + size > MAX_BYTES:
+                self.dropped += 1
+                return
+            self.lines += 1
+            self.bytes += size
         row = {"at": _now(), "level": level, "logger": logger[:200], "message": message}
         self._queue.put(("line", row))
 
