@@ -6,5 +6,6 @@
 (one class per concern) track the position, record metrics and take checkpoints; ``lease``
 renews the lease and acts on cancel and loss; ``resume`` holds what exact resume needs
 (``state``: what a ``.keras`` file does not hold; ``checkpoint``: snapshot, write, load;
-``saver``: the background saver that uploads and commits).
+``saver``: the background saver that uploads and commits); ``journal`` writes an attempt's
+events (restored, first batch, validation passes) and its captured log lines from a thread.
 """
