@@ -104,8 +104,11 @@ def run_round(settings, specs, jobs) -> dict:
     victim = wait(
         lambda: next((j for j in long if jobs.get(j)["preemptions"]), None), 60, "a victim"
     )
-    wait(lambda: len(jobs.attempts(victim)) > 1, 300, "the victim resumed")
-    gave_way, resumed = jobs.attempts(victim)[:2]
+    wait(lambda: len(jobs.attempts(victim)) > 1, 300, "the victim claimed again")
+    gave_way = jobs.attempts(victim)[0]
+    # resumed_from_step is recorded once the checkpoint is restored: wait for training
+    wait(lambda: jobs.get(victim)["progress"]["step"] > gave_way["last_step"], 300, "a resume")
+    resumed = jobs.attempts(victim)[1]
     redone = gave_way["last_step"] - resumed["resumed_from_step"]
     for job_id in long:
         jobs.request_cancel(job_id)
@@ -115,6 +118,7 @@ def run_round(settings, specs, jobs) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the workers' logs")
     args = parser.parse_args()
     import numpy as np
     import redis
@@ -129,7 +133,8 @@ def main() -> None:
     redis.Redis.from_url(REDIS).flushdb()
     url = create_pg_database("fitfleet_bench")
     upgrade(url)
-    with tempfile.TemporaryDirectory(prefix="bench-preempt-") as tmp:
+    keep = tempfile.mkdtemp(prefix="bench-preempt-") if args.keep else None
+    with tempfile.TemporaryDirectory(prefix="bench-preempt-", dir=keep) as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
         env = base_env(
@@ -160,7 +165,7 @@ def main() -> None:
             ),
         }
         settings = Settings.from_env(env)
-        stack = Stack(env, Path(tmp) / "logs")
+        stack = Stack(env, Path(keep or tmp) / "logs")
         try:
             stack.start_reaper()
             stack.start_worker("w1")
