@@ -60,6 +60,11 @@ class Settings:
     metrics_flush_seconds: float = field(
         default=1.0, metadata={"env": "FITFLEET_METRICS_FLUSH_SECONDS"}
     )
+    # Seconds between two samples of a training process's CPU, memory and GPUs (stored as
+    # the job's "system" metrics); 0 turns sampling off.
+    system_metrics_seconds: float = field(
+        default=10.0, metadata={"env": "FITFLEET_SYSTEM_METRICS_SECONDS"}
+    )
     # Where the CLI and the Python client find the API.
     api_url: str = field(default="http://127.0.0.1:8000", metadata={"env": "FITFLEET_API_URL"})
     # "on" (default): every /api/v1 route needs a token; "off" turns authentication off.

@@ -12,7 +12,7 @@ from service.store import nonfinite, rollups
 from service.store.db import get_engine, session_scope
 from service.store.tables import Job, Metric, MetricSeries, utcnow
 
-KINDS = ("batch", "epoch")
+KINDS = ("batch", "epoch", "system")  # system: CPU, memory and GPUs of the training process
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")
 
 

@@ -115,7 +115,12 @@ OPERATIONS = {
         "summary": "Metric rows after a step",
         "operationId": "get_metrics",
         "parameters": [
-            _query("kind", {"enum": ["batch", "epoch"]}, "batch or epoch rows"),
+            _query(
+                "kind",
+                {"enum": ["batch", "epoch", "system"]},
+                "batch or epoch rows, or system: the training process's CPU, memory and "
+                "GPUs, sampled every FITFLEET_SYSTEM_METRICS_SECONDS at the step it had reached",
+            ),
             _query(
                 "after",
                 {"type": "integer", "minimum": -1, "maximum": 2**63 - 1},

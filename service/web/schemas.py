@@ -158,7 +158,7 @@ class MetricRow(Answer):
 
 
 class MetricsPage(Answer):
-    kind: Literal["batch", "epoch"]
+    kind: Literal["batch", "epoch", "system"]
     rows: list[MetricRow]
     next: int = Field(description="the `after` of the next poll")
 
