@@ -7,6 +7,7 @@ import sys
 
 from fitfleet.cli_checks import silence_stdout
 from fitfleet.cli_common import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE, UsageError
+from fitfleet.cli_export import add_export_commands
 from fitfleet.cli_jobs import add_job_commands
 from fitfleet.cli_server import add_server_commands
 from fitfleet.cli_tokens import add_token_commands
@@ -85,4 +86,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_commands(sub)
     add_token_commands(sub)
     add_job_commands(sub)
+    add_export_commands(sub)
     return parser

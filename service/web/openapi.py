@@ -159,6 +159,21 @@ OPERATIONS = {
             **_errors(401, 404),
         },
     },
+    ("get", "/api/v1/jobs/{job_id}/tensorboard"): {
+        "summary": "The job's metrics as TensorBoard event files",
+        "description": "A .tar.gz of train/ (batch_<metric> at each global step, "
+        "epoch_<metric> at each 0-based epoch) and validation/ (the val_ metrics as "
+        "epoch_<metric>), as Keras's TensorBoard callback lays them out; unpack it and run "
+        "`tensorboard --logdir DIR`. One value per step, a resumed job included.",
+        "operationId": "download_tensorboard",
+        "responses": {
+            "200": {
+                "description": "the archive",
+                "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **_errors(401, 404),
+        },
+    },
     ("get", "/api/v1/jobs/{job_id}/detail"): {
         "summary": "A job with throughput, ETA, attempts timeline, checkpoints and summary",
         "operationId": "get_job_detail",
