@@ -161,6 +161,15 @@ class MetricsPage(Answer):
     kind: Literal["batch", "epoch", "system"]
     rows: list[MetricRow]
     next: int = Field(description="the `after` of the next poll")
+    downsampled: bool | None = Field(
+        None, description="with max_points: whether the rows were downsampled"
+    )
+    metric: str | None = Field(None, description="with max_points: the metric downsampled by")
+    buckets: list[list[int]] | None = Field(
+        None,
+        description="when downsampled: per bucket of steps, in order, [step of its minimum, "
+        "step of its maximum] of `metric`, both among the rows (a chart's min-max band)",
+    )
 
 
 class DetailProgress(Progress):
