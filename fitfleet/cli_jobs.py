@@ -59,6 +59,9 @@ def add_job_commands(sub) -> None:
     p.add_argument("id")
     p.add_argument("-o", "--output-path", dest="path", default=None, help="default: ID.keras")
     p.set_defaults(handler=cmd_download)
+    from fitfleet.cli_events import add_event_commands
+
+    add_event_commands(sub, common)
 
 
 def _client(args) -> Client:

@@ -236,6 +236,19 @@ class Client:
             rows.extend(page["rows"])
             after = page["next"]
 
+    def events(self, job_id: str, after: int | None = None) -> dict:
+        """The job's events with id > ``after``, oldest first: ``{"events", "next"}``."""
+        query = {"after": after}
+        return self._json("GET", f"/jobs/{quote_id(job_id)}/events", query=query)
+
+    def worker_logs(
+        self, job_id: str, attempt: int | None = None, after: int | None = None
+    ) -> dict:
+        """Log lines the job's workers wrote (warnings and worse), of one ``attempt`` if
+        given, with id > ``after``: ``{"lines", "next"}``."""
+        query = {"attempt": attempt, "after": after}
+        return self._json("GET", f"/jobs/{quote_id(job_id)}/logs", query=query)
+
     def attempts(self, job_id: str) -> list[dict]:
         """The job's attempts, oldest first."""
         return self._json("GET", f"/jobs/{quote_id(job_id)}/attempts")["attempts"]

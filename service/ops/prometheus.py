@@ -1,4 +1,5 @@
-"""Fleet figures for Prometheus: queue depth per queue, jobs by state, attempts lost.
+"""Fleet figures for Prometheus: queue depth per queue, jobs by state, attempts lost, and
+goodput per project (where its jobs' wall time went, :mod:`service.store.goodput`).
 
 :class:`FleetCollector` reads them at scrape time from the database (the jobs' truth)
 and from the broker (messages waiting per queue, priority sub-queues included), so every
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from service.core.config import Settings
 from service.ops import broker
 from service.store.db import session_scope
+from service.store.goodput import PARTS, project_goodput
 from service.store.tables import ACTIVE, STATES, Attempt, Job
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class FleetCollector:
             up.add_metric(["database"], 0)
         if figures is not None:
             yield from _job_families(figures)
+            yield from _goodput_families(self.settings.database_url)
             try:
                 depths = (
                     broker.queue_depths(
@@ -119,6 +122,31 @@ def _job_families(figures: dict):
     )
     lost.add_metric([], figures["attempts_lost"])
     yield lost
+
+
+def _goodput_families(database_url: str):
+    try:
+        projects = project_goodput(database_url)
+    except Exception:  # the scrape still answers the other figures
+        log.warning("metrics: goodput unavailable", exc_info=True)
+        return
+    seconds = GaugeMetricFamily(
+        "fitfleet_project_job_seconds",
+        "Wall time of a project's jobs, split by where it went (queued, starting, training, "
+        "redoing, checkpoint_blocked, validation, lost).",
+        labels=["project", "part"],
+    )
+    share = GaugeMetricFamily(
+        "fitfleet_project_goodput",
+        "The share of a project's jobs' wall time spent in productive training.",
+        labels=["project"],
+    )
+    for project, split in sorted(projects.items()):
+        for part in PARTS:
+            seconds.add_metric([project, part], split["seconds"][part])
+        share.add_metric([project], split["goodput"] or 0.0)
+    yield seconds
+    yield share
 
 
 def make_registry(settings: Settings) -> CollectorRegistry:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from service.core.errors import NotFound
 from service.store.db import session_scope
+from service.store.goodput import job_goodput
 from service.store.jobs import JobStore
 from service.store.tables import Metric
 from service.store.views import served_checkpoint
@@ -20,7 +21,8 @@ RECENT = 50  # batch rows the throughput is measured on
 
 def job_detail(jobs: JobStore, job_id: str, project: str | None = None) -> dict:
     """The job, its progress with ``steps_per_second`` and ``eta_seconds``, its attempts
-    with ``steps_redone``, checkpoints, summary and the steps where an attempt resumed."""
+    with ``steps_redone``, checkpoints, summary, the steps where an attempt resumed, and
+    its goodput (where its wall time went, :mod:`service.store.goodput`)."""
     job = jobs.get(job_id)
     if project is not None and job.get("project") != project:
         raise NotFound(f"no job with id {job_id!r}")
@@ -38,6 +40,7 @@ def job_detail(jobs: JobStore, job_id: str, project: str | None = None) -> dict:
         "resume_steps": [a["resumed_from_step"] for a in attempts if a["resumed_from_step"]],
         "checkpoints": [served_checkpoint(c) for c in jobs.checkpoints(job_id)],
         "summary": jobs.summary(job_id),
+        "goodput": job_goodput(jobs.url, job_id),
     }
 
 

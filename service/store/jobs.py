@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy import and_, func, or_, select, update
 
 from service.core.errors import Conflict, NotFound
-from service.store import lost
+from service.store import events, lost
 from service.store.db import session_scope
 from service.store.leases import Claim, WorkerTransitions
 from service.store.tables import ENDED, Attempt, Checkpoint, Job, utcnow
@@ -72,6 +72,9 @@ class JobStore(WorkerTransitions):
         with session_scope(self.url) as s:
             s.add(job)
             s.flush()
+            submitted = {k: getattr(job, k) for k in ("name", "queue", "priority", "max_attempts")}
+            events.append(s, job.id, events.SUBMITTED, data=submitted, at=job.created_at)
+            events.append(s, job.id, events.QUEUED, data={"reason": None}, at=job.created_at)
             return job_view(s, job)
 
     def delete(self, job_id: str) -> None:
@@ -132,16 +135,22 @@ class JobStore(WorkerTransitions):
             job = self._job(s, job_id, project)
             if job.state in ENDED:
                 raise Conflict(f"job {job_id} has already ended ({job.state})")
-            s.execute(
+            was, already = job.state, job.cancel_requested
+            ended = s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == "queued")
                 .values(state="cancelled", cancel_requested=True, finished_at=now, updated_at=now)
-            )
-            s.execute(
+            ).rowcount
+            asked = s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.state == "running")
                 .values(cancel_requested=True, updated_at=now)
-            )
+            ).rowcount
+            if ended or (asked and not already):
+                events.append(s, job_id, events.CANCELLED, data={"while": was}, at=now)
+            if ended:
+                done = {"state": "cancelled", "error_code": None, "error_message": None}
+                events.append(s, job_id, events.FINISHED, data=done, at=now)
             s.expire_all()
             return job_view(s, self._job(s, job_id))
 

@@ -8,15 +8,16 @@ the job or gives it back to the queue. :class:`WorkerTransitions` holds these fo
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, case, func, or_, select, update
 
 from service.core.errors import LeaseLost
-from service.store import lost
+from service.store import events, lost
 from service.store.db import session_scope
-from service.store.tables import Attempt, Checkpoint, Job, utcnow
+from service.store.tables import Attempt, Checkpoint, Job, Worker, utcnow
 from service.store.views import checkpoint_view
 
 
@@ -74,11 +75,13 @@ class WorkerTransitions:
             number, previous = row
             if previous is not None:
                 code, message = lost.LEASE_EXPIRED
-                s.execute(
+                taken = s.execute(
                     update(Attempt)
                     .where(Attempt.id == previous, Attempt.state == "running")
                     .values(state="lost", ended_at=now, error_code=code, error_message=message)
-                )
+                ).rowcount
+                if taken:
+                    lost.record_lost(s, job_id, previous, code, message, now)
             attempt = Attempt(
                 job_id=job_id,
                 number=number,
@@ -92,6 +95,7 @@ class WorkerTransitions:
             s.flush()
             s.execute(update(Job).where(Job.id == job_id).values(current_attempt_id=attempt.id))
             job = s.get(Job, job_id)
+            events.append(s, job_id, events.CLAIMED, attempt=number, data=_where(s, worker), at=now)
             cps = s.scalars(
                 select(Checkpoint)
                 .where(Checkpoint.job_id == job_id, Checkpoint.deleted.is_(False))
@@ -148,8 +152,14 @@ class WorkerTransitions:
             s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**attempt_values))
             return bool(row[0])
 
-    def commit_checkpoint(self, job_id: str, attempt_id: int, record: dict) -> int:
-        """Insert a checkpoint row and move the job's pointer to it, fenced."""
+    def commit_checkpoint(
+        self, job_id: str, attempt_id: int, record: dict, timing: dict | None = None
+    ) -> int:
+        """Insert a checkpoint row and move the job's pointer to it, fenced.
+
+        ``timing`` (seconds the training thread was blocked, seconds in the background)
+        goes into the ``checkpoint`` event.
+        """
         now = utcnow()
         with session_scope(self.url) as s:
             held = s.execute(
@@ -177,6 +187,8 @@ class WorkerTransitions:
                 .where(Job.id == job_id)
                 .values(latest_checkpoint_id=cp.id, updated_at=now)
             )
+            data = {"step": cp.step, "bytes": cp.bytes, **(timing or {})}
+            events.append(s, job_id, events.CHECKPOINT, attempt_id=attempt_id, data=data, at=now)
             return cp.id
 
     def mark_checkpoints_deleted(self, job_id: str, steps: list[int]) -> None:
@@ -236,6 +248,8 @@ class WorkerTransitions:
                     state=state, ended_at=now, error_code=error_code, error_message=error_message
                 )
             )
+            ended = {"state": state, "error_code": error_code, "error_message": error_message}
+            events.append(s, job_id, events.FINISHED, attempt_id=attempt_id, data=ended, at=now)
 
     def release(self, job_id: str, attempt_id: int, reason: str) -> bool:
         """Give a running job back to the queue (preemption); True if it was still ours."""
@@ -259,4 +273,33 @@ class WorkerTransitions:
                         error_message=reason,
                     )
                 )
+                step = s.scalar(select(Attempt.last_step).where(Attempt.id == attempt_id))
+                for type, data in (
+                    (events.PREEMPTED, {"reason": reason}),
+                    (events.RELEASED, {"step": step}),
+                    (events.REQUEUED, {"after": "released"}),
+                ):
+                    events.append(s, job_id, type, attempt_id=attempt_id, data=data, at=now)
             return bool(done)
+
+    def note(self, job_id: str, attempt_id: int, type: str, data: dict, at=None) -> bool:
+        """Append an event the worker saw (restored, first batch), fenced: only while
+        the attempt holds the job. True if it was appended."""
+        with session_scope(self.url) as s:
+            held = s.scalar(
+                select(Job.id).where(
+                    Job.id == job_id, Job.current_attempt_id == attempt_id, Job.state == "running"
+                )
+            )
+            if held is not None:
+                events.append(s, job_id, type, attempt_id=attempt_id, data=data, at=at)
+            return held is not None
+
+
+def _where(s, worker: str) -> dict:
+    """The ``claimed`` event's data: the worker, its host and GPUs (from its presence row,
+    else this process's host: a claim runs in the worker)."""
+    row = s.execute(select(Worker.hostname, Worker.gpus).where(Worker.name == worker)).first()
+    if row is None:
+        return {"worker": worker, "host": socket.gethostname(), "gpus": None}
+    return {"worker": worker, "host": row.hostname, "gpus": row.gpus}

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from service.store import events
 from service.store.tables import Attempt, Job
 
 LEASE_EXPIRED = ("lease_expired", "the worker stopped renewing its lease")
@@ -63,7 +64,20 @@ def lose(s, row, code: str, message: str, now: datetime, *guard) -> str | None:
         .where(Attempt.id == attempt_id)
         .values(state="lost", ended_at=now, error_code=code, error_message=message)
     )
+    record_lost(s, job_id, attempt_id, code, message, now)
+    if state == "queued":
+        after = {"after": "lost"}
+        events.append(s, job_id, events.REQUEUED, attempt_id=attempt_id, data=after, at=now)
+    else:
+        ended = {"state": state, "error_code": job_code, "error_message": job_message}
+        events.append(s, job_id, events.FINISHED, attempt_id=attempt_id, data=ended, at=now)
     return state
+
+
+def record_lost(s, job_id: str, attempt_id: int, code: str, message: str, now) -> None:
+    """The ``lease_lost`` event of an attempt found lost (by any of the three)."""
+    data = {"code": code, "message": message}
+    events.append(s, job_id, events.LEASE_LOST, attempt_id=attempt_id, data=data, at=now)
 
 
 def expired(s, now: datetime, job_id: str | None = None) -> list:

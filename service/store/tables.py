@@ -1,4 +1,5 @@
-"""ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens, workers."""
+"""ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens,
+workers, job events and the worker log lines of each attempt."""
 
 from __future__ import annotations
 
@@ -248,3 +249,45 @@ class MetricRollup(Base):
     last_step: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(Integer)
     stats: Mapped[dict] = mapped_column(JSON)
+
+
+# An autoincrementing 64-bit key: BIGSERIAL on PostgreSQL; SQLite numbers only an INTEGER key.
+BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class JobEvent(Base):
+    """One thing that happened to a job (submitted, claimed, checkpoint committed, ...),
+    appended in the transaction of the change it describes; never updated. ``attempt`` is
+    the attempt's number, ``data`` the event's details (see :mod:`service.store.events`)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    project: Mapped[str] = mapped_column(String(100))
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    type: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        Index("ix_job_events_job_id_id", "job_id", "id"),
+        Index("ix_job_events_project_at", "project", "at"),
+    )
+
+
+class WorkerLog(Base):
+    """A log line (warning or worse) a worker wrote while one attempt held the job,
+    scrubbed of secrets and server paths (see :mod:`service.store.worklogs`)."""
+
+    __tablename__ = "worker_logs"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(16))
+    logger: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_worker_logs_job_id_id", "job_id", "id"),)

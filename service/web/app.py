@@ -16,7 +16,17 @@ from service.web.errors import register_error_handlers
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
     from service.web import dashboard, openapi
-    from service.web.api import data, detail, fleet, health, jobs, prometheus, results, tensorboard
+    from service.web.api import (
+        data,
+        detail,
+        events,
+        fleet,
+        health,
+        jobs,
+        prometheus,
+        results,
+        tensorboard,
+    )
     from service.web.auth import register_auth
 
     settings = settings or get_settings()
@@ -35,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(results.bp, url_prefix="/api/v1")
     app.register_blueprint(data.bp, url_prefix="/api/v1")  # POST /data: uploads
     app.register_blueprint(detail.bp, url_prefix="/api/v1")
+    app.register_blueprint(events.bp, url_prefix="/api/v1")
     app.register_blueprint(fleet.bp, url_prefix="/api/v1")
     app.register_blueprint(tensorboard.bp, url_prefix="/api/v1")
     app.register_blueprint(dashboard.bp)  # the web pages at /

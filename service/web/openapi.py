@@ -20,6 +20,17 @@ PREFIX = "/api/v1"
 
 
 STR = {"type": "string"}
+EVENT_DATA = (
+    "submitted {name, queue, priority, max_attempts}; queued {reason: why it waits, "
+    "when known}; claimed {worker, host, gpus}; restored {step, checkpoint, bytes, "
+    "fetch_seconds, load_seconds}; checkpoint_skipped {step, reason} (damaged: the one before "
+    "is used); first_batch {step, seconds since the claim}; checkpoint {step, bytes, "
+    "blocked_seconds (the training thread), background_seconds}; validated {epoch, seconds}; "
+    "lease_lost {code, message}; preempted {reason}; released {step}; requeued {after: lost or "
+    "released}; cancelled {while: the state it was in}; finished {state, error_code, "
+    "error_message}."
+)
+CURSOR = "items with a larger id: the `next` of the previous page (default 0, from the start)"
 NON_FINITE = (
     'NaN, inf and -inf, which JSON cannot hold, are the strings "NaN", "Infinity" and "-Infinity"'
 )
@@ -175,9 +186,42 @@ OPERATIONS = {
         },
     },
     ("get", "/api/v1/jobs/{job_id}/detail"): {
-        "summary": "A job with throughput, ETA, attempts timeline, checkpoints and summary",
+        "summary": "A job with throughput, ETA, attempts timeline, checkpoints, summary and "
+        "goodput",
         "operationId": "get_job_detail",
         "responses": {"200": _json("the job's detail", _ref("Detail")), **_errors(401, 404)},
+    },
+    ("get", "/api/v1/jobs/{job_id}/events"): {
+        "summary": "A job's event timeline after a cursor",
+        "operationId": "list_job_events",
+        "parameters": [
+            _query("after", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, CURSOR),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+        ],
+        "description": "Events with id > `after`, oldest first; each is appended in the "
+        "transaction of the change it describes. Poll with `next`. Their `data` by type: "
+        + EVENT_DATA,
+        "responses": {
+            "200": _json("events, oldest first", _ref("EventsPage")),
+            **_errors(400, 401, 404),
+        },
+    },
+    ("get", "/api/v1/jobs/{job_id}/logs"): {
+        "summary": "The log lines a job's workers wrote (warnings and errors)",
+        "operationId": "list_worker_logs",
+        "parameters": [
+            _query("attempt", {"type": "integer", "minimum": 1}, "only this attempt's lines"),
+            _query("after", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, CURSOR),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"),
+        ],
+        "description": "Lines with id > `after`, oldest first: warnings and errors a worker "
+        "logged while an attempt held the job, with Keras's or TensorFlow's own message of a "
+        "failure; scrubbed of secrets and server paths; at most 1000 lines and 256 KiB an "
+        "attempt (a last line counts those dropped).",
+        "responses": {
+            "200": _json("lines, oldest first", _ref("LogsPage")),
+            **_errors(400, 401, 404),
+        },
     },
     ("get", "/api/v1/jobs/{job_id}/checkpoints/{step}/{name}"): {
         "summary": "One file of a committed checkpoint",

@@ -177,6 +177,35 @@ class DetailProgress(Progress):
     eta_seconds: float | None
 
 
+class GoodputSeconds(Answer):
+    queued: float = Field(description="waiting for a worker (submission and every requeue)")
+    starting: float = Field(
+        description="from a claim to the end of the first batch: model build, data load, "
+        "restore (all of an attempt that trained no batch)"
+    )
+    training: float = Field(description="productive training")
+    redoing: float = Field(description="training again steps a lost attempt had done")
+    checkpoint_blocked: float = Field(description="the training thread taking snapshots")
+    validation: float = Field(description="validation passes")
+    lost: float = Field(description="a dead attempt holding the job until it was found lost")
+
+
+class GoodputAttempt(Answer):
+    number: int
+    seconds: GoodputSeconds
+    steps_redone: int
+
+
+class Goodput(Answer):
+    """Where a job's wall time went; the parts add up to ``wall_seconds``."""
+
+    wall_seconds: float = Field(description="submitted to finished (or to now)")
+    seconds: GoodputSeconds
+    goodput: float | None = Field(description="training's share of the wall time")
+    steps_redone: int = Field(description="the attempts' steps_redone, summed")
+    attempts: list[GoodputAttempt]
+
+
 class Detail(Answer):
     job: Job
     progress: DetailProgress
@@ -184,6 +213,37 @@ class Detail(Answer):
     resume_steps: list[int]
     checkpoints: list[Checkpoint]
     summary: dict | None
+    goodput: Goodput
+
+
+class Event(Answer):
+    id: int = Field(description="increasing; the `after` cursor")
+    type: str = Field(
+        description="submitted, queued, claimed, restored, checkpoint_skipped, first_batch, "
+        "checkpoint, validated, lease_lost, preempted, released, requeued, cancelled, finished"
+    )
+    at: datetime
+    attempt: int | None = Field(description="the attempt's number, when it is one's")
+    data: dict = Field(description="the event's details, by type (see list_job_events)")
+
+
+class EventsPage(Answer):
+    events: list[Event]
+    next: int = Field(description="the `after` of the next poll")
+
+
+class LogLine(Answer):
+    id: int = Field(description="increasing; the `after` cursor")
+    attempt: int
+    at: datetime
+    level: str
+    logger: str
+    message: str = Field(description="scrubbed of secrets and server paths")
+
+
+class LogsPage(Answer):
+    lines: list[LogLine]
+    next: int = Field(description="the `after` of the next poll")
 
 
 class Worker(Answer):
@@ -237,6 +297,8 @@ ANSWERS = (
     Summary,
     MetricsPage,
     Detail,
+    EventsPage,
+    LogsPage,
     Fleet,
     Upload,
     Health,

@@ -105,6 +105,12 @@ def test_figures_move_as_jobs_are_queued_claimed_lost_and_finished(settings, cli
     s = scrape(client)
     assert value(s, "fitfleet_jobs", state="succeeded") == 1
     assert value(s, "fitfleet_jobs", state="queued") == 2
+    parts = {
+        part: value(s, "fitfleet_project_job_seconds", project="default", part=part)
+        for part in ("queued", "starting", "training", "lost")
+    }
+    assert parts["queued"] > 0  # and no batch was trained:
+    assert parts["training"] == 0 and value(s, "fitfleet_project_goodput", project="default") == 0
 
 
 def test_request_latency_is_a_histogram_by_route_and_status(client):

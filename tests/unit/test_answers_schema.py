@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pytest
 jsonschema = pytest.importorskip("jsonschema")
 pytest.importorskip("flask")
 
+from service.store import worklogs
 from service.store.fleet import FleetStore
 from service.store.jobs import JobStore
 from service.store.metrics import MetricStore
@@ -87,6 +89,12 @@ def world(tmp_path, sqlite_url):
                 "wall_time": now + 4,
             }
         ],
+    )
+    worklogs.write(
+        sqlite_url,
+        job["id"],
+        claim.number,
+        [{"at": datetime.now(timezone.utc), "level": "ERROR", "logger": "w", "message": "m"}],
     )
     FleetStore(sqlite_url).report(
         "w2", hostname="h", pid=1, queues=["default"], state="busy", job_id=job["id"]

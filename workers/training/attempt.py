@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 
 import keras
 import tensorflow as tf
@@ -22,7 +23,9 @@ from workers.training.callbacks.checkpointer import Checkpointer
 from workers.training.callbacks.handover import Handover, Resume
 from workers.training.callbacks.position import Position, Tracker
 from workers.training.callbacks.recorder import MetricsRecorder
+from workers.training.callbacks.timeline import Timeline
 from workers.training.data import cache, memory
+from workers.training.journal import Journal
 from workers.training.lease import Heartbeat, LeaseGuard
 from workers.training.reasons import classify
 from workers.training.resume.saver import Saver
@@ -40,6 +43,7 @@ class Attempt:
     ):
         """``extra_callbacks`` run before the lease guard (instrumentation, profilers)."""
         self.claim, self.settings, self.preempted = claim, settings, preempted
+        self.started = time.monotonic()
         self.extra_callbacks = list(extra_callbacks)
         self.jobs = JobStore(settings.database_url)
         self.store = open_store(settings.storage_url)
@@ -54,27 +58,32 @@ class Attempt:
             settings.lease_seconds,
             settings.heartbeat_seconds,
         )
+        self.journal = Journal(self.jobs, claim.job_id, claim.attempt_id, claim.number)
         self.nan_message: str | None = None  # set when the loss diverged
         self.stopped: dict | None = None  # where and why EarlyStopping stopped the job
 
     def run(self) -> str:
         """Train; returns the outcome: succeeded, failed, cancelled, preempted or lost."""
         self.heartbeat.start()  # the lease is live from the claim on, through set-up
-        try:
-            return self._run()
-        except LeaseLost:
-            log.warning("job %s: lease lost; stopping without further writes", self.claim.job_id)
-            return "lost"
-        except Exception as exc:
-            code, message = classify(exc)
-            log.exception("job %s failed: %s", self.claim.job_id, code)
-            self.heartbeat.stop()
-            self._finish("failed", error_code=code, error_message=message)
-            return "failed"
-        finally:
-            self.heartbeat.stop()
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            keras.backend.clear_session()
+        with self.journal.handler:  # the attempt's warnings and errors, for its owner
+            try:
+                return self._run()
+            except LeaseLost:
+                log.warning(
+                    "job %s: lease lost; stopping without further writes", self.claim.job_id
+                )
+                return "lost"
+            except Exception as exc:
+                code, message = classify(exc)
+                log.exception("job %s failed: %s", self.claim.job_id, code)
+                self.heartbeat.stop()
+                self._finish("failed", error_code=code, error_message=message)
+                return "failed"
+            finally:
+                self.heartbeat.stop()
+                self.journal.close()
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                keras.backend.clear_session()
 
     def _run(self) -> str:
         spec, claim, settings = self.spec, self.claim, self.settings
@@ -93,7 +102,9 @@ class Attempt:
         )
         epochs = int(fit_spec.get("epochs", 1))
         shadow = build_shadow(spec, train)  # before the restore: building reseeds the RNGs
-        model, start, meta = model_at_latest(spec, train, claim, self.scratch, self.strategy)
+        model, start, meta = model_at_latest(
+            spec, train, claim, self.scratch, self.strategy, self.journal.note
+        )
         validated = meta is None or meta.get("validated", True)
         user_callbacks = modelspec.make_callbacks(fit_spec.get("callbacks") or [])
         spe = plan.steps_per_epoch
@@ -149,6 +160,7 @@ class Attempt:
         handover = Handover(user_callbacks, resume_cb)
         callbacks = [
             Tracker(pos),
+            Timeline(self.journal, pos, self.started),
             handover,
             *user_callbacks,
             recorder,
@@ -216,6 +228,7 @@ class Attempt:
             self._finish("cancelled", error_code=None)
         elif outcome == "preempted":
             self.heartbeat.stop()
+            self.journal.flush()  # its events before the release's
             released = retry(
                 lambda: self.jobs.release(
                     claim.job_id, claim.attempt_id, "the worker was asked to stop"
@@ -235,6 +248,7 @@ class Attempt:
         return outcome
 
     def _finish(self, state_name: str, **kw) -> None:
+        self.journal.flush()  # the attempt's events before the job's end
         try:
             retry(
                 lambda: self.jobs.finish(

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import keras
@@ -22,6 +23,7 @@ from service.admission import modelspec
 from service.core import keras_internals
 from service.core.errors import InvalidSpec
 from service.storage import open_store
+from service.store import events
 from service.store.jobs import Claim
 from workers.training import devices, stops
 from workers.training.callbacks.handover import Handover, Resume
@@ -75,11 +77,16 @@ def load_data(spec: dict, cache: Path):
     return formats.split_validation(train, spec["fit"].get("validation_split") or 0.0)
 
 
-def restore(model, claim: Claim, scratch: Path) -> tuple[int, dict | None]:
-    """Load the newest intact checkpoint; a damaged one is skipped for the one before."""
+def restore(model, claim: Claim, scratch: Path, note=None) -> tuple[int, dict | None]:
+    """Load the newest intact checkpoint; a damaged one is skipped for the one before.
+
+    ``note(type, data)`` hears of each skipped checkpoint and of the restore, timed.
+    """
+    note = note or (lambda type, data: None)
     for cp in claim.checkpoints:
         folder = scratch / f"restore-{cp['step']:012d}"
         folder.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
         try:
             try:
                 store = open_store(cp["uri"])
@@ -92,21 +99,36 @@ def restore(model, claim: Claim, scratch: Path) -> tuple[int, dict | None]:
                 log.warning(
                     "job %s: skipping checkpoint at step %d: %s", claim.job_id, cp["step"], problem
                 )
+                note(events.CHECKPOINT_SKIPPED, {"step": cp["step"], "reason": problem})
                 continue
             try:
-                return cp["step"], checkpoint.load(model, folder)
+                fetched = time.monotonic()
+                meta = checkpoint.load(model, folder)
+                note(events.RESTORED, _restored(cp, fetched - began, time.monotonic() - fetched))
+                return cp["step"], meta
             except Exception as exc:
                 log.warning(
                     "job %s: checkpoint at step %d does not load: %s", claim.job_id, cp["step"], exc
                 )
+                note(events.CHECKPOINT_SKIPPED, {"step": cp["step"], "reason": "does not load"})
                 raise _Rebuild(cp["step"]) from exc
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     return 0, None
 
 
+def _restored(cp: dict, fetch: float, load: float) -> dict:
+    return {
+        "step": cp["step"],
+        "checkpoint": cp.get("id"),
+        "bytes": cp.get("bytes"),
+        "fetch_seconds": round(fetch, 3),
+        "load_seconds": round(load, 3),
+    }
+
+
 def model_at_latest(
-    spec: dict, sample: memory.Arrays, claim: Claim, scratch: Path, strategy=None
+    spec: dict, sample: memory.Arrays, claim: Claim, scratch: Path, strategy=None, note=None
 ) -> tuple:
     """``(model, step, meta)``: a built model with the newest loadable checkpoint in it
     (``(model, 0, None)`` when there is none)."""
@@ -114,7 +136,7 @@ def model_at_latest(
         model = build(spec, sample, strategy)
         try:
             with devices.scope(strategy):
-                start, meta = restore(model, claim, scratch)
+                start, meta = restore(model, claim, scratch, note)
             return model, start, meta
         except _Rebuild as bad:
             older = [c for c in claim.checkpoints if c["step"] < bad.step]

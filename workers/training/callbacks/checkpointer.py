@@ -29,6 +29,7 @@ class Checkpointer(keras.callbacks.Callback):
         self._last_step = -1
         self._due = False
         self._before_validation = None
+        self._began = time.monotonic()
         self.now_requested = threading.Event()
 
     def _is_due(self) -> bool:
@@ -61,6 +62,7 @@ class Checkpointer(keras.callbacks.Callback):
     def save(self, logs) -> None:
         if self.pos.step == self._last_step:
             return
+        self._began = time.monotonic()
         epoch, batch = divmod(self.pos.step, self.pos.steps_per_epoch)
         self._submit(
             checkpoint.take(
@@ -83,6 +85,7 @@ class Checkpointer(keras.callbacks.Callback):
         if self.pos.step == self._last_step or self._before_validation is None:
             return
         metrics, logs = self._before_validation
+        self._began = time.monotonic()
         self._submit(
             checkpoint.take(
                 self.model,
@@ -96,6 +99,7 @@ class Checkpointer(keras.callbacks.Callback):
         )
 
     def _submit(self, snap) -> None:
+        snap.blocked_seconds = time.monotonic() - self._began  # the saver adds its wait
         self.saver.submit(snap)
         self._last_step = self.pos.step
         self._last_time = time.monotonic()

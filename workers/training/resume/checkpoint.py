@@ -37,6 +37,7 @@ class Snapshot:
     optimizer: list[np.ndarray]
     arrays: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
+    blocked_seconds: float = 0.0  # the training thread's time taking and handing it over
 
     @property
     def nbytes(self) -> int:

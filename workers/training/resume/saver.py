@@ -66,9 +66,11 @@ class Saver:
 
     def submit(self, snapshot: checkpoint.Snapshot) -> None:
         """Queue a snapshot; waits only while another one is still waiting to start."""
+        began = time.monotonic()
         with self._cond:
             while self._slot is not None and not self._closed:
                 self._cond.wait()
+            snapshot.blocked_seconds += time.monotonic() - began
             self._slot = snapshot
             self._cond.notify_all()
 
@@ -136,9 +138,14 @@ class Saver:
         }
         if self.before_commit is not None:
             self._with_retries(self._metrics_stored, "metric flush")
+        timing = {
+            "blocked_seconds": round(snap.blocked_seconds, 4),
+            "background_seconds": round(time.monotonic() - started, 4),
+        }
         try:
             self._with_retries(
-                lambda: self.jobs.commit_checkpoint(self.job_id, self.attempt_id, record), "commit"
+                lambda: self.jobs.commit_checkpoint(self.job_id, self.attempt_id, record, timing),
+                "commit",
             )
         except LeaseLost:
             log.warning("job %s: not committing step %d: lease lost", self.job_id, snap.step)

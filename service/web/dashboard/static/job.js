@@ -266,6 +266,7 @@
 
   async function pollDetail() {
     detail = await FF.json(`/jobs/${jobId}/detail`);
+    document.dispatchEvent(new CustomEvent("ff:detail", { detail }));  // timeline.js
     showHead(detail);
     showAttempts(detail.attempts);
     showCheckpoints(detail.checkpoints);
