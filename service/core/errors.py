@@ -32,6 +32,10 @@ class Unauthorized(FitfleetError):
     code, status = "unauthorized", 401
 
 
+class Forbidden(FitfleetError):
+    code, status = "forbidden", 403
+
+
 class NotFound(FitfleetError):
     code, status = "not_found", 404
 

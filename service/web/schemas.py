@@ -286,6 +286,57 @@ class Health(Answer):
     checks: dict[str, str] | None = None
 
 
+class WebhookRequest(BaseModel):
+    """The body of POST /webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+    project: str | None = Field(None, description="whose jobs' events; default: the token's")
+    url: str = Field(description="http(s) URL the events are POSTed to")
+    events: list[Literal["state", "preempted", "resumed", "best_checkpoint"]] = Field(
+        description="state: queued, running or ended (succeeded, failed, cancelled); "
+        "preempted; resumed: an attempt restored a checkpoint; best_checkpoint: a committed "
+        "checkpoint beat every earlier one on the job's keep_best metric (default val_loss, "
+        "else loss, lower wins)"
+    )
+
+
+class Webhook(Answer):
+    id: int
+    project: str
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(
+        description="the HMAC-SHA256 key of the Fitfleet-Signature header; shown only here"
+    )
+
+
+class WebhookList(Answer):
+    webhooks: list[Webhook]
+
+
+class WebhookDelivery(Answer):
+    id: int
+    event_id: int = Field(description="the Fitfleet-Event-Id header: the same on every retry")
+    type: str
+    event: str = Field(description="the job event it comes from")
+    job_id: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None = Field(description="the receiver's last HTTP status, if any")
+    last_error: str | None
+    next_at: datetime | None = Field(description="when a pending delivery is tried next")
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryList(Answer):
+    deliveries: list[WebhookDelivery]
+
+
 ANSWERS = (
     Error,
     Job,
@@ -302,14 +353,20 @@ ANSWERS = (
     Fleet,
     Upload,
     Health,
+    Webhook,
+    WebhookCreated,
+    WebhookList,
+    WebhookDeliveryList,
     JobSpec,
+    WebhookRequest,
 )
+REQUESTS = (JobSpec, WebhookRequest)
 
 
 def components() -> dict[str, dict]:
     """The JSON schemas of every model, keyed by name, referring to each other by $ref."""
     from pydantic.json_schema import models_json_schema
 
-    modes = [(m, "validation" if m is JobSpec else "serialization") for m in ANSWERS]
+    modes = [(m, "validation" if m in REQUESTS else "serialization") for m in ANSWERS]
     _, top = models_json_schema(modes, ref_template="#/components/schemas/{model}")
     return dict(sorted(top["$defs"].items()))
