@@ -65,11 +65,9 @@ def check_url(url: object, settings: Settings, resolve: bool = True) -> str:
             "url: must not carry credentials (user:password@); the signature proves the sender",
             details={"field": field, "rule": "credentials"},
         )
-    names = [host]
-    if resolve:
-        names += _resolved(host)
-    for name in names:
-        _check_address(name, settings)
+    _check_address(host, settings)  # the name as written first, then what it resolves to
+    for address in _resolved(host) if resolve else ():
+        _check_address(address, settings)
     return url
 
 
