@@ -11,6 +11,7 @@ from fitfleet.cli_export import add_export_commands
 from fitfleet.cli_jobs import add_job_commands
 from fitfleet.cli_server import add_server_commands
 from fitfleet.cli_tokens import add_token_commands
+from fitfleet.cli_webhooks import add_webhook_commands
 from fitfleet.client import FitfleetAPIError
 
 # What the `server` extra installs: without it the client commands still work.
@@ -87,4 +88,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_commands(sub)
     add_job_commands(sub)
     add_export_commands(sub)
+    add_webhook_commands(sub)
     return parser

@@ -109,3 +109,29 @@ def test_signature_and_backoff():
     assert sign("k", "1700000000", body) == f"sha256={expected}"
     s = Settings.from_env({}, webhook_backoff_seconds=5.0, webhook_backoff_max_seconds=60.0)
     assert [backoff(s, n) for n in (1, 2, 3, 4, 5, 9)] == [5, 10, 20, 40, 60, 60]
+
+
+def test_cli_adds_lists_reads_and_deletes(served_api, capsys):
+    import json
+
+    from fitfleet.cli import main
+
+    url, _, token = served_api
+    auth = ["--api", url, "--token", token]
+    hook_url = "https://93.184.215.14/fitfleet"
+    assert main(["webhook", "add", hook_url, "--events", "state,preempted", *auth]) == 0
+    out = capsys.readouterr().out
+    assert "secret: " in out and "not shown again" in out
+    assert main(["webhook", "list", "--output", "json", *auth]) == 0
+    hooks = json.loads(capsys.readouterr().out)["webhooks"]
+    assert [(h["url"], h["events"], h["project"]) for h in hooks] == [
+        (hook_url, ["state", "preempted"], "test")
+    ]
+    hook = str(hooks[0]["id"])
+    assert main(["webhook", "deliveries", hook, *auth]) == 0
+    assert capsys.readouterr().out.startswith("ID")
+    assert main(["webhook", "delete", hook, *auth]) == 0
+    assert main(["webhook", "delete", hook, *auth]) == 1
+    assert "not_found" in capsys.readouterr().err
+    assert main(["webhook", "add", "http://10.0.0.1/", "--events", "state", *auth]) == 1
+    assert "private" in capsys.readouterr().err
