@@ -25,9 +25,12 @@
   async function pollSeries(kind) {
     const s = series[kind];
     const q = new URLSearchParams({ kind });
-    if (s.next === null) q.set("max_points", FIRST_POINTS[kind]);
-    if (s.next === null && kind === "system") q.set("metric", "cpu_percent");
-    else q.set("after", s.next);
+    if (s.next === null) {
+      q.set("max_points", FIRST_POINTS[kind]);
+      if (kind === "system") q.set("metric", "cpu_percent");  // the extremes kept
+    } else {
+      q.set("after", s.next);
+    }
     const url = `/jobs/${jobId}/metrics?${q}`;
     const headers = s.etag && s.url === url ? { "If-None-Match": s.etag } : {};
     const response = await FF.api(url, { headers });
