@@ -89,6 +89,8 @@ class WebhookStore:
             return [hook_view(h) for h in s.scalars(q).all()]
 
     def get(self, hook_id: int, project: str | None = None) -> Webhook:
+        if not 0 < hook_id < 2**31:  # ids are INTEGER: a larger one names no hook
+            raise NotFound(f"no webhook with id {hook_id}")
         with session_scope(self.url) as s:
             hook = s.get(Webhook, hook_id)
             if hook is None or (project is not None and hook.project != project):

@@ -74,6 +74,8 @@ def test_public_url_registers_and_lists_without_its_secret(settings):
     }
     assert client.delete(f"/api/v1/webhooks/{hook}", headers=auth).status_code == 204
     assert client.delete(f"/api/v1/webhooks/{hook}", headers=auth).status_code == 404
+    huge = client.get("/api/v1/webhooks/99999999999/deliveries", headers=auth)
+    assert huge.status_code == 404  # beyond INTEGER: no such hook, not a database error
 
 
 @pytest.mark.parametrize(
