@@ -65,17 +65,15 @@ def check_runs(folder, rows) -> None:
     assert not any(t.startswith("epoch_val") for t in train)
 
 
-def test_resumed_job_reads_back_one_value_per_step(resumed, tmp_path):
-    _, settings, _, job, rows = resumed
+def test_resumed_job_reads_back_one_value_per_step(resumed, tmp_path, capsys):
+    """Written here, downloaded from the endpoint, and exported by the command line."""
+    import urllib.request
+
+    url, settings, token, job, rows = resumed
     counts = write_event_files(MetricStore(settings.database_url), job["id"], tmp_path / "tb")
     assert counts == {"train": 18 + 3, "validation": 3}
     check_runs(tmp_path / "tb", rows)
 
-
-def test_download_endpoint_and_cli_export(resumed, tmp_path, capsys):
-    import urllib.request
-
-    url, _, token, job, rows = resumed
     req = urllib.request.Request(
         f"{url}/api/v1/jobs/{job['id']}/tensorboard", headers={"Authorization": f"Bearer {token}"}
     )
