@@ -7,10 +7,12 @@ import sys
 
 from fitfleet.cli_checks import silence_stdout
 from fitfleet.cli_common import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE, UsageError
+from fitfleet.cli_export import add_export_commands
 from fitfleet.cli_jobs import add_job_commands
 from fitfleet.cli_projects import add_project_commands
 from fitfleet.cli_server import add_server_commands
 from fitfleet.cli_tokens import add_token_commands
+from fitfleet.cli_webhooks import add_webhook_commands
 from fitfleet.client import FitfleetAPIError
 
 # What the `server` extra installs: without it the client commands still work.
@@ -87,4 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_commands(sub)
     add_project_commands(sub)
     add_job_commands(sub)
+    add_export_commands(sub)
+    add_webhook_commands(sub)
     return parser

@@ -42,10 +42,10 @@ def add_job_commands(sub) -> None:
     p.add_argument("id")
     p.add_argument(
         "--kind",
-        choices=["epoch", "batch"],
+        choices=["epoch", "batch", "system"],
         default=None,
-        help="rows to print (default: epoch; with --follow, progress bars and "
-        "epoch lines as Keras prints them)",
+        help="rows to print (default: epoch; system: the CPU, memory and GPU samples; "
+        "with --follow, progress bars and epoch lines as Keras prints them)",
     )
     p.add_argument(
         "--follow",

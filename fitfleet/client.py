@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fitfleet.archive import unpack_tar_gz
 from fitfleet.run import ENDED, NON_FINITE, History, Run
 from fitfleet.transport import (
     FitfleetAPIError,
@@ -272,6 +273,11 @@ class Client:
             shutil.copyfileobj(resp, out, 1 << 20)
         partial.replace(target)
         return target
+
+    def export_tensorboard(self, job_id: str, directory: str | os.PathLike) -> list[Path]:
+        """Write the job's metrics as TensorBoard event files (``train/``, ``validation/``)."""
+        with self._open("GET", f"/api/v1/jobs/{quote_id(job_id)}/tensorboard") as resp:
+            return unpack_tar_gz(resp, directory)
 
     def health(self) -> dict:
         """The API's liveness answer (``GET /healthz``)."""

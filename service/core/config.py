@@ -60,6 +60,30 @@ class Settings:
     metrics_flush_seconds: float = field(
         default=1.0, metadata={"env": "FITFLEET_METRICS_FLUSH_SECONDS"}
     )
+    # Seconds between two samples of a training process's CPU, memory and GPUs (stored as
+    # the job's "system" metrics); 0 turns sampling off.
+    system_metrics_seconds: float = field(
+        default=10.0, metadata={"env": "FITFLEET_SYSTEM_METRICS_SECONDS"}
+    )
+    # "on": webhooks may call private and loopback addresses (never the cloud metadata
+    # service); "off" (default) refuses them, as data locations are refused.
+    webhook_private: str = field(default="off", metadata={"env": "FITFLEET_WEBHOOK_PRIVATE"})
+    # Seconds before the first retry of a failed webhook delivery; each retry doubles it.
+    webhook_backoff_seconds: float = field(
+        default=5.0, metadata={"env": "FITFLEET_WEBHOOK_BACKOFF_SECONDS"}
+    )
+    # The longest wait between two tries of one webhook delivery, in seconds.
+    webhook_backoff_max_seconds: float = field(
+        default=600.0, metadata={"env": "FITFLEET_WEBHOOK_BACKOFF_MAX_SECONDS"}
+    )
+    # Tries of one webhook delivery before it is logged as failed.
+    webhook_max_attempts: int = field(default=15, metadata={"env": "FITFLEET_WEBHOOK_MAX_ATTEMPTS"})
+    # Seconds a webhook receiver has to answer one delivery.
+    webhook_timeout_seconds: float = field(
+        default=10.0, metadata={"env": "FITFLEET_WEBHOOK_TIMEOUT_SECONDS"}
+    )
+    # Seconds between two passes of the webhook delivery loop (it runs beside the reaper).
+    webhook_interval: float = field(default=1.0, metadata={"env": "FITFLEET_WEBHOOK_INTERVAL"})
     # Where the CLI and the Python client find the API.
     api_url: str = field(default="http://127.0.0.1:8000", metadata={"env": "FITFLEET_API_URL"})
     # "on" (default): every /api/v1 route needs a token; "off" turns authentication off.

@@ -9,7 +9,8 @@ timeout (an hour by default). The reaper instead sweeps the ``jobs`` table every
 seconds: a running job whose lease expired has lost its worker, so its attempt is marked
 ``lost`` and the job is re-enqueued (or failed once ``max_attempts`` is used up). A claim
 that takes over an expired lease first, and a worker parent whose child died, count the
-lost attempt the same way (``service.store.lost``).
+lost attempt the same way (``service.store.lost``). Beside its sweeps, a thread of its
+own delivers webhooks (``service.ops.webhooks``).
 
 Each sweep also runs the scheduler's two passes (:mod:`service.store.scheduler`): it asks
 running jobs to give way to queued jobs of higher priority (preemption), and it wakes a
@@ -124,10 +125,12 @@ def broker_depth(settings: Settings, queue: str) -> int | None:
 
 def run(settings: Settings, stop: threading.Event | None = None) -> None:
     """Sweep every ``reaper_interval`` seconds until ``stop`` is set."""
+    from service.ops import webhooks
     from service.store.retention import Schedule
 
     stop = stop or threading.Event()
     retention = Schedule(settings)  # FITFLEET_RETENTION_INTERVAL; 0: off
+    webhooks.start(settings, stop)  # the webhook outbox, drained beside the sweeps
     log.info(
         "reaper started: lease %.1fs, sweep every %.1fs",
         settings.lease_seconds,

@@ -12,7 +12,7 @@ from service.store import nonfinite, rollups
 from service.store.db import get_engine, session_scope
 from service.store.tables import Job, Metric, MetricSeries, utcnow
 
-KINDS = ("batch", "epoch")
+KINDS = ("batch", "epoch", "system")  # system: CPU, memory and GPUs of the training process
 METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-/]{1,100}$")
 
 
@@ -144,8 +144,9 @@ class MetricStore:
                     select(Metric.step).where(*base).order_by(Metric.step).limit(max_points + 1)
                 ).all()
                 many = len(head) > max_points
+            buckets = None
             if many:
-                rows = _downsampled(s, job_id, kind, head[0], max_points, metric)
+                rows, buckets = _downsampled(s, job_id, kind, head[0], max_points, metric)
             else:
                 rows = s.scalars(
                     select(Metric).where(*base).order_by(Metric.step).limit(max_points or limit)
@@ -154,6 +155,8 @@ class MetricStore:
         body = {"kind": kind, "rows": out, "next": out[-1]["step"] if out else after}
         if max_points:
             body.update(downsampled=many, metric=metric)
+        if buckets:  # so a chart can draw each bucket's min-max band
+            body.update(buckets=buckets)
         return body
 
     def count(self, job_id: str, kind: str) -> int:
@@ -186,22 +189,24 @@ def _bump(s, insert, job_id: str, kind: str) -> None:
 
 def _downsampled(
     s, job_id: str, kind: str, first: int, max_points: int, metric: str
-) -> list[Metric]:
-    """The last row and each bucket's extremes of ``metric``: at most ``max_points`` rows."""
+) -> tuple[list[Metric], list[list[int]]]:
+    """The last row and each bucket's extremes of ``metric``: at most ``max_points`` rows,
+    and per bucket, in step order, ``[step of its minimum, step of its maximum]``."""
     where = (Metric.job_id == job_id, Metric.kind == kind)
     last = s.scalar(select(func.max(Metric.step)).where(*where))
     steps = {last}
-    buckets = (max_points - 1) // 2
+    buckets, pairs = (max_points - 1) // 2, {}
     if buckets:
         width = math.ceil((last - first + 1) / buckets)
-        steps |= rollups.extremes(s, job_id, kind, first, last, width, metric)
+        pairs = rollups.bucket_extremes(s, job_id, kind, first, last, width, metric)
+        steps |= {step for pair in pairs.values() for step in pair}
     steps, size = sorted(steps), rollups.batch_size(s.get_bind().dialect.name, 1) - 10
     rows = []
     for i in range(0, len(steps), size):
         rows += s.scalars(
             select(Metric).where(*where, Metric.step.in_(steps[i : i + size])).order_by(Metric.step)
         ).all()
-    return rows
+    return rows, [list(pair) for pair in pairs.values()]
 
 
 def _row(m: Metric) -> dict:

@@ -188,6 +188,14 @@ def cover(a: int, b: int, level: int) -> list[tuple[int, int, int]]:
 def extremes(s, job_id: str, kind: str, a: int, b: int, width: int, metric: str) -> set[int]:
     """Steps of the minimum and maximum of ``metric`` in each bucket of ``width`` steps
     from ``a`` to ``b`` (a block counts in the bucket where it starts)."""
+    pairs = bucket_extremes(s, job_id, kind, a, b, width, metric)
+    return {step for pair in pairs.values() for step in pair}
+
+
+def bucket_extremes(
+    s, job_id: str, kind: str, a: int, b: int, width: int, metric: str
+) -> dict[int, tuple[int, int]]:
+    """Per bucket (as :func:`extremes` counts them): the steps of its minimum and maximum."""
     level = max((i for i, size in enumerate(SIZES) if size <= width), default=-1)
     best: dict[int, list] = {}  # bucket -> [min, step, max, step]
     for lvl, lo, hi in cover(a, b, level):
@@ -210,7 +218,7 @@ def extremes(s, job_id: str, kind: str, a: int, b: int, width: int, metric: str)
                 _candidate(best, bucket, None, first, None, first)
             else:
                 _candidate(best, bucket, *item)
-    return {step for v in best.values() for step in (v[1], v[3])}
+    return {bucket: (v[1], v[3]) for bucket, v in sorted(best.items())}
 
 
 def _candidate(best: dict, bucket: int, lo, lo_step: int, hi, hi_step: int) -> None:

@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         projects,
         prometheus,
         results,
+        tensorboard,
+        webhooks,
     )
     from service.web.auth import register_auth
 
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(events.bp, url_prefix="/api/v1")
     app.register_blueprint(fleet.bp, url_prefix="/api/v1")
     app.register_blueprint(projects.bp, url_prefix="/api/v1")
+    app.register_blueprint(tensorboard.bp, url_prefix="/api/v1")
+    app.register_blueprint(webhooks.bp, url_prefix="/api/v1")
     app.register_blueprint(dashboard.bp)  # the web pages at /
     app.register_blueprint(health.bp, url_prefix="/api/v1")
     app.register_blueprint(health.bp, name="health_root")

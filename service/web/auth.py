@@ -30,6 +30,7 @@ OPEN_ENDPOINTS = frozenset(
         "dashboard.show_jobs",
         "dashboard.show_job",
         "dashboard.show_fleet",
+        "dashboard.show_compare",
         "dashboard.plotly_js",
         "dashboard.static",
         "static",

@@ -63,6 +63,16 @@ def _query(name: str, schema: dict, text: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
 
 
+WEBHOOKS = (
+    "Each matching job event is POSTed once per hook (retried with backoff until a 2xx) "
+    "as JSON {id, type, event, at, project, job_id, attempt, state, data} with headers "
+    "Fitfleet-Event-Id (de-duplicate by it), Fitfleet-Timestamp (Unix seconds) and "
+    'Fitfleet-Signature: "sha256=" + hex HMAC-SHA256(secret, "<timestamp>.<body>"); see '
+    "docs/WEBHOOKS.md. The URL may not be the metadata service, nor a private, loopback or "
+    "link-local address unless the operator set FITFLEET_WEBHOOK_PRIVATE=on."
+)
+
+
 OPERATIONS = {
     ("post", "/api/v1/jobs"): {
         "summary": "Submit a job",
@@ -127,7 +137,12 @@ OPERATIONS = {
         "summary": "Metric rows after a step",
         "operationId": "get_metrics",
         "parameters": [
-            _query("kind", {"enum": ["batch", "epoch"]}, "batch or epoch rows"),
+            _query(
+                "kind",
+                {"enum": ["batch", "epoch", "system"]},
+                "batch or epoch rows, or system: the training process's CPU, memory and "
+                "GPUs, sampled every FITFLEET_SYSTEM_METRICS_SECONDS at the step it had reached",
+            ),
             _query(
                 "after",
                 {"type": "integer", "minimum": -1, "maximum": 2**63 - 1},
@@ -163,6 +178,21 @@ OPERATIONS = {
                 },
             },
             "302": {"description": "a short-lived presigned link to the file (S3 stores)"},
+            **_errors(401, 404),
+        },
+    },
+    ("get", "/api/v1/jobs/{job_id}/tensorboard"): {
+        "summary": "The job's metrics as TensorBoard event files",
+        "description": "A .tar.gz of train/ (batch_<metric> at each global step, "
+        "epoch_<metric> at each 0-based epoch) and validation/ (the val_ metrics as "
+        "epoch_<metric>), as Keras's TensorBoard callback lays them out; unpack it and run "
+        "`tensorboard --logdir DIR`. One value per step, a resumed job included.",
+        "operationId": "download_tensorboard",
+        "responses": {
+            "200": {
+                "description": "the archive",
+                "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+            },
             **_errors(401, 404),
         },
     },
@@ -215,6 +245,49 @@ OPERATIONS = {
                 },
             },
             **_errors(401, 404),
+        },
+    },
+    ("post", "/api/v1/webhooks"): {
+        "summary": "Register a webhook (admin token)",
+        "operationId": "create_webhook",
+        "description": WEBHOOKS,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("WebhookRequest")}},
+        },
+        "responses": {
+            "201": _json("the hook, with its signing secret (shown once)", _ref("WebhookCreated")),
+            "403": _json("not an admin token", _ref("Error")),
+            **_errors(400, 401, 422),
+        },
+    },
+    ("get", "/api/v1/webhooks"): {
+        "summary": "List webhooks (admin token)",
+        "operationId": "list_webhooks",
+        "parameters": [_query("project", STR, "only this project's hooks")],
+        "responses": {
+            "200": _json("hooks, oldest first", _ref("WebhookList")),
+            "403": _json("not an admin token", _ref("Error")),
+            **_errors(400, 401),
+        },
+    },
+    ("delete", "/api/v1/webhooks/{hook_id}"): {
+        "summary": "Delete a webhook and its delivery log (admin token)",
+        "operationId": "delete_webhook",
+        "responses": {
+            "204": {"description": "deleted"},
+            "403": _json("not an admin token", _ref("Error")),
+            **_errors(401, 404),
+        },
+    },
+    ("get", "/api/v1/webhooks/{hook_id}/deliveries"): {
+        "summary": "A webhook's delivery log (admin token)",
+        "operationId": "list_webhook_deliveries",
+        "parameters": [_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "rows")],
+        "responses": {
+            "200": _json("deliveries, newest first", _ref("WebhookDeliveryList")),
+            "403": _json("not an admin token", _ref("Error")),
+            **_errors(400, 401, 404),
         },
     },
     ("get", "/api/v1/fleet"): {

@@ -169,9 +169,18 @@ class MetricRow(Answer):
 
 
 class MetricsPage(Answer):
-    kind: Literal["batch", "epoch"]
+    kind: Literal["batch", "epoch", "system"]
     rows: list[MetricRow]
     next: int = Field(description="the `after` of the next poll")
+    downsampled: bool | None = Field(
+        None, description="with max_points: whether the rows were downsampled"
+    )
+    metric: str | None = Field(None, description="with max_points: the metric downsampled by")
+    buckets: list[list[int]] | None = Field(
+        None,
+        description="when downsampled: per bucket of steps, in order, [step of its minimum, "
+        "step of its maximum] of `metric`, both among the rows (a chart's min-max band)",
+    )
 
 
 class DetailProgress(Progress):
@@ -325,6 +334,57 @@ class Health(Answer):
     checks: dict[str, str] | None = None
 
 
+class WebhookRequest(BaseModel):
+    """The body of POST /webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+    project: str | None = Field(None, description="whose jobs' events; default: the token's")
+    url: str = Field(description="http(s) URL the events are POSTed to")
+    events: list[Literal["state", "preempted", "resumed", "best_checkpoint"]] = Field(
+        description="state: queued, running or ended (succeeded, failed, cancelled); "
+        "preempted; resumed: an attempt restored a checkpoint; best_checkpoint: a committed "
+        "checkpoint beat every earlier one on the job's keep_best metric (default val_loss, "
+        "else loss, lower wins)"
+    )
+
+
+class Webhook(Answer):
+    id: int
+    project: str
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(
+        description="the HMAC-SHA256 key of the Fitfleet-Signature header; shown only here"
+    )
+
+
+class WebhookList(Answer):
+    webhooks: list[Webhook]
+
+
+class WebhookDelivery(Answer):
+    id: int
+    event_id: int = Field(description="the Fitfleet-Event-Id header: the same on every retry")
+    type: str
+    event: str = Field(description="the job event it comes from")
+    job_id: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status: int | None = Field(description="the receiver's last HTTP status, if any")
+    last_error: str | None
+    next_at: datetime | None = Field(description="when a pending delivery is tried next")
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryList(Answer):
+    deliveries: list[WebhookDelivery]
+
+
 ANSWERS = (
     Error,
     Job,
@@ -344,16 +404,20 @@ ANSWERS = (
     ProjectSettings,
     Upload,
     Health,
+    Webhook,
+    WebhookCreated,
+    WebhookList,
+    WebhookDeliveryList,
     JobSpec,
+    WebhookRequest,
 )
+REQUESTS = (JobSpec, ProjectSettings, WebhookRequest)
 
 
 def components() -> dict[str, dict]:
     """The JSON schemas of every model, keyed by name, referring to each other by $ref."""
     from pydantic.json_schema import models_json_schema
 
-    modes = [
-        (m, "validation" if m in (JobSpec, ProjectSettings) else "serialization") for m in ANSWERS
-    ]
+    modes = [(m, "validation" if m in REQUESTS else "serialization") for m in ANSWERS]
     _, top = models_json_schema(modes, ref_template="#/components/schemas/{model}")
     return dict(sorted(top["$defs"].items()))

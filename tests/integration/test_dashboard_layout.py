@@ -138,6 +138,8 @@ def test_charts_use_the_width_and_keep_legends_off_the_curves(job_page, width):
     assert js == [position(*c) for c in cases]  # one numbering, in Python and in the page
     for group in geometry:
         box, charts = group["box"], group["charts"]
+        if box["height"] and not charts and group is geometry[-1]:
+            continue  # system metrics: this job has no samples
         assert len(charts) == 2, charts
         per_row = 2 if width >= 2 * 420 + 12 + 48 else 1
         rows = math.ceil(len(charts) / per_row)

@@ -309,6 +309,7 @@ OPEN_ENDPOINTS = {  # no data: liveness, readiness, the API document, page shell
     "dashboard.show_jobs",
     "dashboard.show_job",
     "dashboard.show_fleet",
+    "dashboard.show_compare",
     "dashboard.plotly_js",
     "dashboard.static",
     "static",

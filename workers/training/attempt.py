@@ -17,6 +17,7 @@ from service.core.errors import LeaseLost
 from service.storage import final_model_key, open_store
 from service.store.jobs import Claim, JobStore
 from service.store.metrics import MetricStore
+from workers.sysmetrics import SystemSampler
 from workers.training import devices, stops
 from workers.training.callbacks.checkpointer import Checkpointer
 from workers.training.callbacks.handover import Handover, Resume
@@ -134,6 +135,7 @@ class Attempt:
             pos,
             settings.metrics_flush_seconds,
         )
+        sampler = SystemSampler(recorder.record_system, settings.system_metrics_seconds)
         ck = spec.get("checkpoint") or {}
         saver = Saver(
             jobs=self.jobs,
@@ -168,6 +170,7 @@ class Attempt:
             *self.extra_callbacks,
             guard,
         ]
+        sampler.start()
         try:
             with devices.scope(self.strategy):
                 fit_from(
@@ -186,6 +189,7 @@ class Attempt:
                 )
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
+            sampler.stop()
             try:
                 recorder.close(timeout=0 if outcome == "lost" else 120)
             finally:  # a final metric flush that failed still lets the saver finish

@@ -1,4 +1,5 @@
-"""The web dashboard: job list, job page with live charts, fleet page, served at ``/``.
+"""The web dashboard: job list, job page with live charts, run comparison, fleet page,
+served at ``/``.
 
 The pages are static shells; their scripts call the v1 API with the token the user gives
 once (kept in the tab's ``sessionStorage``). The charts use the Plotly bundle that ships
@@ -44,6 +45,11 @@ def show_jobs():
 @bp.get("/jobs/<job_id>")
 def show_job(job_id: str):
     return render_template("dashboard/job.html", page="job", job_id=job_id)
+
+
+@bp.get("/compare")
+def show_compare():
+    return render_template("dashboard/compare.html", page="compare")
 
 
 @bp.get("/fleet")

@@ -81,6 +81,11 @@ class MetricsRecorder(keras.callbacks.Callback):
             return
         self._add("epoch", (epoch + 1) * self.pos.steps_per_epoch, epoch, None, logs)
 
+    def record_system(self, values: dict) -> None:
+        """A sample of system metrics, as a ``system`` row at the current global step (two
+        samples at one step keep the later)."""
+        self._add("system", self.pos.step, self.pos.epoch, None, values)
+
     def _add(self, kind, step, epoch, batch, logs):
         row = {
             "kind": kind,

@@ -6,12 +6,13 @@
   const root = document.getElementById("job");
   const jobId = root.dataset.jobId;
   const ENDED = ["succeeded", "failed", "cancelled"];
-  const FIRST_POINTS = { batch: 2000, epoch: 5000 };  // downsampled first load
+  const FIRST_POINTS = { batch: 2000, epoch: 5000, system: 2000 };  // downsampled first load
   const MAX_KEPT = 20000;  // past this many batch points, load a fresh downsampled view
   const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"];
   const series = {
     batch: { rows: [], next: null, etag: null, url: null, downsampled: false },
     epoch: { rows: [], next: null, etag: null, url: null, downsampled: false },
+    system: { rows: [], next: null, etag: null, url: null, downsampled: false },
   };
   let detail = null;
   let resumeSteps = [];
@@ -24,8 +25,12 @@
   async function pollSeries(kind) {
     const s = series[kind];
     const q = new URLSearchParams({ kind });
-    if (s.next === null) q.set("max_points", FIRST_POINTS[kind]);
-    else q.set("after", s.next);
+    if (s.next === null) {
+      q.set("max_points", FIRST_POINTS[kind]);
+      if (kind === "system") q.set("metric", "cpu_percent");  // the extremes kept
+    } else {
+      q.set("after", s.next);
+    }
     const url = `/jobs/${jobId}/metrics?${q}`;
     const headers = s.etag && s.url === url ? { "If-None-Match": s.etag } : {};
     const response = await FF.api(url, { headers });
@@ -116,18 +121,23 @@
     return [...seen].sort();
   }
 
-  function drawBatch() {
-    const rows = series.batch.rows;
-    const box = document.getElementById("batch-charts");
-    document.getElementById("batch-note").textContent = series.batch.downsampled
-      ? "history downsampled (each bucket's extremes kept), then every new batch" : "";
+  function drawBatch() { drawEach("batch", "every new batch"); }
+  function drawSystem() { drawEach("system", "every new sample"); }
+
+  // One chart per metric of a series of rows (batch rows, system samples).
+  function drawEach(kind, then) {
+    const rows = series[kind].rows;
+    const box = document.getElementById(`${kind}-charts`);
+    document.getElementById(`${kind}-note`).textContent = series[kind].downsampled
+      ? `history downsampled (each bucket's extremes kept), then ${then}` : "";
     if (!rows.length) { box.dataset.empty = "1"; return; }
     names(rows).forEach((name, i) => {
       const pts = rows.filter((r) => r.logs[name] !== undefined);
-      draw(chartDiv(box, `batch-chart-${name}`), name, [{
+      draw(chartDiv(box, `${kind}-chart-${name}`), name, [{
         x: pts.map((r) => r.step), y: pts.map((r) => num(r.logs[name])), name,
         type: "scattergl", mode: "lines", line: { color: COLORS[i % COLORS.length], width: 1 },
-        text: pts.map((r) => `epoch ${r.epoch + 1}, batch ${r.batch + 1}`),
+        text: pts.map((r) => (r.batch === null ? `epoch ${r.epoch + 1}`
+          : `epoch ${r.epoch + 1}, batch ${r.batch + 1}`)),
       }, ...divergence(pts, name)]);
     });
   }
@@ -158,9 +168,11 @@
     if (!detail) return;
     const ended = ENDED.includes(detail.job.state);
     if (ended && finalPolls <= 0) return;
-    const [b, e] = [await pollSeries("batch"), await pollSeries("epoch")];
+    const [b, e, y] = [await pollSeries("batch"), await pollSeries("epoch"),
+      await pollSeries("system")];
     if (b) drawBatch();
     if (e) drawEpoch();
+    if (y) drawSystem();
     if (ended) finalPolls -= 1;
   }
 
@@ -273,6 +285,7 @@
       resumeSteps = detail.resume_steps;
       drawBatch();
       drawEpoch();
+      drawSystem();
     }
   }
 
