@@ -16,6 +16,7 @@ from service.core import logs
 from service.core.config import get_settings
 from service.core.dispatch import TRAIN_TASK
 from service.store.jobs import JobStore
+from service.sweeps import controller
 from workers import telemetry
 from workers.celery_app import app
 from workers.presence import process_name
@@ -43,11 +44,23 @@ def train(job_id: str) -> str:
             outcome = "internal_error"
             try:
                 outcome = Attempt(claim, settings, preempted).run()
+                _next_trial(settings, job_id, outcome)
                 return outcome
             finally:
                 telemetry.attempt_ended(outcome)
     finally:
         _restore_sigterm(previous, preempted)
+
+
+def _next_trial(settings, job_id: str, outcome: str) -> None:
+    """A trial that ended frees a slot of its sweep: ask for the next trial now (the
+    reaper's pass does it too, should this process die first)."""
+    if outcome not in ("succeeded", "failed", "cancelled"):
+        return
+    try:
+        controller.on_job_ended(settings, job_id)
+    except Exception:  # noqa: BLE001 - the reaper's pass retries; the job itself is done
+        log.exception("job %s: could not advance its sweep", job_id)
 
 
 def _trap_sigterm(preempted: threading.Event):

@@ -21,6 +21,7 @@ from service.core.config import Settings
 from service.core.dispatch import enqueue
 from service.ops import broker
 from service.store.jobs import JobStore
+from service.sweeps import controller
 
 log = logging.getLogger("fitfleet.reaper")
 
@@ -85,5 +86,6 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             sweep(settings)
         except Exception:
             log.exception("reaper sweep failed; retrying")
+        controller.advance_all(settings)  # sweeps: trials for free slots, ended trials settled
         retention.tick()
         stop.wait(settings.reaper_interval)
