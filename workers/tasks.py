@@ -59,7 +59,7 @@ def _next_trial(settings, job_id: str, outcome: str) -> None:
         return
     try:
         controller.on_job_ended(settings, job_id)
-    except Exception:  # noqa: BLE001 - the reaper's pass retries; the job itself is done
+    except Exception:
         log.exception("job %s: could not advance its sweep", job_id)
 
 

@@ -69,7 +69,7 @@ def advance_all(settings: Settings) -> None:
     for sweep_id in SweepStore(settings.database_url).unsettled():
         try:
             advance(settings, sweep_id)
-        except Exception:  # noqa: BLE001 - one sweep's trouble must not stop the others
+        except Exception:
             log.exception("sweep %s: advancing failed; retrying on the next pass", sweep_id)
 
 

@@ -10,7 +10,7 @@ refuses (the base itself passes the same admission as a job).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -66,7 +66,7 @@ class Categorical(_Strict):
     """One of ``choices`` (numbers, strings, booleans or null)."""
 
     type: Literal["categorical"]
-    choices: list[Union[bool, int, float, str, None]] = Field(max_length=MAX_CHOICES)
+    choices: list[bool | int | float | str | None] = Field(max_length=MAX_CHOICES)
 
     @model_validator(mode="after")
     def _check(self):
@@ -75,7 +75,7 @@ class Categorical(_Strict):
         return self
 
 
-Dimension = Annotated[Union[FloatRange, IntRange, Categorical], Field(discriminator="type")]
+Dimension = Annotated[FloatRange | IntRange | Categorical, Field(discriminator="type")]
 
 
 class Objective(_Strict):
