@@ -16,7 +16,7 @@ from service.web.errors import register_error_handlers
 def create_app(settings: Settings | None = None) -> Flask:
     """A Flask app serving the v1 API for ``settings`` (default: from the environment)."""
     from service.web import dashboard, openapi
-    from service.web.api import data, detail, fleet, health, jobs, prometheus, results
+    from service.web.api import data, detail, fleet, health, jobs, prometheus, results, sweeps
     from service.web.auth import register_auth
 
     settings = settings or get_settings()
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         metrics=MetricStore(settings.database_url),
     )
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    app.register_blueprint(sweeps.bp, url_prefix="/api/v1")
     app.register_blueprint(results.bp, url_prefix="/api/v1")
     app.register_blueprint(data.bp, url_prefix="/api/v1")  # POST /data: uploads
     app.register_blueprint(detail.bp, url_prefix="/api/v1")
