@@ -287,21 +287,14 @@ class SweepStore:
         return bool(self.decision(job_id, epoch))
 
     def decisions(self, job_id: str) -> list[dict]:
+        """The verdicts recorded for ``job_id``'s trial, by epoch."""
         with session_scope(self.url) as s:
             rows = s.scalars(
                 select(PruningDecision)
                 .where(PruningDecision.job_id == job_id)
                 .order_by(PruningDecision.epoch)
             ).all()
-            return [
-                {
-                    "epoch": d.epoch,
-                    "value": d.value,
-                    "prune": d.prune,
-                    "decided_at": iso(d.decided_at),
-                }
-                for d in rows
-            ]
+            return [_verdict(d) for d in rows]
 
     # -- views -------------------------------------------------------------------------
 
@@ -323,6 +316,10 @@ class SweepStore:
             ).all()
         )
         views = [_trial_view(t, steps.get(t.job_id)) for t in trials]
+        if with_trials:
+            verdicts = _verdicts(s, sweep.id)
+            for view in views:
+                view["verdicts"] = verdicts.get(view["job_id"], [])
         spec = sweep.spec
         counts = {state: sum(t["state"] == state for t in views) for state in TRIAL_STATES}
         out = {
@@ -355,6 +352,22 @@ def best(trials: list[dict], direction: str) -> dict | None:
         return None
     sign = 1 if direction == "min" else -1
     return min(done, key=lambda t: (sign * t["objective"], t["number"]))
+
+
+def _verdict(d: PruningDecision) -> dict:
+    return {"epoch": d.epoch, "value": d.value, "prune": d.prune, "decided_at": iso(d.decided_at)}
+
+
+def _verdicts(s, sweep_id: str) -> dict[str, list[dict]]:
+    rows = s.scalars(
+        select(PruningDecision)
+        .where(PruningDecision.sweep_id == sweep_id)
+        .order_by(PruningDecision.epoch)
+    ).all()
+    out: dict[str, list[dict]] = {}
+    for d in rows:
+        out.setdefault(d.job_id, []).append(_verdict(d))
+    return out
 
 
 def _trial_view(t: Trial, steps: int | None) -> dict:

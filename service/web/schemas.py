@@ -258,8 +258,19 @@ class SweepSummary(Answer):
     finished_at: datetime | None
 
 
+class Verdict(Answer):
+    epoch: int = Field(ge=0, description="0-based: the verdict at this epoch's end")
+    value: float | None = Field(description="the objective reported (null: NaN)")
+    prune: bool
+    decided_at: datetime | None
+
+
+class SweepTrial(Trial):
+    verdicts: list[Verdict] = Field(description="the pruner's verdicts, each recorded once")
+
+
 class Sweep(SweepSummary):
-    trials: list[Trial]
+    trials: list[SweepTrial]
 
 
 class SweepList(Answer):
