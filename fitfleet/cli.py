@@ -9,6 +9,7 @@ from fitfleet.cli_checks import silence_stdout
 from fitfleet.cli_common import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE, UsageError
 from fitfleet.cli_jobs import add_job_commands
 from fitfleet.cli_server import add_server_commands
+from fitfleet.cli_sweeps import add_sweep_commands
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.client import FitfleetAPIError
 
@@ -29,6 +30,7 @@ SERVER_PACKAGES = frozenset(
         "prometheus_client",
         "plotly",
         "pydantic",
+        "optuna",
         "keras",
         "tensorflow",
         "pyarrow",
@@ -85,4 +87,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_server_commands(sub)
     add_token_commands(sub)
     add_job_commands(sub)
+    add_sweep_commands(sub)
     return parser
