@@ -14,6 +14,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from fitfleet import Client
+from fitfleet.cli import main
 from testbed import sweeps
 from testbed.services import create_pg_database, drop_pg_database
 from tests.conftest import REDIS_URL
@@ -21,6 +23,7 @@ from tests.integration.jobs_helpers import metric_rows, model_weights, upload_bl
 from tests.integration.stack import Stack, base_env, wait_for
 
 pytestmark = pytest.mark.slow
+keras = pytest.importorskip("keras")
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,14 @@ def test_a_sweep_of_eight_trials_two_at_a_time_finishes(stack, s3, tmp_path):
         assert 0 <= value <= 0.6 if path == sweeps.DROPOUT else 1e-4 <= value <= 0.3
     weights = model_weights(stack, best_job["id"], tmp_path)  # plain keras.models.load_model
     assert weights and all(np.isfinite(w).all() for w in weights)
+    handle = Client(stack.api_url, token=stack.token).get_sweep(sweep["id"])
+    loaded = handle.load_best_model()
+    for a, b in zip(loaded.weights, weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b)
+    path = tmp_path / "best.keras"
+    args = ["sweep", "best", sweep["id"], "-o", str(path), "--api", stack.api_url]
+    assert main([*args, "--token", stack.token]) == 0
+    assert len(keras.models.load_model(path).weights) == len(weights)
 
 
 def test_successive_halving_trains_fewer_steps_on_the_same_trials(stack, s3):
