@@ -20,6 +20,7 @@ from testbed import sweeps
 from testbed.services import create_pg_database, drop_pg_database
 from tests.conftest import REDIS_URL
 from tests.integration.jobs_helpers import metric_rows, model_weights, upload_blobs
+from tests.integration.test_browser import browser_page, shot  # noqa: F401 - the fixture
 from tests.integration.stack import Stack, base_env, wait_for
 
 pytestmark = pytest.mark.slow
@@ -203,3 +204,33 @@ def test_a_sigkilled_worker_loses_and_duplicates_no_trial(stack, s3, tmp_path):
     assert verdicts[: len(before)] == before  # the ones made before the kill, untouched
     assert [v["value"] for v in verdicts] == [r["logs"]["val_loss"] for r in epochs]
     assert not any(v["prune"] for v in verdicts)
+
+
+def test_the_sweep_page_in_chromium(stack, s3, browser_page):
+    spec = sweeps.sweep_spec(upload_blobs(s3), epochs=2, max_trials=4, pruner="median")
+    sweep = sweeps.submit(stack, spec)
+    page = browser_page
+    page.goto(f"{stack.api_url}/")
+    page.fill("#token-input", stack.token)
+    page.click("#token-save")
+    page.click("#sweeps-link")  # the job list links to the sweeps
+    page.wait_for_url("**/sweeps")
+    page.click(f'tr[data-sweep-id="{sweep["id"]}"] a')
+    page.wait_for_url(f"**/sweeps/{sweep['id']}")
+    page.wait_for_selector('#sweep[data-state="finished"]', timeout=180_000)
+    page.wait_for_function(
+        "+document.querySelector('#objective-chart').dataset.points === 4", timeout=30_000
+    )
+    ended = sweeps.get(stack, sweep["id"])
+    rows = page.locator("#trials-body tr")
+    assert rows.count() == 4
+    assert page.get_attribute("#parcoords-chart", "data-points") == "4"
+    assert page.locator("#parcoords-chart .parcoords").count() == 1  # Plotly drew it
+    epochs = sum(len(t["verdicts"]) for t in ended["trials"])
+    assert 0 < int(page.get_attribute("#curves-chart", "data-points")) <= epochs
+    assert page.get_attribute("#best-trial", "data-number") == str(ended["best"]["number"])
+    best_row = page.locator(f'#trials-body tr[data-number="{ended["best"]["number"]}"]')
+    assert best_row.get_attribute("class") == "best"
+    assert "learning_rate" in page.inner_text("#trials-head")
+    assert page.locator("#cancel-sweep").is_hidden()
+    shot(page, "sweep")

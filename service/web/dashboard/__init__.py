@@ -1,4 +1,4 @@
-"""The web dashboard: job list, job page with live charts, fleet page, served at ``/``.
+"""The web dashboard: job list, job page with live charts, sweeps, fleet page, served at ``/``.
 
 The pages are static shells; their scripts call the v1 API with the token the user gives
 once (kept in the tab's ``sessionStorage``). The charts use the Plotly bundle that ships
@@ -44,6 +44,16 @@ def show_jobs():
 @bp.get("/jobs/<job_id>")
 def show_job(job_id: str):
     return render_template("dashboard/job.html", page="job", job_id=job_id)
+
+
+@bp.get("/sweeps")
+def show_sweeps():
+    return render_template("dashboard/sweeps.html", page="sweeps")
+
+
+@bp.get("/sweeps/<sweep_id>")
+def show_sweep(sweep_id: str):
+    return render_template("dashboard/sweep.html", page="sweep", sweep_id=sweep_id)
 
 
 @bp.get("/fleet")
