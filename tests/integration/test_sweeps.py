@@ -19,11 +19,12 @@ from fitfleet.cli import main
 from testbed import sweeps
 from testbed.services import create_pg_database, drop_pg_database
 from tests.conftest import REDIS_URL
+from tests.integration import test_browser
 from tests.integration.jobs_helpers import metric_rows, model_weights, upload_blobs
-from tests.integration.test_browser import browser_page, shot  # noqa: F401 - the fixture
 from tests.integration.stack import Stack, base_env, wait_for
 
 pytestmark = pytest.mark.slow
+browser_page = test_browser.browser_page  # the Chromium page fixture
 keras = pytest.importorskip("keras")
 
 
@@ -233,4 +234,4 @@ def test_the_sweep_page_in_chromium(stack, s3, browser_page):
     assert best_row.get_attribute("class") == "best"
     assert "learning_rate" in page.inner_text("#trials-head")
     assert page.locator("#cancel-sweep").is_hidden()
-    shot(page, "sweep")
+    test_browser.shot(page, "sweep")
