@@ -3,5 +3,6 @@ and their Alembic migrations (``migrate``), job creation, reads, cancel and the 
 sweeps (``jobs``), the worker's claim, lease and fenced writes (``leases``), lost attempts
 (``lost``), metric rows and their rollups (``metrics``, ``rollups``, ``nonfinite``), API
 tokens (``tokens``), the workers' presence rows (``fleet``), the views the API answers with
-(``views``, ``detail``) and ``retention``. ORM rows never leave this package; callers get
+(``views``, ``detail``), ``retention``, and hyperparameter sweeps with their trials and
+pruning verdicts (``sweeps``). ORM rows never leave this package; callers get
 plain dicts."""
