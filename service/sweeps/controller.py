@@ -66,7 +66,12 @@ def advance(settings: Settings, sweep_id: str) -> list[str]:
 
 def advance_all(settings: Settings) -> None:
     """The periodic pass: every sweep that is running or has trials still to settle."""
-    for sweep_id in SweepStore(settings.database_url).unsettled():
+    try:
+        unsettled = SweepStore(settings.database_url).unsettled()
+    except Exception:
+        log.exception("sweeps: could not list the sweeps to advance; retrying on the next pass")
+        return
+    for sweep_id in unsettled:
         try:
             advance(settings, sweep_id)
         except Exception:
