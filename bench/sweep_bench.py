@@ -7,7 +7,7 @@ fall behind at each rung. Real processes: PostgreSQL (a database of its own), Re
 after the other, alternating which goes first each round. Also reports the time from a
 trial's job ending to the next trial's job starting training (the slot hand-over).
 Usage:
-    python bench/sweep_bench.py [--rounds 2] [--trials 8] [--epochs 6]
+    python bench/sweep_bench.py [--rounds 2] [--trials 8] [--epochs 6] [--samples 3000]
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=3000, help="training set size")
     args = parser.parse_args()
     import redis
 
@@ -78,7 +79,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     data = work / "home" / "blobs.npz"
     data.parent.mkdir(parents=True)
-    data.write_bytes(npz_bytes(*blobs(n=600, features=6)))
+    data.write_bytes(npz_bytes(*blobs(n=args.samples, features=6)))
     env = base_env(
         database_url=db,
         broker_url=BROKER,
@@ -114,7 +115,10 @@ def report(results: dict, args) -> None:
     none, sha = results["none"], results["successive_halving"]
     walls = [s["wall"] / n["wall"] for s, n in zip(sha, none)]
     steps = [s["steps"] / n["steps"] for s, n in zip(sha, none)]
-    print(f"\n{args.trials} trials x {args.epochs} epochs, 2 at a time, {args.rounds} rounds")
+    print(
+        f"\n{args.trials} trials x {args.epochs} epochs of {args.samples} samples, "
+        f"2 at a time, {args.rounds} rounds"
+    )
     for name, rows in (("no pruner", none), ("successive halving", sha)):
         print(
             f"  {name:>18}: wall median {statistics.median(r['wall'] for r in rows):6.1f} s "

@@ -105,7 +105,7 @@ def test_a_sweep_of_eight_trials_two_at_a_time_finishes(stack, s3, tmp_path):
 
 def test_successive_halving_trains_fewer_steps_on_the_same_trials(stack, s3):
     data = upload_blobs(s3)
-    common = {"epochs": 4, "max_trials": 6, "max_parallel": 1, "sampler": {"name": "random"}}
+    common = {"epochs": 3, "max_trials": 6, "max_parallel": 1, "sampler": {"name": "random"}}
     halving = sweeps.submit(stack, sweeps.sweep_spec(data, pruner="successive_halving", **common))
     full = sweeps.submit(stack, sweeps.sweep_spec(data, pruner="none", **common))
     halving = sweeps.wait_ended(stack, halving["id"])
@@ -116,11 +116,11 @@ def test_successive_halving_trains_fewer_steps_on_the_same_trials(stack, s3):
     assert pruned, halving["trials"]
     assert halving["steps"] < full["steps"]
     spe = stack.job(full["trials"][0]["job_id"])["progress"]["steps_per_epoch"]
-    assert full["steps"] == 6 * 4 * spe
+    assert full["steps"] == 6 * 3 * spe
     for trial in pruned:
         job = stack.job(trial["job_id"])
         assert job["stopped"]["by"] == "pruner"
-        assert job["stopped"]["epoch"] == trial["pruned_epoch"] < 4
+        assert job["stopped"]["epoch"] == trial["pruned_epoch"] < 3
         assert trial["steps"] == job["progress"]["step"] == trial["pruned_epoch"] * spe
         assert len(metric_rows(stack, job["id"], "epoch")) == trial["pruned_epoch"]  # kept
         later = [t for t in halving["trials"] if t["number"] == trial["number"] + 1]
