@@ -3,7 +3,7 @@
 Both sweeps sample the same parameters (the random sampler, seeded by the sweep's seed and
 the trial number), so the only difference is successive halving stopping the trials that
 fall behind at each rung. Real processes: PostgreSQL (a database of its own), Redis
-(database 13), a local store, the API, the reaper and two workers; the sweeps run one
+(database 15), a local store, the API, the reaper and two workers; the sweeps run one
 after the other, alternating which goes first each round. Also reports the time from a
 trial's job ending to the next trial's job starting training (the slot hand-over).
 Usage:
@@ -29,7 +29,7 @@ from testbed.services import create_pg_database, drop_pg_database
 from testbed.specs import blobs, npz_bytes
 from testbed.stack import Stack, base_env
 
-BROKER = "redis://127.0.0.1:6379/13"
+BROKER = "redis://127.0.0.1:6379/15"  # a database no other bench or test uses
 
 
 def when(text: str) -> float:
@@ -63,6 +63,16 @@ def run_sweep(stack: Stack, data_url: str, pruner: str, args) -> dict:
     }
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run through ``finally``, so the stack's processes stop too."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
@@ -71,6 +81,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--samples", type=int, default=3000, help="training set size")
     args = parser.parse_args()
+    _stop_on_sigterm()
     import redis
 
     redis.Redis.from_url(BROKER).flushdb()
