@@ -45,6 +45,9 @@ def stack(s3, tmp_path_factory):
         storage_url=s3.url(f"sweeps/{uuid.uuid4().hex[:12]}"),
         home=home / "home",
         aws=s3.env(),
+        # A message another session's worker took from a shared Redis database is sent
+        # again soon, not after the default two minutes.
+        FITFLEET_REDISPATCH_SECONDS="5",
     )
     s = Stack(env, home / "logs")
     try:
