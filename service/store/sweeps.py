@@ -1,9 +1,10 @@
 """Sweeps, their trials and the pruner's decisions, as rows (plain dicts leave the store).
 
-Asking for trials is one transaction that first writes the sweep row (a row lock on
+Each transaction that changes a sweep's trials first writes the sweep row (a row lock on
 PostgreSQL, the write lock on SQLite), so two processes advancing one sweep take turns:
-no trial number is used twice and no more than ``max_parallel`` trials run at once. The
-trial row and its job row are written in that transaction; the job is enqueued after it
+no trial number is used twice and no more than ``max_parallel`` trials run at once. New
+trials are proposed between two such transactions and written, each trial with its job
+row, in the second one, only if no trial was added meanwhile; the job is enqueued after it
 commits (a job whose message was lost is sent again by the reaper). A pruning decision
 is keyed by (job, epoch): the first one written wins and is what every reader gets.
 """
@@ -122,28 +123,82 @@ class SweepStore:
 
         ``propose(sweep_spec, records, number)`` returns ``(params, spec, summary)`` for
         trial ``number``, or ``(params, None, message)`` when admission refused it (the
-        trial is recorded failed). Returns the new jobs to enqueue (id, queue, priority).
+        trial is recorded failed). It runs between two short locked transactions, not
+        inside one (admission builds a model and may read data headers: seconds the lock
+        must not be held); the second writes the proposals only if no other process added
+        a trial meanwhile. Returns the new jobs to enqueue (id, queue, priority).
         """
+        plan = self._settle(sweep_id)
+        if plan is None:
+            return []
+        spec, records, number, free = plan
+        proposals = []
+        for i in range(free):
+            params, job_spec, extra = propose(spec, records, number + i)
+            proposals.append((params, job_spec, extra))
+            records = [
+                *records,
+                {
+                    "number": number + i,
+                    "params": params,
+                    "state": "running",
+                    "objective": None,
+                    "values": {},
+                    "attrs": {},
+                    "job_id": None,
+                },
+            ]
+        return self._start(sweep_id, number, proposals)
+
+    def _lock(self, s, sweep_id: str, now: datetime) -> tuple[Sweep, list[Trial]] | None:
+        """Write the sweep row first (its lock), then read it and its trials, synced."""
+        locked = s.execute(update(Sweep).where(Sweep.id == sweep_id).values(updated_at=now))
+        if not locked.rowcount:
+            return None
+        sweep = s.get(Sweep, sweep_id)
+        trials = list(
+            s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.number))
+        )
+        self._sync(s, trials, now)
+        return sweep, trials
+
+    @staticmethod
+    def _finish_if_done(sweep: Sweep, trials: list[Trial], now: datetime) -> int:
+        """Mark a sweep whose trials have all run finished; returns its free slots."""
+        spec = sweep.spec
+        running = sum(t.state == "running" for t in trials)
+        if len(trials) >= spec["max_trials"] and running == 0:
+            sweep.state, sweep.finished_at = "finished", now
+        return max(0, min(spec["max_parallel"] - running, spec["max_trials"] - len(trials)))
+
+    def _settle(self, sweep_id: str):
+        """Sync the trials; ``(spec, records, next number, free slots)`` of a running sweep
+        with free slots, else None."""
+        now = utcnow()
+        with session_scope(self.url) as s:
+            held = self._lock(s, sweep_id, now)
+            if held is None or held[0].state != "running":
+                return None
+            sweep, trials = held
+            free = self._finish_if_done(sweep, trials, now)
+            if sweep.state != "running" or not free:
+                return None
+            return sweep.spec, self._records(s, sweep_id), len(trials), free
+
+    def _start(self, sweep_id: str, number: int, proposals: list[tuple]) -> list[dict]:
+        """Write the proposed trials and their jobs, unless the sweep moved on meanwhile."""
         now = utcnow()
         new_jobs = []
         with session_scope(self.url) as s:
-            locked = s.execute(
-                update(Sweep).where(Sweep.id == sweep_id).values(updated_at=now)
-            ).rowcount
-            if not locked:
+            held = self._lock(s, sweep_id, now)
+            if held is None or held[0].state != "running" or len(held[1]) != number:
                 return []
-            sweep = s.get(Sweep, sweep_id)
-            trials = list(
-                s.scalars(select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.number))
-            )
-            self._sync(s, trials, now)
-            if sweep.state != "running":
-                return []
+            sweep, trials = held
             spec = sweep.spec
             running = sum(t.state == "running" for t in trials)
-            number = len(trials)
-            while running < spec["max_parallel"] and number < spec["max_trials"]:
-                params, job_spec, extra = propose(spec, self._records(s, sweep_id), number)
+            for params, job_spec, extra in proposals:
+                if running >= spec["max_parallel"] or number >= spec["max_trials"]:
+                    break
                 trial = Trial(
                     sweep_id=sweep_id, number=number, params=params, state="running", created_at=now
                 )
@@ -167,8 +222,7 @@ class SweepStore:
                 s.flush()
                 trials.append(trial)
                 number += 1
-            if number >= spec["max_trials"] and running == 0:
-                sweep.state, sweep.finished_at = "finished", now
+            self._finish_if_done(sweep, trials, now)
         return new_jobs
 
     def _sync(self, s, trials: list[Trial], now: datetime) -> None:

@@ -7,7 +7,8 @@ hold, and the extremes of each range must give a job spec that passes the same a
 as a job. ``space`` reads and writes values at those paths. ``search`` is Optuna: a study
 rebuilt in memory from fitfleet's own rows for each decision (no tables of its own), which
 samples a trial's parameters and decides whether a trial is pruned. ``controller`` asks
-for new trials (one transaction that locks the sweep row, creates the trial and its job,
-then enqueues it), keeps trial rows in step with their jobs, and cancels sweeps.
+for new trials (sampled and admitted outside any lock, then written with their jobs in a
+transaction that locks the sweep row, then enqueued), keeps trial rows in step with their
+jobs, and cancels sweeps.
 ``pruning`` records each epoch's verdict once, so a resumed trial replays it.
 """

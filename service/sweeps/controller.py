@@ -1,8 +1,10 @@
 """The sweep controller: submits sweeps, asks for trials as slots free up, cancels.
 
-A trial is asked for in one transaction that locks the sweep row, samples the trial's
-parameters from the trials so far, admits its job spec as any job's and writes the
-trial and its job (:meth:`service.store.sweeps.SweepStore.advance`); the job is enqueued
+A short transaction that locks the sweep row brings its trials up to date with their
+jobs and counts the free slots; the new trials' parameters are then sampled from the
+trials so far and their job specs admitted as any job's, outside any lock; a second
+locked transaction writes each trial with its job unless another process added a trial
+meanwhile (:meth:`service.store.sweeps.SweepStore.advance`); the jobs are enqueued
 through the normal path after the commit. It runs when a sweep is submitted, when a
 trial's job ends (in the worker that ran it) and in the reaper's periodic pass, so a
 process that dies at any point loses no trial and makes none twice.
