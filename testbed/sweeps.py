@@ -9,7 +9,7 @@ from testbed.stack import wait_for
 LR = "compile.optimizer.config.learning_rate"
 DROPOUT = "model.config.layers[2].config.rate"  # layers[0] is the InputLayer
 SPACE = {
-    LR: {"type": "float", "low": 1e-4, "high": 0.3, "log": True},
+    LR: {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
     DROPOUT: {"type": "float", "low": 0.0, "high": 0.6},
 }
 

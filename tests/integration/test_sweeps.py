@@ -85,15 +85,15 @@ def test_a_sweep_of_eight_trials_two_at_a_time_finishes(stack, s3, tmp_path):
     assert len({t["job_id"] for t in trials}) == 8
     assert {t["state"] for t in trials} <= {"succeeded", "pruned"}, trials
     jobs = jobs_of(stack, sweep)
-    assert {j["state"] for j in jobs} == {"succeeded"}
-    assert most_at_once(jobs) <= 2
+    assert {j["state"] for j in jobs} == {"succeeded"}, [j["error"] for j in jobs]
+    assert most_at_once(jobs) <= 2, [(j["started_at"], j["finished_at"]) for j in jobs]
     done = [t for t in trials if t["state"] == "succeeded"]
     assert sweep["best"]["number"] == min(done, key=lambda t: t["objective"])["number"]
     best_job = stack.job(sweep["best"]["job_id"])
     rows = metric_rows(stack, best_job["id"], "epoch")
     assert rows[-1]["logs"]["val_loss"] == pytest.approx(sweep["best"]["objective"])
     for path, value in sweep["best"]["params"].items():
-        assert 0 <= value <= 0.6 if path == sweeps.DROPOUT else 1e-4 <= value <= 0.3
+        assert 0 <= value <= 0.6 if path == sweeps.DROPOUT else 1e-4 <= value <= 0.1
     weights = model_weights(stack, best_job["id"], tmp_path)  # plain keras.models.load_model
     assert weights and all(np.isfinite(w).all() for w in weights)
     handle = Client(stack.api_url, token=stack.token).get_sweep(sweep["id"])
