@@ -7,6 +7,7 @@ Example:
 """
 
 from fitfleet.client import Client, FitfleetAPIError, FitfleetConnectionError, History, Run
+from fitfleet.sweep import Sweep
 
-__all__ = ["Client", "FitfleetAPIError", "FitfleetConnectionError", "History", "Run"]
+__all__ = ["Client", "FitfleetAPIError", "FitfleetConnectionError", "History", "Run", "Sweep"]
 __version__ = "0.1.0"

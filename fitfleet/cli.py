@@ -11,6 +11,7 @@ from fitfleet.cli_export import add_export_commands
 from fitfleet.cli_jobs import add_job_commands
 from fitfleet.cli_projects import add_project_commands
 from fitfleet.cli_server import add_server_commands
+from fitfleet.cli_sweeps import add_sweep_commands
 from fitfleet.cli_tokens import add_token_commands
 from fitfleet.cli_webhooks import add_webhook_commands
 from fitfleet.client import FitfleetAPIError
@@ -32,6 +33,7 @@ SERVER_PACKAGES = frozenset(
         "prometheus_client",
         "plotly",
         "pydantic",
+        "optuna",
         "keras",
         "tensorflow",
         "pyarrow",
@@ -91,4 +93,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_commands(sub)
     add_export_commands(sub)
     add_webhook_commands(sub)
+    add_sweep_commands(sub)
     return parser

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fitfleet.archive import unpack_tar_gz
 from fitfleet.run import ENDED, NON_FINITE, History, Run
+from fitfleet.sweep import Sweep, SweepMixin
 from fitfleet.transport import (
     FitfleetAPIError,
     FitfleetConnectionError,
@@ -28,13 +29,14 @@ __all__ = [
     "FitfleetConnectionError",
     "History",
     "Run",
+    "Sweep",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class Client:
-    """A connection to one fitfleet API.
+class Client(SweepMixin):
+    """A connection to one fitfleet API (sweeps: :class:`fitfleet.sweep.SweepMixin`).
 
     Example:
         >>> client = Client("http://127.0.0.1:8000")

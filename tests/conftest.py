@@ -19,7 +19,7 @@ from testbed.services import create_pg_database, drop_pg_database, free_port
 # do not consume each other's messages; CI runs one session at a time.
 REDIS_URL = f"redis://127.0.0.1:6379/{1 + os.getpid() % 10}"
 S3_BUCKET = "fitfleet-test"
-TABLES = ("checkpoints", "metrics", "attempts", "jobs", "tokens", "workers", "projects")
+TABLES = ("checkpoints", "metrics", "attempts", "jobs", "tokens", "workers", "projects", "sweeps")
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

@@ -22,6 +22,7 @@ from service.core.config import get_settings
 from service.core.dispatch import TRAIN_TASK
 from service.ops.reaper import wake_queue
 from service.store.scheduler import Scheduler
+from service.sweeps import controller
 from workers import presence, telemetry
 from workers.celery_app import app
 from workers.presence import process_name
@@ -57,6 +58,7 @@ def train(job_id: str) -> str:
             telemetry.attempt_started()
             try:
                 outcome = Attempt(claim, settings, preempted).run()
+                _next_trial(settings, claim.job_id, outcome)
                 return outcome
             finally:
                 telemetry.attempt_ended(outcome)
@@ -71,6 +73,17 @@ def _wake(settings, queue: str) -> None:
         wake_queue(settings, queue, presence.visible_gpus())
     except Exception as exc:  # noqa: BLE001 - the reaper wakes idle queues too
         log.warning("queue %s: wake-up not sent (%s); the reaper will send it", queue, exc)
+
+
+def _next_trial(settings, job_id: str, outcome: str) -> None:
+    """A trial that ended frees a slot of its sweep: ask for the next trial now (the
+    reaper's pass does it too, should this process die first)."""
+    if outcome not in ("succeeded", "failed", "cancelled"):
+        return
+    try:
+        controller.on_job_ended(settings, job_id)
+    except Exception:
+        log.exception("job %s: could not advance its sweep", job_id)
 
 
 def _trap_sigterm(preempted: threading.Event):

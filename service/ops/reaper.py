@@ -29,6 +29,7 @@ from service.core.dispatch import enqueue, wake
 from service.ops import broker
 from service.store.jobs import JobStore
 from service.store.scheduler import Scheduler
+from service.sweeps import controller
 
 log = logging.getLogger("fitfleet.reaper")
 
@@ -141,5 +142,6 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             sweep(settings)
         except Exception:
             log.exception("reaper sweep failed; retrying")
+        controller.advance_all(settings)  # sweeps: trials for free slots, ended trials settled
         retention.tick()
         stop.wait(settings.reaper_interval)

@@ -6,5 +6,6 @@ tokens (``tokens``), the workers' presence rows (``fleet``), projects' weights a
 (``projects``), the scheduler that decides which job runs and which gives way
 (``scheduler``), the views the API answers with (``views``, ``detail``), ``retention``, the
 job event timeline (``events``), the workers' log lines (``worklogs``) and where a job's
-wall time went (``goodput``). ORM rows never leave this package; callers get
+wall time went (``goodput``), and hyperparameter sweeps with their trials and pruning
+verdicts (``sweeps``). ORM rows never leave this package; callers get
 plain dicts."""

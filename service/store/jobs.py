@@ -35,6 +35,25 @@ def is_job_id(value: object) -> bool:
     return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
 
 
+def new_job(
+    spec: dict, *, epochs: int, summary: dict | None, max_attempts: int, project: str
+) -> Job:
+    """A queued job row for an admitted spec, to add in the caller's transaction."""
+    return Job(
+        id=uuid.uuid4().hex,
+        name=spec.get("name") or "job",
+        project=project,
+        state="queued",
+        spec=spec,
+        summary=summary,
+        queue=spec.get("queue", "default"),
+        priority=spec.get("priority", 0),
+        max_attempts=max_attempts,
+        epochs=epochs,
+        created_at=utcnow(),
+    )
+
+
 class JobStore(WorkerTransitions):
     """The jobs, attempts and checkpoints tables, as seen by the API, workers and reaper.
 
@@ -56,18 +75,8 @@ class JobStore(WorkerTransitions):
         max_attempts: int,
         project: str = "default",
     ) -> dict:
-        job = Job(
-            id=uuid.uuid4().hex,
-            name=spec.get("name") or "job",
-            project=project,
-            state="queued",
-            spec=spec,
-            summary=summary,
-            queue=spec.get("queue", "default"),
-            priority=spec.get("priority", 0),
-            max_attempts=max_attempts,
-            epochs=epochs,
-            created_at=utcnow(),
+        job = new_job(
+            spec, epochs=epochs, summary=summary, max_attempts=max_attempts, project=project
         )
         with session_scope(self.url) as s:
             s.add(job)

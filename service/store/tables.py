@@ -1,5 +1,6 @@
 """ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens,
-workers, projects, job events and the worker log lines of each attempt."""
+workers, projects, job events and the worker log lines of each attempt, webhooks, and
+sweeps with their trials and pruning decisions."""
 
 from __future__ import annotations
 
@@ -357,3 +358,63 @@ class WebhookDelivery(Base):
         Index("ix_webhook_deliveries_hook_event", "hook_id", "event_id", unique=True),
         Index("ix_webhook_deliveries_state_next", "state", "next_at"),
     )
+
+
+class Sweep(Base):
+    """A hyperparameter search: a base job spec, a space over paths into it, an objective.
+
+    ``spec`` is the normalized sweep spec; the trials are jobs (:class:`Trial`).
+    """
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    project: Mapped[str] = mapped_column(String(100), default="default", index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running, finished, cancelled
+    spec: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Trial(Base):
+    """One trial of a sweep: its sampled parameters and the job that trains them.
+
+    ``state``: running, succeeded, pruned, failed or cancelled; ``objective`` is the
+    objective's value at the trial's last epoch.
+    """
+
+    __tablename__ = "trials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, unique=True
+    )
+    params: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    pruned_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (Index("ix_trials_sweep_number", "sweep_id", "number", unique=True),)
+
+
+class PruningDecision(Base):
+    """The pruner's verdict for a trial's job at the end of one epoch (0-based); the first
+    one written wins, so a resumed attempt replays it. ``attrs`` holds what the pruner
+    recorded on the trial while deciding (Optuna's system attributes)."""
+
+    __tablename__ = "pruning_decisions"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prune: Mapped[bool] = mapped_column(Boolean)
+    attrs: Mapped[dict] = mapped_column(JSON)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

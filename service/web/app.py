@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         projects,
         prometheus,
         results,
+        sweeps,
         tensorboard,
         webhooks,
     )
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         metrics=MetricStore(settings.database_url),
     )
     app.register_blueprint(jobs.bp, url_prefix="/api/v1")
+    app.register_blueprint(sweeps.bp, url_prefix="/api/v1")
     app.register_blueprint(results.bp, url_prefix="/api/v1")
     app.register_blueprint(data.bp, url_prefix="/api/v1")  # POST /data: uploads
     app.register_blueprint(detail.bp, url_prefix="/api/v1")

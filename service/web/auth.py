@@ -31,6 +31,8 @@ OPEN_ENDPOINTS = frozenset(
         "dashboard.show_job",
         "dashboard.show_fleet",
         "dashboard.show_compare",
+        "dashboard.show_sweeps",
+        "dashboard.show_sweep",
         "dashboard.plotly_js",
         "dashboard.static",
         "static",

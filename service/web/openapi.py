@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify
 
 from service.store.tables import STATES
 from service.web.auth import OPEN_ENDPOINTS
+from service.web.openapi_sweeps import OPERATIONS as SWEEP_OPERATIONS
 from service.web.schemas import components
 
 bp = Blueprint("openapi", __name__)
@@ -356,6 +357,7 @@ OPERATIONS = {
         "security": [],
         "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
     },
+    **SWEEP_OPERATIONS,
 }
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.admission.specmodel import JobSpec
 from service.store.tables import JobState
+from service.sweeps.spec import SweepSpec
 
 Step = Field(ge=0, description="a 0-based global step")
 
@@ -385,6 +386,66 @@ class WebhookDeliveryList(Answer):
     deliveries: list[WebhookDelivery]
 
 
+class Trial(Answer):
+    number: int = Field(ge=0, description="0-based, in the order trials were asked for")
+    job_id: str | None = Field(description="the job that trains it (null: refused at admission)")
+    params: dict[str, Any] = Field(description="the sampled value of each space path")
+    state: Literal["running", "succeeded", "pruned", "failed", "cancelled"]
+    objective: float | None = Field(description="the objective at the trial's last epoch")
+    pruned_epoch: int | None = Field(description="the epoch (from 1) after which it was pruned")
+    error: str | None
+    steps: int | None = Field(description="the global steps its job trained")
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+class TrialCounts(Answer):
+    running: int
+    succeeded: int
+    pruned: int
+    failed: int
+    cancelled: int
+
+
+class SweepSummary(Answer):
+    id: str
+    name: str
+    project: str
+    state: Literal["running", "finished", "cancelled"]
+    objective: dict
+    sampler: dict
+    pruner: dict
+    max_trials: int
+    max_parallel: int
+    seed: int
+    space: dict
+    trial_counts: TrialCounts
+    steps: int = Field(description="the global steps all its trials trained, together")
+    best: Trial | None = Field(description="the succeeded trial with the best objective so far")
+    created_at: datetime | None
+    finished_at: datetime | None
+
+
+class Verdict(Answer):
+    epoch: int = Field(ge=0, description="0-based: the verdict at this epoch's end")
+    value: float | None = Field(description="the objective reported (null: NaN)")
+    prune: bool
+    decided_at: datetime | None
+
+
+class SweepTrial(Trial):
+    verdicts: list[Verdict] = Field(description="the pruner's verdicts, each recorded once")
+
+
+class Sweep(SweepSummary):
+    trials: list[SweepTrial]
+
+
+class SweepList(Answer):
+    sweeps: list[SweepSummary]
+    next: str | None = Field(description="the cursor of the next page, or null")
+
+
 ANSWERS = (
     Error,
     Job,
@@ -410,8 +471,11 @@ ANSWERS = (
     WebhookDeliveryList,
     JobSpec,
     WebhookRequest,
+    Sweep,
+    SweepList,
+    SweepSpec,
 )
-REQUESTS = (JobSpec, ProjectSettings, WebhookRequest)
+REQUESTS = (JobSpec, ProjectSettings, SweepSpec, WebhookRequest)
 
 
 def components() -> dict[str, dict]:

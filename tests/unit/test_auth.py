@@ -310,6 +310,8 @@ OPEN_ENDPOINTS = {  # no data: liveness, readiness, the API document, page shell
     "dashboard.show_job",
     "dashboard.show_fleet",
     "dashboard.show_compare",
+    "dashboard.show_sweeps",
+    "dashboard.show_sweep",
     "dashboard.plotly_js",
     "dashboard.static",
     "static",
@@ -338,7 +340,9 @@ def _spy_on_views(app) -> list[tuple[str, object]]:
 
 
 def _fill(rule: str, job_id: str) -> str:
-    path = rule.replace("<job_id>", job_id).replace("<int:step>", "1")
+    path = (
+        rule.replace("<job_id>", job_id).replace("<int:step>", "1").replace("<sweep_id>", "0" * 32)
+    )
     return path.replace("<name>", "model.keras").replace("<path:filename>", "common.js")
 
 

@@ -22,6 +22,7 @@ from workers.training import devices, stops
 from workers.training.callbacks.checkpointer import Checkpointer
 from workers.training.callbacks.handover import Handover, Resume
 from workers.training.callbacks.position import Position, Tracker
+from workers.training.callbacks.pruning import Pruning
 from workers.training.callbacks.recorder import MetricsRecorder
 from workers.training.callbacks.timeline import Timeline
 from workers.training.data import cache, memory
@@ -159,12 +160,14 @@ class Attempt:
         checkpointer = Checkpointer(saver, pos, user_callbacks, ck)
         guard = LeaseGuard(heartbeat, checkpointer, self.preempted, pos)
         handover = Handover(user_callbacks, resume_cb)
+        pruner = Pruning.for_job(settings.database_url, claim.job_id, pos)  # None: not a trial
         callbacks = [
             Tracker(pos),
             Timeline(self.journal, pos, self.started),
             handover,
             *user_callbacks,
             recorder,
+            *([pruner] if pruner else []),
             resume_cb,
             checkpointer,
             *self.extra_callbacks,
@@ -173,20 +176,21 @@ class Attempt:
         sampler.start()
         try:
             with devices.scope(self.strategy):
-                fit_from(
-                    model,
-                    train,
-                    val,
-                    plan,
-                    start,
-                    epochs,
-                    callbacks,
-                    pos,
-                    resume_cb,
-                    handover,
-                    fit_spec,
-                    validated=validated,
-                )
+                if pruner is None or not pruner.passed(start, validated):
+                    fit_from(
+                        model,
+                        train,
+                        val,
+                        plan,
+                        start,
+                        epochs,
+                        callbacks,
+                        pos,
+                        resume_cb,
+                        handover,
+                        fit_spec,
+                        validated=validated,
+                    )
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
             sampler.stop()
@@ -197,7 +201,7 @@ class Attempt:
         if outcome == "succeeded" and (message := stops.nan_message(pos, user_callbacks)):
             self.nan_message = message
             outcome = "failed"
-        self.stopped = stops.early_stop(user_callbacks)
+        self.stopped = (pruner and pruner.stopped()) or stops.early_stop(user_callbacks)
         return self._conclude(outcome, model)
 
     def _conclude(self, outcome: str, model) -> str:
@@ -215,8 +219,9 @@ class Attempt:
             self.heartbeat.stop()
             if self.stopped:
                 log.info(
-                    "job %s: EarlyStopping at epoch %d: %s",
+                    "job %s: %s at epoch %d: %s",
                     claim.job_id,
+                    self.stopped["by"],
                     self.stopped["epoch"],
                     self.stopped["reason"],
                 )

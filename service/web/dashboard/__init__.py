@@ -1,5 +1,5 @@
-"""The web dashboard: job list, job page with live charts, run comparison, fleet page,
-served at ``/``.
+"""The web dashboard: job list, job page with live charts, run comparison, sweeps, fleet
+page, served at ``/``.
 
 The pages are static shells; their scripts call the v1 API with the token the user gives
 once (kept in the tab's ``sessionStorage``). The charts use the Plotly bundle that ships
@@ -50,6 +50,16 @@ def show_job(job_id: str):
 @bp.get("/compare")
 def show_compare():
     return render_template("dashboard/compare.html", page="compare")
+
+
+@bp.get("/sweeps")
+def show_sweeps():
+    return render_template("dashboard/sweeps.html", page="sweeps")
+
+
+@bp.get("/sweeps/<sweep_id>")
+def show_sweep(sweep_id: str):
+    return render_template("dashboard/sweep.html", page="sweep", sweep_id=sweep_id)
 
 
 @bp.get("/fleet")
