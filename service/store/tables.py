@@ -1,4 +1,4 @@
-"""ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens, workers."""
+"""ORM rows (tables are plural): jobs, attempts, metrics, rollups, checkpoints, tokens, gangs."""
 
 from __future__ import annotations
 
@@ -248,3 +248,42 @@ class MetricRollup(Base):
     last_step: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(Integer)
     stats: Mapped[dict] = mapped_column(JSON)
+
+
+class Gang(Base):
+    """The workers that train one attempt of a multi-worker job together.
+
+    ``forming`` while members join (all N, or none: a gang that does not fill in time gives
+    its members back), ``running`` once full (each member then holds an attempt row),
+    ``ended`` once any member stopped.
+    """
+
+    __tablename__ = "gangs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    formed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("state", ("forming", "running", "ended")), name="state"),
+    )
+
+
+class GangMember(Base):
+    """One worker of a gang: its rank (0 is the chief), its address and its attempt."""
+
+    __tablename__ = "gang_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gang_id: Mapped[int] = mapped_column(ForeignKey("gangs.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300))
+    attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_gang_members_gang_rank", "gang_id", "rank", unique=True),)
