@@ -15,8 +15,9 @@ import threading
 from service.core import logs
 from service.core.config import get_settings
 from service.core.dispatch import TRAIN_TASK
+from service.store.gangs import GangStore
 from service.store.jobs import JobStore
-from workers import telemetry
+from workers import gang, telemetry
 from workers.celery_app import app
 from workers.presence import process_name
 from workers.training import devices
@@ -31,6 +32,9 @@ log = logging.getLogger("fitfleet.worker")
 def train(job_id: str) -> str:
     """Claim ``job_id`` and train one attempt; returns the outcome."""
     settings = get_settings()
+    spec = GangStore(settings.database_url).spec_of(job_id)
+    if spec is not None and gang.is_gang_job(spec):  # several workers train it together
+        return _gang(job_id, spec, settings)
     claim = JobStore(settings.database_url).claim(job_id, process_name(), settings.lease_seconds)
     if claim is None:
         log.info("job %s: not claimable (running elsewhere, ended or cancelled); skipping", job_id)
@@ -46,6 +50,16 @@ def train(job_id: str) -> str:
                 return outcome
             finally:
                 telemetry.attempt_ended(outcome)
+    finally:
+        _restore_sigterm(previous, preempted)
+
+
+def _gang(job_id: str, spec: dict, settings) -> str:
+    preempted = threading.Event()
+    previous = _trap_sigterm(preempted)
+    try:
+        with logs.bound(job_id):
+            return gang.run(job_id, spec, settings, preempted)
     finally:
         _restore_sigterm(previous, preempted)
 

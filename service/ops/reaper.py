@@ -20,6 +20,7 @@ import threading
 from service.core.config import Settings
 from service.core.dispatch import enqueue
 from service.ops import broker
+from service.store.gangs import GangStore
 from service.store.jobs import JobStore
 
 log = logging.getLogger("fitfleet.reaper")
@@ -29,6 +30,9 @@ def sweep(settings: Settings) -> tuple[list[str], list[str]]:
     """One pass: returns (requeued job ids, failed job ids)."""
     store = JobStore(settings.database_url)
     requeue, failed = store.reap()
+    requeue += GangStore(settings.database_url).reap(
+        settings.lease_seconds, settings.gang_form_seconds
+    )
     requeue += _lost_messages(settings, store)
     sent = []
     for job in requeue:

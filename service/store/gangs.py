@@ -63,6 +63,11 @@ class GangStore:
     def __init__(self, url: str):
         self.url = url
 
+    def spec_of(self, job_id: str) -> dict | None:
+        """The job's spec (None for an unknown job), to tell a multi-worker job."""
+        with session_scope(self.url) as s:
+            return s.scalar(select(Job.spec).where(Job.id == job_id))
+
     def join(
         self, job_id: str, worker: str, address: str, lease_seconds: float
     ) -> Membership | None:

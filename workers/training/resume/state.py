@@ -67,10 +67,27 @@ def restore_seed_generators(model, arrays: dict[str, np.ndarray]) -> int:
 
 
 def restore_metrics(model, arrays: dict[str, np.ndarray]) -> None:
+    """Put captured metric variables back.
+
+    Under MultiWorkerMirroredStrategy a metric's sums are read summed over the workers,
+    and each worker assigns its own copy: each takes an equal share, so the sum over the
+    workers is the captured value again.
+    """
+    workers = _workers(model)
     for i, v in enumerate(metric_variables(model)):
         value = arrays.get(f"metric/{i:04d}")
         if value is not None:
+            if workers > 1 and getattr(v, "aggregation", None) == "sum":
+                value = (value / workers).astype(value.dtype)
             v.assign(value)
+
+
+def _workers(model) -> int:
+    """Worker processes that train ``model`` together (1 without a multi-worker strategy)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    extended = getattr(strategy, "extended", None)
+    local = len(getattr(extended, "worker_devices", ()) or ()) or 1
+    return max(1, int(getattr(strategy, "num_replicas_in_sync", 1)) // local)
 
 
 def restore_numpy_rng(arrays: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,66 @@
+"""The child process of one gang member: ``python -m workers.training.member``.
+
+The worker process that joined the gang starts it with ``TF_CONFIG`` and
+``FITFLEET_GANG_MEMBER`` (the job, the gang, this member's rank and its attempt) in the
+environment. It creates MultiWorkerMirroredStrategy before anything else starts
+TensorFlow, trains its share of the attempt and exits 0 for any outcome it recorded
+itself, 3 when its gang broke. SIGTERM asks it to stop as a single worker would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """A SIGKILL for this process when the worker that started it dies (Linux's
+    PR_SET_PDEATHSIG); exits at once if that worker is already gone."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    if os.getppid() != parent:
+        sys.exit(3)
+
+
+def main() -> int:
+    info = json.loads(os.environ["FITFLEET_GANG_MEMBER"])
+    die_with_parent(int(info["parent"]))
+    from service.core import logs
+    from service.core.config import get_settings
+
+    settings = get_settings()
+    logs.configure_from(settings)
+    from workers.training import multiworker
+
+    made = multiworker.strategy(settings.collective_timeout)  # before any other TF op
+    from service.store.gangs import GangStore, Membership
+
+    formed = GangStore(settings.database_url).formed(
+        Membership(info["job_id"], info["gang_id"], info["rank"], info["size"], False)
+    )
+    preempted = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: preempted.set())
+    with logs.bound(formed.claim.job_id, formed.claim.number):
+        outcome = multiworker.MemberAttempt(
+            formed.claim,
+            settings,
+            preempted,
+            gang_id=formed.gang_id,
+            rank=formed.rank,
+            size=info["size"],
+            made=made,
+        ).run()
+    return 3 if outcome == "lost" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
