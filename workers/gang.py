@@ -1,8 +1,9 @@
 """A worker's side of a multi-worker job: join its gang, wait for it to fill, train.
 
-The job's messages reach N workers: the member whose join starts a gang sends N-1 more
-messages, and a member that gives itself back sends its own again, so a forming gang of
-k members has N-k messages out (duplicates are harmless: a full gang refuses a join).
+The job's messages reach N workers: each join that leaves the gang short sends one more
+message, for the next member, so a forming gang always has one message out and a full
+one none (a member that gives itself back leaves that message to the next worker;
+duplicates are harmless: a full gang refuses a join).
 Once the gang is full, this process trains its share in a fresh child process
 (:mod:`workers.training.member`), which dies with this one; SIGTERM is passed on to it.
 """
@@ -23,7 +24,9 @@ from service.core.config import Settings
 from service.core.dispatch import enqueue
 from service.core.errors import LeaseLost
 from service.store.gangs import GangStore, Membership, gang_size
+from service.store.jobs import JobStore
 from workers.presence import process_name
+from workers.training.lease import Heartbeat
 from workers.training.multiworker import tf_config
 
 log = logging.getLogger("fitfleet.worker")
@@ -52,9 +55,8 @@ def run(job_id: str, spec: dict, settings: Settings, preempted: threading.Event)
         log.info("job %s: no place in its gang (running, full or ended); skipping", job_id)
         return "skipped"
     log.info("job %s: joined its gang as rank %d of %d", job_id, member.rank, member.size)
-    if member.created:
-        for _ in range(member.size - 1):
-            _send(settings, job_id, spec)
+    if not member.filled:
+        _send(settings, job_id, spec)  # for the next member
     formed = _wait(gangs, member, settings, preempted)
     if formed is None:
         if gangs.leave(member):
@@ -63,7 +65,6 @@ def run(job_id: str, spec: dict, settings: Settings, preempted: threading.Event)
                 job_id,
                 settings.gang_form_seconds,
             )
-            _send(settings, job_id, spec)
             return "released"
         formed = gangs.formed(member)
     return _train(gangs, member, formed, settings, preempted)
@@ -97,14 +98,21 @@ def _train(gangs: GangStore, member: Membership, formed, settings, preempted) ->
     log.info(
         "job %s: gang formed at %s; rank %d starts", member.job_id, formed.addresses, member.rank
     )
-    proc = subprocess.Popen([sys.executable, "-m", "workers.training.member"], env=env)
-    termed = False
-    while proc.poll() is None:
-        if preempted.is_set() and not termed:
-            proc.send_signal(signal.SIGTERM)
-            termed = True
-        time.sleep(0.2)
-    outcome = {0: "done", 3: "lost"}.get(proc.returncode, "died")
+    claim = formed.claim
+    renewer = JobStore(settings.database_url) if formed.rank == 0 else gangs
+    heartbeat = Heartbeat(  # until the child's own heartbeat runs, and while it starts
+        renewer,
+        claim.job_id,
+        claim.attempt_id,
+        None,
+        settings.lease_seconds,
+        settings.heartbeat_seconds,
+    ).start()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "workers.training.member"], env=env)
+        outcome = _wait_child(proc, preempted)
+    finally:
+        heartbeat.stop()
     log.info("job %s rank %d: member process ended (%s)", member.job_id, member.rank, outcome)
     if outcome == "died":
         job = gangs.break_gang(
@@ -113,6 +121,16 @@ def _train(gangs: GangStore, member: Membership, formed, settings, preempted) ->
         if job is not None:
             _send(settings, job["id"], {"queue": job["queue"], "priority": job["priority"]})
     return outcome
+
+
+def _wait_child(proc: subprocess.Popen, preempted: threading.Event) -> str:
+    termed = False
+    while proc.poll() is None:
+        if preempted.is_set() and not termed:
+            proc.send_signal(signal.SIGTERM)
+            termed = True
+        time.sleep(0.2)
+    return {0: "done", 3: "lost"}.get(proc.returncode, "died")
 
 
 def _send(settings: Settings, job_id: str, spec: dict) -> None:

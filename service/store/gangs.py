@@ -38,13 +38,13 @@ def gang_size(spec: dict) -> int:
 
 @dataclass(frozen=True)
 class Membership:
-    """A worker's place in a gang: ``created`` when its join started the gang."""
+    """A worker's place in a gang: ``filled`` when its join made the gang full."""
 
     job_id: str
     gang_id: int
     rank: int
     size: int
-    created: bool
+    filled: bool
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ class GangStore:
             gang = s.scalars(
                 select(Gang).where(Gang.job_id == job_id, Gang.state == "forming")
             ).first()
-            created = gang is None
-            if created:
+            if gang is None:
                 gang = Gang(job_id=job_id, size=size, state="forming", created_at=now)
                 s.add(gang)
                 s.flush()
@@ -102,9 +101,10 @@ class GangStore:
                 )
             )
             s.flush()
-            if len(ranks) + 1 == gang.size:
+            filled = len(ranks) + 1 == gang.size
+            if filled:
                 self._form(s, gang, lease_seconds)
-            return Membership(job_id, gang.id, rank, gang.size, created)
+            return Membership(job_id, gang.id, rank, gang.size, filled)
 
     def _form(self, s, gang: Gang, lease_seconds: float) -> None:
         """The gang is full: an attempt row for each member, and the job running."""
