@@ -100,7 +100,7 @@ def _train(gangs: GangStore, member: Membership, formed, settings, preempted) ->
     )
     claim = formed.claim
     renewer = JobStore(settings.database_url) if formed.rank == 0 else gangs
-    heartbeat = Heartbeat(  # until the child's own heartbeat runs, and while it starts
+    heartbeat = _StandIn(  # while the child starts, and beside its own heartbeat
         renewer,
         claim.job_id,
         claim.attempt_id,
@@ -121,6 +121,18 @@ def _train(gangs: GangStore, member: Membership, formed, settings, preempted) ->
         if job is not None:
             _send(settings, job["id"], {"queue": job["queue"], "priority": job["priority"]})
     return outcome
+
+
+class _StandIn(Heartbeat):
+    """Renews the member's lease from this process; the child reports what it learns."""
+
+    def beat(self) -> None:
+        try:
+            self.jobs.renew(self.job_id, self.attempt_id, self.lease_seconds)
+        except LeaseLost:
+            self.lost.set()  # the job ended or moved on: the child says how
+        except Exception as exc:  # noqa: BLE001 - database briefly away: retry
+            log.debug("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
 
 
 def _wait_child(proc: subprocess.Popen, preempted: threading.Event) -> str:
