@@ -204,18 +204,40 @@ class GangStore:
         now = utcnow()
         with session_scope(self.url) as s:
             row = s.execute(
-                select(Job.cancel_requested)
-                .join(GangMember, GangMember.attempt_id == attempt_id)
-                .join(Gang, Gang.id == GangMember.gang_id)
-                .where(Job.id == job_id, Job.state == "running", Gang.state == "running")
+                select(Job.state, Job.cancel_requested, Job.current_attempt_id, Gang.id)
+                .join(Gang, Gang.job_id == Job.id)
+                .join(GangMember, GangMember.gang_id == Gang.id)
+                .where(
+                    Job.id == job_id,
+                    GangMember.attempt_id == attempt_id,
+                    Gang.state == "running",
+                )
             ).first()
             if row is None:
+                raise LeaseLost("this member's gang no longer holds the job")
+            state, cancel, current, gang_id = row
+            ours = s.scalar(
+                select(func.count()).where(
+                    GangMember.gang_id == gang_id, GangMember.attempt_id == current
+                )
+            )
+            if state == "queued" or (state == "running" and not ours):
                 raise LeaseLost("this member's gang no longer holds the job")
             values = {"heartbeat_at": now}
             if progress and "step" in progress:
                 values["last_step"] = progress["step"]
             s.execute(update(Attempt).where(Attempt.id == attempt_id).values(**values))
-            return bool(row[0])
+            return bool(cancel)
+
+    def running_members(self, gang_id: int) -> int:
+        """Members of the gang whose attempt is still running."""
+        with session_scope(self.url) as s:
+            return s.scalar(
+                select(func.count())
+                .select_from(GangMember)
+                .join(Attempt, Attempt.id == GangMember.attempt_id)
+                .where(GangMember.gang_id == gang_id, Attempt.state == "running")
+            )
 
     def end_member(self, attempt_id: int, state: str, code=None, message=None) -> None:
         """Record how a member's attempt ended (the chief's ends with the job)."""
@@ -301,14 +323,10 @@ class GangStore:
         return out
 
     def _end(self, gang_id: int, stale) -> None:
-        """End a gang whose job moved on; members that stopped renewing are lost."""
+        """A gang whose job moved on: members that stopped renewing are lost, and the gang
+        ends once no member's attempt runs."""
         now = utcnow()
         with session_scope(self.url) as s:
-            s.execute(
-                update(Gang)
-                .where(Gang.id == gang_id, Gang.state == "running")
-                .values(state="ended", ended_at=now)
-            )
             attempts = select(GangMember.attempt_id).where(GangMember.gang_id == gang_id)
             code, message = MEMBER_LOST
             s.execute(
@@ -320,6 +338,15 @@ class GangStore:
                 )
                 .values(state="lost", ended_at=now, error_code=code, error_message=message)
             )
+            still = s.scalar(
+                select(func.count()).where(Attempt.id.in_(attempts), Attempt.state == "running")
+            )
+            if not still:
+                s.execute(
+                    update(Gang)
+                    .where(Gang.id == gang_id, Gang.state == "running")
+                    .values(state="ended", ended_at=now)
+                )
 
     def _attempts(self, gang_id: int) -> set[int]:
         with session_scope(self.url) as s:

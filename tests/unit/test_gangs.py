@@ -45,6 +45,16 @@ def check_all_or_none(url: str) -> None:
     with pytest.raises(LeaseLost):
         jobs.renew(job_id, member.claim.attempt_id, 10)
     assert gangs.renew(job_id, member.claim.attempt_id, 10, {"step": 3}) is False
+    # The chief ends the job; the member still finishing its last step keeps its lease.
+    jobs.finish(job_id, chief.claim.attempt_id, "succeeded")
+    assert gangs.renew(job_id, member.claim.attempt_id, 10) is False
+    assert gangs.running_members(chief.gang_id) == 1
+    assert gangs.reap(lease_seconds=5, form_seconds=1) == []
+    gangs.end_member(member.claim.attempt_id, "succeeded")
+    assert gangs.reap(lease_seconds=5, form_seconds=1) == []
+    with pytest.raises(LeaseLost):  # the gang ended with its last member
+        gangs.renew(job_id, member.claim.attempt_id, 10)
+    assert [a["state"] for a in jobs.attempts(job_id)] == ["succeeded", "succeeded"]
 
 
 def check_leave_and_rejoin(url: str) -> None:

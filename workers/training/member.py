@@ -59,7 +59,21 @@ def main() -> int:
             size=info["size"],
             made=made,
         ).run()
+    if formed.rank == 0 and outcome != "lost":
+        _wait_for_members(formed.gang_id, settings)
     return 3 if outcome == "lost" else 0
+
+
+def _wait_for_members(gang_id: int, settings) -> None:
+    """The chief's collective service outlives the members' last steps: leave after them."""
+    import time
+
+    from service.store.gangs import GangStore
+
+    gangs = GangStore(settings.database_url)
+    deadline = time.monotonic() + settings.collective_timeout
+    while gangs.running_members(gang_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":
