@@ -1,7 +1,8 @@
 """Multi-worker jobs on real worker processes over loopback: a gang of two trains under
 MultiWorkerMirroredStrategy, a SIGKILLed member stops the other within seconds and the job
-resumes on a new gang bit-identical, and a gang that can only half form gives its member
-back until a second worker is free."""
+resumes on a new gang, a SIGTERMed member makes the gang checkpoint and hand the job back,
+and the job still ends bit-identical; a gang that can only half form gives its member back
+until a second worker is free."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def assert_one_row_per_step(stack, job_id: str, steps: int) -> None:
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
 
 
-def test_two_member_job_and_sigkill_resume_bit_identical(stack, s3, tmp_path):
+def test_two_member_job_sigkill_and_sigterm_resume_bit_identical(stack, s3, tmp_path):
     stack.start_api()
     stack.start_reaper()
     stack.start_worker("w1", env=member_env())
@@ -96,10 +97,29 @@ def test_two_member_job_and_sigkill_resume_bit_identical(stack, s3, tmp_path):
     wait_for(lambda: "peer lost" in stack.tail("w1", 10**6), 30, 0.1, "the other member stops")
     stopped_after = time.monotonic() - killed
     assert stopped_after < 15, stopped_after
-    stack.start_worker("w3", env=member_env())
+    w3 = stack.start_worker("w3", env=member_env())
+
+    # SIGTERM to a member of the new gang: every member checkpoints at the same step and
+    # stops, the chief hands the job back, and it resumes on a third gang.
+    wait_for(
+        lambda: any(r["attempt"] == 2 for r in metric_rows(stack, job_id, "batch")),
+        240,
+        0.1,
+        "training on the second gang",
+    )
+    stack.kill(w3, signal.SIGTERM)
+    w3.wait(120)
+    stack.start_worker("w4", env=member_env())
     done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=240)
     assert done["state"] == "succeeded", done["error"]
-    assert settled_attempts(stack, job_id) == ["lost", "lost", "succeeded", "succeeded"]
+    assert settled_attempts(stack, job_id) == [
+        "lost",
+        "lost",
+        "preempted",
+        "preempted",
+        "succeeded",
+        "succeeded",
+    ]
     attempts = stack.http("GET", f"/api/v1/jobs/{job_id}/attempts")[1]["attempts"]
     assert max(a["resumed_from_step"] for a in attempts) > 0
 

@@ -47,13 +47,13 @@ def main() -> int:
     formed = GangStore(settings.database_url).formed(
         Membership(info["job_id"], info["gang_id"], info["rank"], info["size"], False)
     )
-    preempted = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: preempted.set())
+    asked = threading.Event()  # the members agree on the step at which they stop
+    signal.signal(signal.SIGTERM, lambda signum, frame: asked.set())
     with logs.bound(formed.claim.job_id, formed.claim.number):
         outcome = multiworker.MemberAttempt(
             formed.claim,
             settings,
-            preempted,
+            asked,
             gang_id=formed.gang_id,
             rank=formed.rank,
             size=info["size"],

@@ -91,6 +91,30 @@ class Share:
         return self._distribute(lambda: data)
 
 
+class Agreement(keras.callbacks.Callback):
+    """Members agree after every batch on a stop one of them was asked for (SIGTERM).
+
+    One all-reduce of a flag a batch, so every member sees the request at the same step:
+    they then take the same checkpoint there (a snapshot is a collective) and stop
+    together, as a single worker does. Placed before the lease guard, which acts on it.
+    """
+
+    def __init__(self, strategy, asked: threading.Event, agreed: threading.Event):
+        super().__init__()
+        self.strategy, self.asked, self.agreed = strategy, asked, agreed
+
+    def _sync(self) -> None:
+        flag = tf.constant(1.0 if self.asked.is_set() else 0.0)
+        if float(self.strategy.reduce("SUM", flag, axis=None)) > 0:
+            self.agreed.set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._sync()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._sync()
+
+
 class Silent(keras.callbacks.Callback):
     """A member's stand-in for the metrics recorder: the chief records the rows."""
 
@@ -120,8 +144,10 @@ class Discard:
 class MemberAttempt(Attempt):
     """One member's share of a gang's attempt (rank 0, the chief, writes for the job)."""
 
-    def __init__(self, claim: Claim, settings: Settings, preempted, *, gang_id, rank, size, made):
-        super().__init__(claim, settings, preempted)
+    def __init__(self, claim: Claim, settings: Settings, asked, *, gang_id, rank, size, made):
+        """``asked`` is set when this member is asked to stop (SIGTERM)."""
+        agreed = threading.Event()
+        super().__init__(claim, settings, agreed, [Agreement(made, asked, agreed)])
         self.gang_id, self.rank, self.size = gang_id, rank, size
         self.strategy = made
         self.feed = Share(made, rank, size)
@@ -165,8 +191,10 @@ class MemberAttempt(Attempt):
         if self.rank == 0:
             return super()._conclude(outcome, model)
         self.heartbeat.stop()
-        if outcome in ("preempted", "lost"):
-            self._break(f"member {self.rank} was {outcome}")
+        if outcome == "preempted":  # the chief committed the checkpoint and hands it back
+            self.gangs.end_member(self.claim.attempt_id, "preempted", "preempted", "stopped")
+        elif outcome == "lost":
+            self._break(f"member {self.rank} lost the job")
         log.info("job %s rank %d: %s", self.claim.job_id, self.rank, outcome)
         return outcome
 
