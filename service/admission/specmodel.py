@@ -24,12 +24,17 @@ from pydantic import (
 from service.admission import allowed
 from service.admission import spec_fields as f
 from service.admission.spec_callbacks import Callback, callback_list
+from service.admission.spec_distribute import (
+    STRATEGIES,
+    MultiWorker,
+    check_distribute,
+    check_multi_worker,
+)
 from service.admission.spec_fields import Section, check
 from service.admission.spec_safety import check_depth, check_keras_json
 
 MODEL_CLASSES = allowed.MODEL_CLASSES
 DATA_FORMATS = (None, *allowed.DATA_FORMATS)  # null: told by the file's suffix
-STRATEGIES = (None, "mirrored")
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
@@ -206,48 +211,6 @@ class Checkpointing(Section):
     keep_best: KeepBest | None = None
 
 
-class MultiWorker(Section):
-    """Training on several workers at once under TensorFlow's MultiWorkerMirroredStrategy."""
-
-    REQUIRED: ClassVar[dict[str, str]] = {
-        "strategy": '{where} needs "strategy": "multi_worker_mirrored"',
-        "workers": "{where} needs workers: how many worker processes train the job together",
-    }
-
-    strategy: Literal["multi_worker_mirrored"] = Field(
-        description="the job's data-parallel engine across worker processes"
-    )
-    workers: Annotated[int, Field(ge=1), check(f.integer(1))] = Field(
-        description="worker processes that train the job together (at most "
-        "FITFLEET_MAX_JOB_WORKERS); each reads its share of every global batch"
-    )
-
-
-def _distribute(value: object, info: ValidationInfo) -> object:
-    if not isinstance(value, dict):
-        return f.one_of(STRATEGIES, 'null, "mirrored" or a multi-worker object')(value)
-    extra = sorted(set(value) - {"strategy", "workers"})
-    if extra:
-        raise f.problem(f"{{path}} takes strategy and workers only, not {', '.join(extra)}")
-    if value.get("strategy") != "multi_worker_mirrored":
-        raise f.problem(
-            '{path}.strategy must be "multi_worker_mirrored", got '
-            f"{f.show(value.get('strategy'))}"
-        )
-    workers, limit = value.get("workers"), info.context["settings"].max_job_workers
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise f.problem(
-            "{path}.workers must be how many workers train the job together (an integer "
-            f"from 1), got {f.show(workers)}"
-        )
-    if workers > limit:
-        raise f.problem(
-            f"{{path}}.workers: {workers} workers is over the limit of {limit} "
-            "(FITFLEET_MAX_JOB_WORKERS); ask for fewer"
-        )
-    return MultiWorker(strategy="multi_worker_mirrored", workers=workers)
-
-
 def _max_attempts(value: object, info: ValidationInfo) -> int:
     return f.bounded_int(value, 1, 100, info.context["settings"].max_attempts)
 
@@ -282,7 +245,7 @@ class JobSpec(Section):
     max_attempts: Annotated[Annotated[int, Field(ge=1, le=100)] | None, check(_max_attempts)] = (
         Field(None, validate_default=True, description="default: FITFLEET_MAX_ATTEMPTS")
     )
-    distribute: Annotated[Literal[STRATEGIES] | MultiWorker, check(_distribute)] = Field(
+    distribute: Annotated[Literal[STRATEGIES] | MultiWorker, check(check_distribute)] = Field(
         None,
         description='"mirrored": every GPU of the worker; null: one device; '
         '{"strategy": "multi_worker_mirrored", "workers": N}: N workers together',
@@ -310,23 +273,8 @@ class JobSpec(Section):
                 sub="fit.validation_split",
             )
         if isinstance(self.distribute, MultiWorker):
-            self._multi_worker(self.distribute.workers)
+            check_multi_worker(self.distribute.workers, self.fit.batch_size, self.checkpoint)
         return self
-
-    def _multi_worker(self, workers: int) -> None:
-        if self.fit.batch_size % workers:
-            raise f.problem(
-                f"fit.batch_size {self.fit.batch_size} must be a multiple of "
-                f"distribute.workers ({workers}): each worker trains an equal share of "
-                "every batch",
-                sub="fit.batch_size",
-            )
-        if self.checkpoint.every_seconds:
-            raise f.problem(
-                "checkpoint.every_seconds cannot be used with distribute.workers: the "
-                "workers of a job checkpoint at the same steps; use every_n_batches",
-                sub="checkpoint.every_seconds",
-            )
 
 
 def plain(value: Any) -> Any:
