@@ -146,3 +146,16 @@ class GangEnds:
             return set(
                 s.scalars(select(GangMember.attempt_id).where(GangMember.gang_id == gang_id))
             )
+
+    def forming(self, older_than: float) -> list[dict]:
+        """Jobs (``id``, ``queue``, ``priority``) whose gang has been forming longer than
+        ``older_than`` seconds: the reaper sends their message again when their queue
+        holds none (a message can sit reserved by a busy worker)."""
+        since = utcnow() - timedelta(seconds=older_than)
+        with session_scope(self.url) as s:
+            rows = s.execute(
+                select(Job.id, Job.queue, Job.priority)
+                .join(Gang, Gang.job_id == Job.id)
+                .where(Gang.state == "forming", Gang.created_at < since, Job.state == "queued")
+            ).all()
+            return [{"id": r[0], "queue": r[1], "priority": r[2]} for r in rows]

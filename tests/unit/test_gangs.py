@@ -61,7 +61,10 @@ def check_leave_and_rejoin(url: str) -> None:
     gangs = GangStore(url)
     job_id = new_job(url)
     first = gangs.join(job_id, "w1", "a:1", 10)
+    assert [j["id"] for j in gangs.forming(older_than=0)] == [job_id]  # the reaper re-sends
+    assert gangs.forming(older_than=60) == []
     assert gangs.leave(first) is True
+    assert gangs.forming(older_than=0) == []
     with pytest.raises(LeaseLost):
         gangs.formed(first)  # the last member out ended that gang
     again = gangs.join(job_id, "w1", "a:1", 10)

@@ -9,6 +9,7 @@ itself, 3 when its gang broke. SIGTERM asks it to stop as a single worker would.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ def die_with_parent(parent: int) -> None:
 def main() -> int:
     info = json.loads(os.environ["FITFLEET_GANG_MEMBER"])
     die_with_parent(int(info["parent"]))
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where is it: kill -USR1
     from service.core import logs
     from service.core.config import get_settings
 

@@ -190,6 +190,7 @@ class MemberAttempt(Attempt):
     def _conclude(self, outcome: str, model) -> str:
         if self.rank == 0:
             return super()._conclude(outcome, model)
+        log.info("job %s rank %d: training ended (%s)", self.claim.job_id, self.rank, outcome)
         self.heartbeat.stop()
         if outcome == "preempted":  # the chief committed the checkpoint and hands it back
             self.gangs.end_member(self.claim.attempt_id, "preempted", "preempted", "stopped")
