@@ -39,7 +39,7 @@ from testbed.specs import blobs, mlp_spec
 from testbed.stack import Stack, base_env, wait_for
 
 BROKER = "redis://127.0.0.1:6379/13"
-EPOCHS, BATCH = 4, 32
+EPOCHS, BATCH = 2, 32
 
 
 def worker_env() -> dict[str, str]:

@@ -2,7 +2,7 @@
 MultiWorkerMirroredStrategy, a SIGKILLed member stops the other within seconds and the job
 resumes on a new gang, a SIGTERMed member makes the gang checkpoint and hand the job back,
 and the job still ends bit-identical; a gang that can only half form gives its member back
-until a second worker is free."""
+until a second worker is free, and a cancel stops every member."""
 
 from __future__ import annotations
 
@@ -133,12 +133,12 @@ def test_two_member_job_sigkill_and_sigterm_resume_bit_identical(stack, s3, tmp_
     assert epochs == [r["step"] for r in metric_rows(stack, ref["id"], "epoch")]
 
 
-def test_half_formed_gang_gives_its_member_back(stack, s3):
+def test_half_formed_gang_gives_its_member_back_then_a_cancel_stops_both(stack, s3):
     stack.start_api()
     stack.start_reaper()
     stack.start_worker("w1", env=member_env(FITFLEET_GANG_FORM_SECONDS="2"))
     spec = gang_spec(s3)
-    spec["fit"]["epochs"] = 1
+    spec["fit"]["epochs"] = 20  # long enough to be cancelled while it trains
     status, job = stack.http("POST", "/api/v1/jobs", spec)
     assert status == 201, job
     wait_for(
@@ -151,5 +151,14 @@ def test_half_formed_gang_gives_its_member_back(stack, s3):
     assert body["state"] == "queued"
     assert stack.http("GET", f"/api/v1/jobs/{job['id']}/attempts")[1]["attempts"] == []
     stack.start_worker("w2", env=member_env(FITFLEET_GANG_FORM_SECONDS="2"))
-    done = stack.wait_state(job["id"], ["succeeded", "failed"], timeout=240)
-    assert done["state"] == "succeeded", done["error"]
+    wait_for(lambda: metric_rows(stack, job["id"], "batch"), 240, 0.1, "the gang trains")
+
+    # A cancel reaches every member at the same step: both stop, neither waits for a peer.
+    status, _ = stack.http("POST", f"/api/v1/jobs/{job['id']}/cancel")
+    assert status in (200, 202)
+    asked = time.monotonic()
+    done = stack.wait_state(job["id"], ["cancelled", "succeeded", "failed"], timeout=60)
+    assert done["state"] == "cancelled", done
+    assert settled_attempts(stack, job["id"]) == ["cancelled", "cancelled"]
+    assert time.monotonic() - asked < 30
+    assert "peer lost" not in stack.tail("w1", 10**6) + stack.tail("w2", 10**6)

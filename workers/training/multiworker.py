@@ -91,21 +91,55 @@ class Share:
         return self._distribute(lambda: data)
 
 
-class Agreement(keras.callbacks.Callback):
-    """Members agree after every batch on a stop one of them was asked for (SIGTERM).
+class AgreedHeartbeat(Heartbeat):
+    """A member's lease renewal. What it hears (a cancel, a lost lease) is only a request
+    until the members agree on it (:class:`Agreement`), so all of them stop alike."""
 
-    One all-reduce of a flag a batch, so every member sees the request at the same step:
-    they then take the same checkpoint there (a snapshot is a collective) and stop
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.heard_cancel, self.heard_lost = threading.Event(), threading.Event()
+
+    def beat(self) -> None:
+        progress = self.pos.progress() if self.pos else None
+        try:
+            if self.jobs.renew(self.job_id, self.attempt_id, self.lease_seconds, progress):
+                self.heard_cancel.set()
+        except LeaseLost:
+            if not self.heard_lost.is_set():
+                log.warning("job %s: lease lost; the gang stops", self.job_id)
+            self.heard_lost.set()
+        except Exception as exc:  # noqa: BLE001 - database briefly away: keep training, retry
+            log.warning("job %s: lease renewal failed (%s); retrying", self.job_id, exc)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval) and not self.heard_lost.is_set():
+            self.beat()
+
+
+class Agreement(keras.callbacks.Callback):
+    """Members agree after every batch on a stop one of them was asked for: a SIGTERM, a
+    cancel or a lost lease.
+
+    One all-reduce of three flags a batch, so every member learns the request at the same
+    step: they then take the same checkpoint there (a snapshot is a collective) and stop
     together, as a single worker does. Placed before the lease guard, which acts on it.
     """
 
     def __init__(self, strategy, asked: threading.Event, agreed: threading.Event):
         super().__init__()
         self.strategy, self.asked, self.agreed = strategy, asked, agreed
+        self.heartbeat: AgreedHeartbeat | None = None  # set once the attempt has made it
 
     def _sync(self) -> None:
-        flag = tf.constant(1.0 if self.asked.is_set() else 0.0)
-        if float(self.strategy.reduce("SUM", flag, axis=None)) > 0:
+        hb = self.heartbeat
+        flags = [self.asked.is_set(), hb.heard_cancel.is_set(), hb.heard_lost.is_set()]
+        total = self.strategy.reduce("SUM", tf.constant(flags, tf.float32), axis=None)
+        preempt, cancel, lost = (float(v) > 0 for v in total.numpy())
+        if lost:
+            hb.lost.set()
+        if cancel:
+            hb.cancelled.set()
+        if preempt:
             self.agreed.set()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -147,20 +181,20 @@ class MemberAttempt(Attempt):
     def __init__(self, claim: Claim, settings: Settings, asked, *, gang_id, rank, size, made):
         """``asked`` is set when this member is asked to stop (SIGTERM)."""
         agreed = threading.Event()
-        super().__init__(claim, settings, agreed, [Agreement(made, asked, agreed)])
+        agreement = Agreement(made, asked, agreed)
+        super().__init__(claim, settings, agreed, [agreement])
         self.gang_id, self.rank, self.size = gang_id, rank, size
         self.strategy = made
         self.feed = Share(made, rank, size)
         self.gangs = GangStore(settings.database_url)
-        if rank:
-            self.heartbeat = Heartbeat(
-                self.gangs,
-                claim.job_id,
-                claim.attempt_id,
-                None,
-                settings.lease_seconds,
-                settings.heartbeat_seconds,
-            )
+        self.heartbeat = agreement.heartbeat = AgreedHeartbeat(
+            self.jobs if rank == 0 else self.gangs,
+            claim.job_id,
+            claim.attempt_id,
+            None,
+            settings.lease_seconds,
+            settings.heartbeat_seconds,
+        )
 
     def run(self) -> str:
         outcome = super().run()
