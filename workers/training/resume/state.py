@@ -85,9 +85,14 @@ def restore_metrics(model, arrays: dict[str, np.ndarray]) -> None:
 def _workers(model) -> int:
     """Worker processes that train ``model`` together (1 without a multi-worker strategy)."""
     strategy = getattr(model, "distribute_strategy", None)
-    extended = getattr(strategy, "extended", None)
-    local = len(getattr(extended, "worker_devices", ()) or ()) or 1
-    return max(1, int(getattr(strategy, "num_replicas_in_sync", 1)) // local)
+    replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+    if replicas <= 1:
+        return 1
+    try:
+        local = len(strategy.extended.worker_devices) or 1
+    except (AttributeError, RuntimeError):  # a strategy without worker devices
+        return 1
+    return max(1, replicas // local)
 
 
 def restore_numpy_rng(arrays: dict[str, np.ndarray]) -> None:
