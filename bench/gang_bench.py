@@ -2,7 +2,8 @@
 one worker on the same model and data, and the seconds from a member's SIGKILL to the
 job's next trained batch on a new gang.
 
-Real processes: PostgreSQL (a database of its own), Redis (database 13), a local store,
+Real processes: PostgreSQL (a database of its own), Redis (database 15, a queue of its
+own), a local store,
 a reaper and three workers on loopback (two form each gang; the third stands by for the
 SIGKILL rounds). Steps per second come from the batch metric rows' wall times, from the
 first row to the last, so process start and gang formation are left out. On a 2-core
@@ -21,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +40,8 @@ from testbed.services import create_pg_database, drop_pg_database
 from testbed.specs import blobs, mlp_spec
 from testbed.stack import Stack, base_env, wait_for
 
-BROKER = "redis://127.0.0.1:6379/13"
+BROKER = "redis://127.0.0.1:6379/15"
+QUEUE = f"gang-bench-{uuid.uuid4().hex[:8]}"  # a queue of its own on a shared Redis
 EPOCHS, BATCH = 2, 32
 
 
@@ -62,13 +65,14 @@ def submit(env: dict, data_url: str, workers: int, every: int = 50) -> str:
             batch_size=BATCH,
             distribute=distribute,
             checkpoint={"every_epoch": True, "every_n_batches": every},
+            queue=QUEUE,
         ),
         Settings.from_env(env),
     )
     job = JobStore(env["DATABASE_URL"]).create(
         spec, epochs=EPOCHS, summary=None, max_attempts=5, project="bench"
     )
-    enqueue(BROKER, env["FITFLEET_HOME"], job["id"], "default")
+    enqueue(BROKER, env["FITFLEET_HOME"], job["id"], QUEUE)
     return job["id"]
 
 
@@ -112,7 +116,7 @@ def kill_to_next_batch(stack: Stack, env: dict, data_url: str) -> float:
 
     first = wait_for(resumed, 300, 0.05, "resumed training")
     finished(env, job_id)
-    stack.start_worker(name, env=worker_env())  # the fleet gets its worker back
+    stack.start_worker(name, QUEUE, env=worker_env())  # the fleet gets its worker back
     return first - killed
 
 
@@ -143,15 +147,12 @@ def main() -> None:
             home=tmp / "home",
         )
         env["FITFLEET_AUTH"] = "off"
-        import redis
-
-        redis.Redis.from_url(BROKER).flushdb()
         stack = Stack(env, tmp / "logs")
         data_url = (tmp / "home" / "train.npz").as_uri()
         try:
             stack.start_reaper()
             for name in ("m1", "m2", "m3"):
-                stack.start_worker(name, env=worker_env())
+                stack.start_worker(name, QUEUE, env=worker_env())
             for _ in range(args.rounds):
                 one.append(steps_per_second(env, data_url, 1))
                 two.append(steps_per_second(env, data_url, 2))

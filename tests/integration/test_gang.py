@@ -10,6 +10,7 @@ import random
 import re
 import signal
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -21,6 +22,11 @@ from tests.specs import mlp_spec
 pytestmark = pytest.mark.slow
 
 TWO = {"strategy": "multi_worker_mirrored", "workers": 2}
+
+
+def own_queue() -> str:
+    """A queue of the test's own: no other test's worker on the same Redis takes its messages."""
+    return f"gang-{uuid.uuid4().hex[:8]}"
 
 
 def member_env(**extra) -> dict[str, str]:
@@ -35,7 +41,7 @@ def member_env(**extra) -> dict[str, str]:
     }
 
 
-def gang_spec(s3) -> dict:
+def gang_spec(s3, queue: str) -> dict:
     return mlp_spec(
         upload_blobs(s3, n=400, features=6),
         features=6,
@@ -44,6 +50,7 @@ def gang_spec(s3) -> dict:
         batch_size=16,
         distribute=TWO,
         checkpoint={"every_n_batches": 5},
+        queue=queue,
     )
 
 
@@ -67,9 +74,10 @@ def assert_one_row_per_step(stack, job_id: str, steps: int) -> None:
 def test_two_member_job_sigkill_and_sigterm_resume_bit_identical(stack, s3, tmp_path):
     stack.start_api()
     stack.start_reaper()
-    stack.start_worker("w1", env=member_env())
-    w2 = stack.start_worker("w2", env=member_env())
-    spec = gang_spec(s3)
+    queue = own_queue()
+    stack.start_worker("w1", queue, env=member_env())
+    w2 = stack.start_worker("w2", queue, env=member_env())
+    spec = gang_spec(s3, queue)
     status, ref = stack.http("POST", "/api/v1/jobs", spec)
     assert status == 201, ref
     done = stack.wait_state(ref["id"], ["succeeded", "failed"], timeout=240)
@@ -97,7 +105,7 @@ def test_two_member_job_sigkill_and_sigterm_resume_bit_identical(stack, s3, tmp_
     wait_for(lambda: "peer lost" in stack.tail("w1", 10**6), 30, 0.1, "the other member stops")
     stopped_after = time.monotonic() - killed
     assert stopped_after < 15, stopped_after
-    w3 = stack.start_worker("w3", env=member_env())
+    w3 = stack.start_worker("w3", queue, env=member_env())
 
     # SIGTERM to a member of the new gang: every member checkpoints at the same step and
     # stops, the chief hands the job back, and it resumes on a third gang.
@@ -109,7 +117,7 @@ def test_two_member_job_sigkill_and_sigterm_resume_bit_identical(stack, s3, tmp_
     )
     stack.kill(w3, signal.SIGTERM)
     w3.wait(120)
-    stack.start_worker("w4", env=member_env())
+    stack.start_worker("w4", queue, env=member_env())
     done = stack.wait_state(job_id, ["succeeded", "failed"], timeout=240)
     assert done["state"] == "succeeded", done["error"]
     assert settled_attempts(stack, job_id) == [
@@ -136,8 +144,9 @@ def test_two_member_job_sigkill_and_sigterm_resume_bit_identical(stack, s3, tmp_
 def test_half_formed_gang_gives_its_member_back_then_a_cancel_stops_both(stack, s3):
     stack.start_api()
     stack.start_reaper()
-    stack.start_worker("w1", env=member_env(FITFLEET_GANG_FORM_SECONDS="2"))
-    spec = gang_spec(s3)
+    queue = own_queue()
+    stack.start_worker("w1", queue, env=member_env(FITFLEET_GANG_FORM_SECONDS="2"))
+    spec = gang_spec(s3, queue)
     spec["fit"]["epochs"] = 20  # long enough to be cancelled while it trains
     status, job = stack.http("POST", "/api/v1/jobs", spec)
     assert status == 201, job
@@ -150,7 +159,7 @@ def test_half_formed_gang_gives_its_member_back_then_a_cancel_stops_both(stack, 
     body = stack.job(job["id"])
     assert body["state"] == "queued"
     assert stack.http("GET", f"/api/v1/jobs/{job['id']}/attempts")[1]["attempts"] == []
-    stack.start_worker("w2", env=member_env(FITFLEET_GANG_FORM_SECONDS="2"))
+    stack.start_worker("w2", queue, env=member_env(FITFLEET_GANG_FORM_SECONDS="2"))
     wait_for(lambda: metric_rows(stack, job["id"], "batch"), 240, 0.1, "the gang trains")
 
     # A cancel reaches every member at the same step: both stop, neither waits for a peer.
