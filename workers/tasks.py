@@ -21,9 +21,10 @@ from service.core import logs
 from service.core.config import get_settings
 from service.core.dispatch import TRAIN_TASK
 from service.ops.reaper import wake_queue
+from service.store.gangs import GangStore
 from service.store.scheduler import Scheduler
 from service.sweeps import controller
-from workers import presence, telemetry
+from workers import gang, presence, telemetry
 from workers.celery_app import app
 from workers.presence import process_name
 from workers.training import devices
@@ -38,6 +39,9 @@ log = logging.getLogger("fitfleet.worker")
 def train(job_id: str) -> str:
     """Claim ``job_id`` and train one attempt; returns the outcome."""
     settings = get_settings()
+    spec = GangStore(settings.database_url).spec_of(job_id)
+    if spec is not None and gang.is_gang_job(spec):  # several workers train it together
+        return _gang(job_id, spec, settings)
     scheduler = Scheduler(settings.database_url)
     queue = scheduler.queue_of(job_id)
     if queue is None:
@@ -84,6 +88,16 @@ def _next_trial(settings, job_id: str, outcome: str) -> None:
         controller.on_job_ended(settings, job_id)
     except Exception:
         log.exception("job %s: could not advance its sweep", job_id)
+
+
+def _gang(job_id: str, spec: dict, settings) -> str:
+    preempted = threading.Event()
+    previous = _trap_sigterm(preempted)
+    try:
+        with logs.bound(job_id):
+            return gang.run(job_id, spec, settings, preempted)
+    finally:
+        _restore_sigterm(previous, preempted)
 
 
 def _trap_sigterm(preempted: threading.Event):

@@ -24,12 +24,17 @@ from pydantic import (
 from service.admission import allowed
 from service.admission import spec_fields as f
 from service.admission.spec_callbacks import Callback, callback_list
+from service.admission.spec_distribute import (
+    STRATEGIES,
+    MultiWorker,
+    check_distribute,
+    check_multi_worker,
+)
 from service.admission.spec_fields import Section, check
 from service.admission.spec_safety import check_depth, check_keras_json
 
 MODEL_CLASSES = allowed.MODEL_CLASSES
 DATA_FORMATS = (None, *allowed.DATA_FORMATS)  # null: told by the file's suffix
-STRATEGIES = (None, "mirrored")
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
@@ -240,9 +245,11 @@ class JobSpec(Section):
     max_attempts: Annotated[Annotated[int, Field(ge=1, le=100)] | None, check(_max_attempts)] = (
         Field(None, validate_default=True, description="default: FITFLEET_MAX_ATTEMPTS")
     )
-    distribute: Annotated[
-        Literal[STRATEGIES], check(f.one_of(STRATEGIES, 'null or "mirrored"'))
-    ] = Field(None, description='"mirrored": every GPU of the worker; null: one device')
+    distribute: Annotated[Literal[STRATEGIES] | MultiWorker, check(check_distribute)] = Field(
+        None,
+        description='"mirrored": every GPU of the worker; null: one device; '
+        '{"strategy": "multi_worker_mirrored", "workers": N}: N workers together',
+    )
 
     @classmethod
     def _walk(cls, value: dict, info: ValidationInfo) -> dict:
@@ -265,6 +272,8 @@ class JobSpec(Section):
                 "data.validation and fit.validation_split cannot both be set",
                 sub="fit.validation_split",
             )
+        if isinstance(self.distribute, MultiWorker):
+            check_multi_worker(self.distribute.workers, self.fit.batch_size, self.checkpoint)
         return self
 
 

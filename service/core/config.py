@@ -163,6 +163,23 @@ class Settings:
         default="off", metadata={"env": "FITFLEET_FAIR_SHARE_PREEMPTION"}
     )
 
+    # Most worker processes one job may ask for ("distribute": {"strategy":
+    # "multi_worker_mirrored", "workers": N}); a larger N is refused at submit.
+    max_job_workers: int = field(default=8, metadata={"env": "FITFLEET_MAX_JOB_WORKERS"})
+    # Host the other members of a multi-worker job reach this worker at (a pod IP, a
+    # container's service name); empty: this machine's host name.
+    worker_host: str = field(default="", metadata={"env": "FITFLEET_WORKER_HOST"})
+    # Ports (first-last) a worker may listen on for a multi-worker job's collective traffic.
+    worker_ports: str = field(default="29400-29499", metadata={"env": "FITFLEET_WORKER_PORTS"})
+    # Seconds a half-formed gang of a multi-worker job waits for its other members before
+    # its members give themselves back (so two jobs cannot each hold half of the fleet).
+    gang_form_seconds: float = field(default=30.0, metadata={"env": "FITFLEET_GANG_FORM_SECONDS"})
+    # Seconds a collective operation of a multi-worker job may wait for a peer before it
+    # fails, so that the other members of a gang whose member died stop instead of hanging.
+    collective_timeout: float = field(
+        default=15.0, metadata={"env": "FITFLEET_COLLECTIVE_TIMEOUT_SECONDS"}
+    )
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win."""

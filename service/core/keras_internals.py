@@ -82,3 +82,30 @@ def uninitialized_variables() -> list:
     from keras.src.backend.common import global_state
 
     return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+
+
+def multi_worker_fit(model) -> None:
+    """Make ``model.fit`` work under MultiWorkerMirroredStrategy in this process.
+
+    Keras 3 reduces a batch's logs across workers with ``strategy.reduce("MEAN", v,
+    axis=0)``, which fails for scalar logs; this process reduces them over the workers
+    instead (``axis=None``). Keras's per-``fit`` symbolic build averages the first input
+    batch across workers, which fails for a tuple batch; the model is built before
+    ``fit`` (:func:`symbolic_build`), so it is skipped.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer
+
+    if not getattr(trainer.reduce_per_replica, "fitfleet", False):
+        original = trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(
+                strategy
+            ):
+                return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica.fitfleet = True
+        trainer.reduce_per_replica = reduce_per_replica
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None

@@ -1,6 +1,7 @@
 """The lease reaper: notices dead workers in seconds and hands their jobs back to the queue.
 
-It also sends again the message of a job that waited queued, unclaimed, longer than
+It also sends again the message of a job whose gang is forming when its queue holds no
+message, and of a job that waited queued, unclaimed, longer than
 ``redispatch_seconds``: a broker that restarted without persistence loses its messages,
 and a duplicate is harmless (the claim lets only one delivery train).
 
@@ -27,6 +28,7 @@ import threading
 from service.core.config import Settings
 from service.core.dispatch import enqueue, wake
 from service.ops import broker
+from service.store.gangs import GangStore
 from service.store.jobs import JobStore
 from service.store.scheduler import Scheduler
 from service.sweeps import controller
@@ -38,6 +40,9 @@ def sweep(settings: Settings) -> tuple[list[str], list[str]]:
     """One pass: returns (requeued job ids, failed job ids)."""
     store = JobStore(settings.database_url)
     requeue, failed = store.reap()
+    gangs = GangStore(settings.database_url)
+    requeue += gangs.reap(settings.lease_seconds, settings.gang_form_seconds)
+    requeue += _forming_gangs(settings, gangs)
     requeue += _lost_messages(settings, store)
     sent = []
     for job in requeue:
@@ -111,6 +116,22 @@ def _lost_messages(settings: Settings, store: JobStore) -> list[dict]:
         if depth is not None and depth >= waiting.get(queue, 0):
             continue  # every waiting job still has its message
         out += [job for job in stale if job["queue"] == queue]
+    return out
+
+
+def _forming_gangs(settings: Settings, gangs: GangStore) -> list[dict]:
+    """Forming gangs of queues that hold no message: one more message each, so a free
+    worker hears of the gang (the one sent for the next member may sit reserved by a busy
+    worker)."""
+    forming = gangs.forming(settings.reaper_interval)
+    out = []
+    for queue in {job["queue"] for job in forming}:
+        if broker_depth(settings, queue) == 0:
+            out += [
+                {**job, "why": "its gang is forming and its queue is empty"}
+                for job in forming
+                if job["queue"] == queue
+            ]
     return out
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select, update
 from service.core.errors import Conflict, NotFound
 from service.store import events, lost
 from service.store.db import session_scope
+from service.store.gangs import gang_size
 from service.store.leases import Claim, WorkerTransitions
 from service.store.tables import ENDED, Attempt, Checkpoint, Job, utcnow
 from service.store.views import attempt_view, checkpoint_view, job_view
@@ -48,6 +49,7 @@ def new_job(
         summary=summary,
         queue=spec.get("queue", "default"),
         priority=spec.get("priority", 0),
+        workers=gang_size(spec),
         max_attempts=max_attempts,
         epochs=epochs,
         created_at=utcnow(),

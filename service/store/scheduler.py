@@ -133,7 +133,12 @@ def choose(s, queue: str, gpus: int = 0) -> str | None:
     usage = Usage.read(s)
     heads = s.execute(
         select(Job.project, Job.priority, func.min(Job.created_at))
-        .where(Job.state == "queued", Job.queue == queue, Job.cancel_requested.is_(False))
+        .where(
+            Job.state == "queued",
+            Job.queue == queue,
+            Job.cancel_requested.is_(False),
+            Job.workers == 1,  # a multi-worker job is claimed by its gang (service.store.gangs)
+        )
         .group_by(Job.project, Job.priority)
     ).all()
     candidates = [
@@ -152,6 +157,7 @@ def choose(s, queue: str, gpus: int = 0) -> str | None:
             Job.project == project,
             Job.priority == priority,
             Job.cancel_requested.is_(False),
+            Job.workers == 1,
         )
         .order_by(Job.created_at, Job.id)
         .limit(1)

@@ -1,5 +1,5 @@
 """ORM rows (tables are plural): jobs, attempts, metrics and their rollups, checkpoints, tokens,
-workers, projects, job events and the worker log lines of each attempt, webhooks, and
+workers, gangs, projects, job events and the worker log lines of each attempt, webhooks, and
 sweeps with their trials and pruning decisions."""
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ class Job(Base):
     summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     queue: Mapped[str] = mapped_column(String(100), default="default")
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # the workers it trains on: > 1 for a multi-worker job, which gangs claim, not the scheduler
+    workers: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lost_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -418,3 +420,42 @@ class PruningDecision(Base):
     prune: Mapped[bool] = mapped_column(Boolean)
     attrs: Mapped[dict] = mapped_column(JSON)
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Gang(Base):
+    """The workers that train one attempt of a multi-worker job together.
+
+    ``forming`` while members join (all N, or none: a gang that does not fill in time gives
+    its members back), ``running`` once full (each member then holds an attempt row),
+    ``ended`` once any member stopped.
+    """
+
+    __tablename__ = "gangs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    formed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("state", ("forming", "running", "ended")), name="state"),
+    )
+
+
+class GangMember(Base):
+    """One worker of a gang: its rank (0 is the chief), its address and its attempt."""
+
+    __tablename__ = "gang_members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gang_id: Mapped[int] = mapped_column(ForeignKey("gangs.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300))
+    attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_gang_members_gang_rank", "gang_id", "rank", unique=True),)

@@ -289,3 +289,27 @@ def test_the_client_installs_without_the_server_side():
     for extra in ("cpu", "gpu", "api"):
         assert "fitfleet[server]" in project["optional-dependencies"][extra]
     assert any(r.startswith("flask") for r in project["optional-dependencies"]["server"])
+
+
+def test_multi_worker_jobs_reach_their_peers():
+    pod = by_kind("Deployment")["fitfleet-worker"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["FITFLEET_WORKER_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    first, _, last = env["FITFLEET_WORKER_PORTS"]["value"].partition("-")
+    opened = {p["containerPort"] for p in c["ports"] if p["name"] == "collective"}
+    assert set(range(int(first), int(last) + 1)) <= opened
+    peers = by_kind("Service")["fitfleet-worker-peers"]["spec"]
+    assert peers["clusterIP"] == "None" and peers["publishNotReadyAddresses"] is True
+    labels = by_kind("Deployment")["fitfleet-worker"]["spec"]["template"]["metadata"]["labels"]
+    assert peers["selector"].items() <= labels.items()
+    services = compose()["services"]
+    hosts = set()
+    for name in ("worker-a", "worker-b"):
+        svc = services[name]
+        assert (
+            svc["profiles"] == ["multi-worker"] and svc["command"] == services["worker"]["command"]
+        )
+        assert svc["environment"]["FITFLEET_WORKER_HOST"] == svc["hostname"] == name
+        hosts.add(svc["hostname"])
+    assert len(hosts) == 2

@@ -25,7 +25,7 @@ from workers.training.callbacks.position import Position, Tracker
 from workers.training.callbacks.pruning import Pruning
 from workers.training.callbacks.recorder import MetricsRecorder
 from workers.training.callbacks.timeline import Timeline
-from workers.training.data import cache, memory
+from workers.training.data import cache, formats, memory
 from workers.training.journal import Journal
 from workers.training.lease import Heartbeat, LeaseGuard
 from workers.training.reasons import classify
@@ -92,7 +92,7 @@ class Attempt:
             tf.config.experimental.enable_op_determinism()
         policy.check_spec_locations(spec, settings)  # the submit-time data rules, again here
         policy.check_data_sizes(spec, settings)
-        self.strategy = devices.strategy_for(spec)
+        self.strategy = self.strategy or devices.strategy_for(spec)
         train, val = load_data(spec, cache.cache_dir(settings.home, settings.data_cache_bytes))
         fit_spec = spec["fit"]
         plan = memory.BatchPlan(
@@ -129,16 +129,10 @@ class Attempt:
         heartbeat = self.heartbeat
         heartbeat.pos = pos
         heartbeat.beat()
-        recorder = MetricsRecorder(
-            MetricStore(settings.database_url),
-            claim.job_id,
-            claim.number,
-            pos,
-            settings.metrics_flush_seconds,
-        )
+        recorder = self._recorder(pos)
         sampler = SystemSampler(recorder.record_system, settings.system_metrics_seconds)
         ck = spec.get("checkpoint") or {}
-        saver = Saver(
+        saver = self._saver(
             jobs=self.jobs,
             store=self.store,
             job_id=claim.job_id,
@@ -173,6 +167,7 @@ class Attempt:
             *self.extra_callbacks,
             guard,
         ]
+        self._before_fit(model)
         sampler.start()
         try:
             with devices.scope(self.strategy):
@@ -190,6 +185,7 @@ class Attempt:
                         handover,
                         fit_spec,
                         validated=validated,
+                        feed=self.feed,
                     )
         finally:
             outcome = guard.outcome or ("lost" if saver.lost.is_set() else "succeeded")
@@ -203,6 +199,26 @@ class Attempt:
             outcome = "failed"
         self.stopped = (pruner and pruner.stopped()) or stops.early_stop(user_callbacks)
         return self._conclude(outcome, model)
+
+    feed = formats  # what makes the datasets; a gang member's reads its share
+
+    def _recorder(self, pos: Position):
+        """The callback that stores the batch and epoch metric rows."""
+        settings, claim = self.settings, self.claim
+        return MetricsRecorder(
+            MetricStore(settings.database_url),
+            claim.job_id,
+            claim.number,
+            pos,
+            settings.metrics_flush_seconds,
+        )
+
+    def _saver(self, **kw):
+        """The background writer of checkpoints."""
+        return Saver(**kw)
+
+    def _before_fit(self, model) -> None:
+        """Called with the restored model just before training starts."""
 
     def _conclude(self, outcome: str, model) -> str:
         claim = self.claim

@@ -164,15 +164,17 @@ def fit_from(
     handover: Handover,
     fit_spec: dict,
     validated: bool = True,
+    feed=formats,
 ) -> None:
     """Train from global step ``start`` to the end (``validated=False``: the epoch that
-    ends at ``start`` still needs its validation pass and its end)."""
+    ends at ``start`` still needs its validation pass and its end). ``feed`` makes the
+    datasets (``dataset``, ``validation_data``: :mod:`formats`, or a worker's share)."""
     spe = plan.steps_per_epoch
     epoch, batch = divmod(start, spe)
     if not validated:
         stops.finish_epoch(
             model,
-            formats.validation_data(val, plan.batch_size),
+            feed.validation_data(val, plan.batch_size),
             plan.batch_size,
             epoch - 1,
             callbacks,
@@ -191,11 +193,11 @@ def fit_from(
         pos.batch_offset = batch if i == 0 else 0
         handover.final = i == len(calls) - 1
         model.fit(  # batches are (x, y) or (x, y, sample_weight), as model.fit makes them
-            formats.dataset(train, plan, first, stop, outputs),
+            feed.dataset(train, plan, first, stop, outputs),
             initial_epoch=initial_epoch,
             epochs=last_epoch,
             steps_per_epoch=steps,
-            validation_data=formats.validation_data(val, plan.batch_size, outputs),
+            validation_data=feed.validation_data(val, plan.batch_size, outputs),
             validation_batch_size=plan.batch_size,
             class_weight=_class_weight(fit_spec),
             callbacks=callbacks,

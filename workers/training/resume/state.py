@@ -67,10 +67,32 @@ def restore_seed_generators(model, arrays: dict[str, np.ndarray]) -> int:
 
 
 def restore_metrics(model, arrays: dict[str, np.ndarray]) -> None:
+    """Put captured metric variables back.
+
+    Under MultiWorkerMirroredStrategy a metric's sums are read summed over the workers,
+    and each worker assigns its own copy: each takes an equal share, so the sum over the
+    workers is the captured value again.
+    """
+    workers = _workers(model)
     for i, v in enumerate(metric_variables(model)):
         value = arrays.get(f"metric/{i:04d}")
         if value is not None:
+            if workers > 1 and getattr(v, "aggregation", None) == "sum":
+                value = (value / workers).astype(value.dtype)
             v.assign(value)
+
+
+def _workers(model) -> int:
+    """Worker processes that train ``model`` together (1 without a multi-worker strategy)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    replicas = int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+    if replicas <= 1:
+        return 1
+    try:
+        local = len(strategy.extended.worker_devices) or 1
+    except (AttributeError, RuntimeError):  # a strategy without worker devices
+        return 1
+    return max(1, replicas // local)
 
 
 def restore_numpy_rng(arrays: dict[str, np.ndarray]) -> None:
