@@ -63,7 +63,7 @@ class Checkpointer(keras.callbacks.Callback):
             return
         epoch, batch = divmod(self.pos.step, self.pos.steps_per_epoch)
         self._submit(
-            checkpoint.take(
+            lambda: checkpoint.take(
                 self.model,
                 step=self.pos.step,
                 epoch=epoch,
@@ -84,7 +84,7 @@ class Checkpointer(keras.callbacks.Callback):
             return
         metrics, logs = self._before_validation
         self._submit(
-            checkpoint.take(
+            lambda: checkpoint.take(
                 self.model,
                 step=self.pos.step,
                 epoch=self.pos.epoch,
@@ -95,8 +95,8 @@ class Checkpointer(keras.callbacks.Callback):
             )
         )
 
-    def _submit(self, snap) -> None:
-        self.saver.submit(snap)
+    def _submit(self, take) -> None:
+        self.saver.submit(take)  # takes the snapshot once the one before is written
         self._last_step = self.pos.step
         self._last_time = time.monotonic()
         self._due = False

@@ -3,8 +3,10 @@
 Commit protocol: upload every object, then insert the checkpoint row and move the job's
 pointer in one fenced transaction (a checkpoint not in the table does not exist), then
 apply retention: mark pruned rows deleted, then delete their objects. A failed upload
-is retried with backoff and never kills training. At most one save is in flight and one
-waits; training blocks only when it asks for checkpoints faster than the store takes them.
+is retried with backoff and never kills training. At most one snapshot is held in memory:
+a new one is taken only once the one before is written to local files (its upload and
+commit may still run), so training blocks only when it asks for checkpoints faster than
+they are written, and the worker's extra memory is one copy of the model's state.
 The thread runs at a lower CPU priority than training, so on a busy machine the write
 takes the cycles training leaves.
 """
@@ -69,6 +71,7 @@ class Saver:
         self._slot = None
         self._cond = threading.Condition()
         self._busy = False
+        self._held = False  # a snapshot's arrays are in memory (queued or being written)
         self._closed = False
         self.lost = threading.Event()
         self.committed: list[int] = []
@@ -76,12 +79,15 @@ class Saver:
         self._thread = threading.Thread(target=self._loop, name="checkpoint-saver", daemon=True)
         self._thread.start()
 
-    def submit(self, snapshot: checkpoint.Snapshot) -> None:
-        """Queue a snapshot; waits only while another one is still waiting to start."""
+    def submit(self, take) -> None:
+        """Queue the snapshot ``take()`` returns, called in this thread once no other
+        snapshot is held in memory (waits while the one before is being written)."""
         with self._cond:
-            while self._slot is not None and not self._closed:
+            while self._held and not self._closed:
                 self._cond.wait()
-            self._slot = snapshot
+        snapshot = take()
+        with self._cond:
+            self._slot, self._held = snapshot, True
             self._cond.notify_all()
 
     def drain(self, timeout: float | None = None) -> bool:
@@ -122,13 +128,20 @@ class Saver:
             finally:
                 with self._cond:
                     self._busy = False
+                    if self._slot is None:  # not written (lost lease, failure): let it go
+                        self._held = False
                     self._cond.notify_all()
 
     def _save(self, snap: checkpoint.Snapshot) -> None:
         started = time.monotonic()
         folder = self.scratch / f"{snap.step:012d}"
-        files = checkpoint.write(snap, folder)
-        snap.model = None  # the host copy of the weights goes once the file holds it
+        try:
+            files = checkpoint.write(snap, folder)
+        finally:
+            snap.model, snap.arrays = None, {}  # the host copy goes once the files hold it
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
         prefix = checkpoint_prefix(self.project, self.job_id, snap.step, self.attempt)
         upload_started = time.monotonic()
         for name in checkpoint.FILES:
