@@ -1,7 +1,7 @@
 """Claims at scale: ``--jobs`` queued jobs, ``--workers`` claim-only workers, no job twice.
 
 A fresh PostgreSQL database holds ``--jobs`` queued jobs. Their ids are delivered to the
-workers (threads, each with its own pooled connection) through one in-process queue;
+workers (threads, each with its own engine and connection) through one in-process queue;
 every id is delivered ``--deliveries`` times, as a broker that redelivers would. Each
 worker calls :func:`claim_one` for every id it gets; only the first claim of a job may
 win. Prints claims per second, claim latency p50/p99, the load average before and after,
@@ -101,8 +101,10 @@ def main() -> None:
         ids = fill(url, args.jobs)
         print(f"# {args.jobs} queued jobs in {time.perf_counter() - t0:.1f} s")
         load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
-        jobs = JobStore(url)
-        get_engine(url).pool._pool.maxsize = args.workers  # one connection per worker
+        # a worker process has its own engine: one per thread here (the URLs differ only
+        # in application_name, so each gets its own pool)
+        sep = "&" if "?" in url else "?"
+        stores = [JobStore(f"{url}{sep}application_name=w{i}") for i in range(args.workers)]
         inbox: queue.Queue = queue.Queue()
         for _ in range(args.deliveries):
             for job_id in ids:
@@ -112,7 +114,7 @@ def main() -> None:
         won: list = []
         latency: list = []
         threads = [
-            threading.Thread(target=work, args=(jobs, f"w{i}", inbox, won, latency))
+            threading.Thread(target=work, args=(stores[i], f"w{i}", inbox, won, latency))
             for i in range(args.workers)
         ]
         t0 = time.perf_counter()
