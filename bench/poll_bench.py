@@ -242,6 +242,7 @@ def report(name: str, results: list, seconds: float, cpu: dict | None = None) ->
         "not_modified": statuses.count(304),
         "errors": sum(1 for s in statuses if s not in (200, 304)),
     }
+    line["load"] = _load()  # the machine's load average as the phase ends
     if cpu:
         line["cpu_per_second"] = {k: round(v / seconds, 2) for k, v in cpu.items()}
     print(json.dumps(line))

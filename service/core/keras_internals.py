@@ -3,8 +3,9 @@
 Exact resume and weightless validation need a few things Keras does not export: the
 layers of a model in a stable order, each layer's seed generators (Dropout and friends),
 a layer's inbound nodes, building a compiled model's metrics and optimizer from one
-batch, Keras's safe-mode scope as a context manager, and the global list of variables a
-stateless scope leaves uninitialized. Keras is imported lazily, so importing this module
+batch, Keras's safe-mode scope as a context manager, the global list of variables a
+stateless scope leaves uninitialized, and the walk over a model's saveable state that
+``model.save`` makes (so a checkpoint's ``.keras`` file is written from a snapshot). Keras is imported lazily, so importing this module
 costs nothing. When an upgrade of Keras removes one of them, :func:`check` (and a unit
 test that calls it) fails with a message naming the Keras version; nothing falls back
 silently.
@@ -23,7 +24,7 @@ def check() -> None:
     """Raise :class:`KerasInternalsMissing` naming each private Keras attribute not found."""
     import keras
     from keras.src.backend.common import global_state
-    from keras.src.saving import serialization_lib
+    from keras.src.saving import saving_lib, serialization_lib
 
     layer = keras.layers.Dropout(0.5)
     wanted = {
@@ -37,6 +38,10 @@ def check() -> None:
         "keras.src.backend.common.global_state.get_global_attribute": hasattr(
             global_state, "get_global_attribute"
         ),
+        **{
+            f"keras.src.saving.saving_lib.{name}": hasattr(saving_lib, name)
+            for name in _SAVING_LIB_NAMES
+        },
     }
     missing = [name for name, found in wanted.items() if not found]
     if missing:
@@ -45,6 +50,19 @@ def check() -> None:
             "exact resume and spec validation; install a Keras version that pyproject.toml "
             "allows"
         )
+
+
+_SAVING_LIB_NAMES = (
+    "_save_state",
+    "get_attr_skipset",
+    "_serialize_model_as_json",
+    "H5IOStore",
+    "DiskIOStore",
+    "_CONFIG_FILENAME",
+    "_METADATA_FILENAME",
+    "_VARS_FNAME_H5",
+    "_ASSETS_DIRNAME",
+)
 
 
 def layers_of(model) -> list:
@@ -109,3 +127,45 @@ def multi_worker_fit(model) -> None:
         reduce_per_replica.fitfleet = True
         trainer.reduce_per_replica = reduce_per_replica
     model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+
+
+def saving_lib():
+    """Keras's ``saving_lib``: the walk ``model.save`` makes over a model's saveables
+    (``_save_state``), its stores (``H5IOStore``, ``DiskIOStore``), the model's JSON
+    (``_serialize_model_as_json``) and the names of the members of a ``.keras`` file."""
+    from keras.src.saving import saving_lib as lib
+
+    return lib
+
+
+_SKIPSET_TYPES = (
+    "Operation",
+    "Layer",
+    "Functional",
+    "Sequential",
+    "Metric",
+    "Optimizer",
+    "Loss",
+    "Cross",
+    "Feature",
+)
+
+
+def prime_saving_skipsets() -> None:
+    """Make Keras's per-type cache of attributes its saving walk skips hit, in this thread.
+
+    ``saving_lib.get_attr_skipset`` stores its answer under ``saving_attr_skipset_<type>``
+    but looks it up under ``saving_attr_skiplist_<type>``, so every ``model.save`` builds
+    throw-away reference objects (an optimizer with its variables among them): ~20 ms a
+    save. Keras's global state is thread-local, so this runs once per thread.
+    """
+    from keras.src.backend.common import global_state
+
+    lib = saving_lib()
+    if global_state.get_global_attribute("fitfleet_saving_skipsets_primed"):
+        return
+    for name in _SKIPSET_TYPES:
+        key = f"saving_attr_skiplist_{name}"
+        if global_state.get_global_attribute(key) is None:
+            global_state.set_global_attribute(key, lib.get_attr_skipset(name))
+    global_state.set_global_attribute("fitfleet_saving_skipsets_primed", True)

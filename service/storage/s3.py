@@ -2,6 +2,10 @@
 
 The endpoint comes from boto3's own settings (``AWS_ENDPOINT_URL_S3`` and the ``AWS_*``
 credential chain); a process keeps one client (:func:`s3_client`).
+
+Files travel streamed: an upload above ``PART_BYTES`` is a multipart upload read from the
+file part by part, a download is ranged GETs written to the file as they come, so a
+checkpoint of gigabytes never sits whole in memory (``TransferConfig`` below).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ _S3_ENV = (
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
 )
+PART_BYTES = 64 << 20  # multipart above this, in parts of this size (S3: 5 MiB-5 GiB)
+CONCURRENCY = 4  # parts in flight per transfer
 _s3_clients: dict[tuple, object] = {}
 _s3_lock = threading.Lock()
 
@@ -49,11 +55,18 @@ def s3_client():
 class S3Store(ObjectStore):
     """An S3-compatible bucket (AWS, MinIO, Ceph, R2, moto) reached with boto3."""
 
-    def __init__(self, bucket: str, prefix: str = ""):
+    def __init__(self, bucket: str, prefix: str = "", part_bytes: int = PART_BYTES):
+        from boto3.s3.transfer import TransferConfig
+
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.client = s3_client()
+        self.transfer = TransferConfig(
+            multipart_threshold=part_bytes,
+            multipart_chunksize=part_bytes,
+            max_concurrency=CONCURRENCY,
+        )
 
     def _key(self, key: str) -> str:
         key = key.lstrip("/")
@@ -61,7 +74,7 @@ class S3Store(ObjectStore):
 
     def put_file(self, key, path):
         try:
-            self.client.upload_file(str(path), self.bucket, self._key(key))
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self.transfer)
         except Exception as exc:
             raise StorageError(f"could not upload to {self.uri(key)}") from exc
 
@@ -69,7 +82,7 @@ class S3Store(ObjectStore):
         from botocore.exceptions import ClientError
 
         try:
-            self.client.download_file(self.bucket, self._key(key), str(path))
+            self.client.download_file(self.bucket, self._key(key), str(path), Config=self.transfer)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise NotFound(f"object {self.uri(key)} does not exist") from exc

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +17,8 @@ from service.core.errors import Unavailable
 _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker] = {}
+_read_factories: dict[str, sessionmaker] = {}
+PING_IDLE_SECONDS = 2.0  # a pooled connection idle longer than this is pinged at checkout
 
 
 PG_CONNECT_ARGS = {
@@ -43,9 +47,36 @@ def make_engine(url: str) -> Engine:
         return engine
     # A connection that a network cut left half-open must fail, not hang a writer forever:
     # libpq's connect timeout and TCP keepalives bound both a connect and a silent peer.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS
-    )
+    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling without a round trip on every checkout.
+
+    ``pool_pre_ping`` pings each time a connection leaves the pool: at 200 polls a second
+    that doubles the API's round trips. Here only a connection that sat idle longer than
+    ``PING_IDLE_SECONDS`` is pinged (a dead one is replaced before use); one in steady use
+    goes out as it is, and if the server went away meanwhile its statement fails as a
+    disconnect, which SQLAlchemy answers by emptying the pool.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as err:
+            if engine.dialect.is_disconnect(err, dbapi_conn, None):
+                raise sa_exc.DisconnectionError("pooled connection is gone") from err
+            raise
 
 
 def get_engine(url: str) -> Engine:
@@ -54,6 +85,10 @@ def get_engine(url: str) -> Engine:
         if url not in _engines:
             _engines[url] = make_engine(url)
             _factories[url] = sessionmaker(_engines[url], expire_on_commit=False)
+            _read_factories[url] = sessionmaker(
+                _engines[url].execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
         return _engines[url]
 
 
@@ -68,7 +103,23 @@ def dispose_all() -> None:
 def session_scope(url: str) -> Iterator[Session]:
     """A session whose transaction commits on success and rolls back on error."""
     get_engine(url)
-    session = _factories[url]()
+    with _scope(_factories[url]()) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def read_scope(url: str) -> Iterator[Session]:
+    """A session in autocommit: each statement is its own transaction, with no BEGIN and
+    COMMIT round trips. For a hot path's single query (an API request's token check, a
+    poll's series version); anything that needs two statements to agree uses
+    :func:`session_scope`."""
+    get_engine(url)
+    with _scope(_read_factories[url]()) as session:
+        yield session
+
+
+@contextlib.contextmanager
+def _scope(session: Session) -> Iterator[Session]:
     try:
         yield session
         session.commit()

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from service.core.errors import BadRequest, NotFound
 from service.store import nonfinite, rollups
-from service.store.db import get_engine, session_scope
+from service.store.db import get_engine, read_scope, session_scope
 from service.store.tables import Job, Metric, MetricSeries, utcnow
 
 KINDS = ("batch", "epoch", "system")  # system: CPU, memory and GPUs of the training process
@@ -89,7 +89,7 @@ class MetricStore:
         NotFound if there is no such job or it belongs to another ``project`` (None sees
         every project).
         """
-        with session_scope(self.url) as s:
+        with read_scope(self.url) as s:  # every poll: one round trip
             row = s.execute(
                 select(Job.project, MetricSeries.version)
                 .outerjoin(

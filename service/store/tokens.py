@@ -16,7 +16,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from service.core.errors import BadRequest, NotFound
-from service.store.db import session_scope
+from service.store.db import read_scope, session_scope
 from service.store.tables import Token, utcnow
 
 SECRET_PREFIX = "ff_"
@@ -83,7 +83,7 @@ class TokenStore:
             return None
         digest = hash_secret(secret)
         now = utcnow()
-        with session_scope(self.url) as s:
+        with read_scope(self.url) as s:  # every request: no BEGIN/COMMIT round trips
             token = s.scalars(select(Token).where(Token.token_hash == digest)).first()
             if token is None or not hmac.compare_digest(token.token_hash, digest):
                 return None

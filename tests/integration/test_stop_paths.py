@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import threading
 import time
 
@@ -136,7 +134,7 @@ def test_a_job_that_runs_its_epochs_says_nothing_stopped_it(tmp_path, db_url):
     assert outcomes == ["succeeded"] and job["stopped"] is None
 
 
-# -- RNG and the shadow model ---------------------------------------------------------
+# -- RNG ---------------------------------------------------------------------------
 
 
 class DrawRng(keras.callbacks.Callback):
@@ -180,39 +178,6 @@ def test_a_restore_leaves_the_saved_rng_state(tmp_path):
     assert record.python == (saved_python[0], tuple(saved_python[1]), saved_python[2])
     np.testing.assert_array_equal(record.numpy[1], saved_keys)
     assert [record.numpy[2], record.numpy[3]] == saved_meta.tolist()
-
-
-SHADOW_PROBE = """
-import json, sys
-import numpy as np
-from workers.training import devices
-devices.configure(2)
-import tensorflow as tf
-from workers.training.data.memory import Arrays
-from workers.training.runner import build_shadow
-from tests.specs import blobs, mlp_spec
-x, y = blobs()
-with tf.device("/CPU:1"):  # the ambient device (the accelerator of a GPU worker)
-    shadow = build_shadow(mlp_spec("file:///unused"), Arrays(x, y))
-print(json.dumps(sorted({v.value.device for v in shadow.weights + shadow.optimizer.variables})))
-"""
-
-
-def test_the_shadow_model_lives_in_host_memory(tmp_path):
-    """Under any ambient device scope, the shadow's variables are on the first CPU."""
-    import os
-
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run(
-        [sys.executable, "-c", SHADOW_PROBE],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=True,
-    ).stdout
-    devices = json.loads(out.strip().splitlines()[-1])
-    assert devices and all(d.endswith("CPU:0") for d in devices), devices
 
 
 # -- stops during the validation pass -------------------------------------------------

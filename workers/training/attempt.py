@@ -31,7 +31,7 @@ from workers.training.lease import Heartbeat, LeaseGuard
 from workers.training.reasons import classify
 from workers.training.resume.saver import Saver
 from workers.training.retry import retry
-from workers.training.runner import build_shadow, fit_from, load_data, model_at_latest
+from workers.training.runner import fit_from, load_data, model_at_latest
 
 log = logging.getLogger("fitfleet.worker")
 
@@ -102,7 +102,6 @@ class Attempt:
             bool(fit_spec.get("shuffle", True)),
         )
         epochs = int(fit_spec.get("epochs", 1))
-        shadow = build_shadow(spec, train)  # before the restore: building reseeds the RNGs
         model, start, meta = model_at_latest(
             spec, train, claim, self.scratch, self.strategy, self.journal.note
         )
@@ -138,7 +137,6 @@ class Attempt:
             job_id=claim.job_id,
             attempt_id=claim.attempt_id,
             attempt=claim.number,
-            shadow_factory=lambda: shadow,
             keep_last=int(ck.get("keep_last") or 3),
             keep_best=ck.get("keep_best"),
             scratch=self.scratch / "checkpoints",

@@ -45,17 +45,6 @@ def build(spec: dict, sample: memory.Arrays, strategy=None):
     return model
 
 
-def build_shadow(spec: dict, sample: memory.Arrays):
-    """The model the background saver writes checkpoints from, in host memory.
-
-    Built under a CPU device scope, so the accelerator holds one copy of the weights (the
-    training model's); snapshots are host NumPy arrays too. Build it before a restore:
-    building reseeds Python's and NumPy's RNGs, which the restore sets.
-    """
-    with keras.device("cpu:0"):
-        return build(spec, sample)
-
-
 def load_data(spec: dict, cache: Path):
     """Training and validation data: arrays, or a prefix of shards streamed from ``cache``.
 

@@ -29,7 +29,6 @@ class Checkpointer(keras.callbacks.Callback):
         self._last_step = -1
         self._due = False
         self._before_validation = None
-        self._began = time.monotonic()
         self.now_requested = threading.Event()
 
     def _is_due(self) -> bool:
@@ -62,10 +61,9 @@ class Checkpointer(keras.callbacks.Callback):
     def save(self, logs) -> None:
         if self.pos.step == self._last_step:
             return
-        self._began = time.monotonic()
         epoch, batch = divmod(self.pos.step, self.pos.steps_per_epoch)
         self._submit(
-            checkpoint.take(
+            lambda: checkpoint.take(
                 self.model,
                 step=self.pos.step,
                 epoch=epoch,
@@ -85,9 +83,8 @@ class Checkpointer(keras.callbacks.Callback):
         if self.pos.step == self._last_step or self._before_validation is None:
             return
         metrics, logs = self._before_validation
-        self._began = time.monotonic()
         self._submit(
-            checkpoint.take(
+            lambda: checkpoint.take(
                 self.model,
                 step=self.pos.step,
                 epoch=self.pos.epoch,
@@ -98,9 +95,8 @@ class Checkpointer(keras.callbacks.Callback):
             )
         )
 
-    def _submit(self, snap) -> None:
-        snap.blocked_seconds = time.monotonic() - self._began  # the saver adds its wait
-        self.saver.submit(snap)
+    def _submit(self, take) -> None:
+        self.saver.submit(take)  # takes the snapshot once the one before is written
         self._last_step = self.pos.step
         self._last_time = time.monotonic()
         self._due = False

@@ -3,9 +3,9 @@
 A checkpoint is a ``model.keras`` (weights and optimizer state; plain
 ``keras.models.load_model`` opens it), ``state.npz`` (seed generators, metric variables,
 NumPy RNG, EarlyStopping's best weights) and ``state.json`` (position, callback
-counters, Python RNG, logs). The training thread only copies variables into a
-:class:`Snapshot` of host NumPy arrays; the files are written from the snapshot
-elsewhere, into a *shadow* model built from the same spec.
+counters, Python RNG, logs). The training thread only copies the model's state into a
+:class:`Snapshot` of host NumPy arrays (one copy of the weights and optimizer state,
+:mod:`kerasfile`); the files are written from the snapshot elsewhere.
 
 A checkpoint with ``"validated": false`` in its meta holds the state after an epoch's last
 batch whose validation was abandoned (a stop during the validation pass): a resume from it
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from service.storage import sha256_file
-from workers.training.resume import state
+from workers.training.resume import kerasfile, state
 
 FILES = ("model.keras", "state.npz", "state.json")
 
@@ -33,15 +33,14 @@ class Snapshot:
     step: int
     epoch: int
     batch: int
-    weights: list[np.ndarray]
-    optimizer: list[np.ndarray]
+    model: kerasfile.ModelState
     arrays: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
     blocked_seconds: float = 0.0  # the training thread's time taking and handing it over
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.weights + self.optimizer)
+        return self.model.nbytes + sum(a.nbytes for a in self.arrays.values())
 
 
 def take(
@@ -55,7 +54,7 @@ def take(
     metric_arrays: dict[str, np.ndarray] | None = None,
     callback_states: list[dict] | None = None,
 ) -> Snapshot:
-    """Copy the model's variables and the resume state (fast: no I/O).
+    """Copy the model's state and the resume state (no I/O).
 
     ``metric_arrays`` (and ``callback_states``) replace the live ones: a snapshot taken
     during an abandoned validation pass holds the training metrics of the epoch's last
@@ -72,8 +71,7 @@ def take(
         step=step,
         epoch=epoch,
         batch=batch,
-        weights=[np.array(v.numpy()) for v in model.weights],
-        optimizer=[np.array(v.numpy()) for v in model.optimizer.variables],
+        model=kerasfile.capture(model),
         arrays=arrays,
         meta={
             "step": step,
@@ -87,20 +85,16 @@ def take(
     )
 
 
-def write(snapshot: Snapshot, shadow, directory: Path) -> dict[str, dict]:
+def write(snapshot: Snapshot, directory: Path) -> dict[str, dict]:
     """Write the snapshot's files into ``directory``; returns {name: {sha256, bytes}}."""
     directory.mkdir(parents=True, exist_ok=True)
-    for v, a in zip(shadow.weights, snapshot.weights, strict=True):
-        v.assign(a)
-    for v, a in zip(shadow.optimizer.variables, snapshot.optimizer, strict=True):
-        v.assign(a)
-    shadow.save(directory / "model.keras")
+    files = {"model.keras": kerasfile.write(snapshot.model, directory / "model.keras")}
     np.savez(directory / "state.npz", **snapshot.arrays)
     (directory / "state.json").write_text(json.dumps(snapshot.meta))
-    return {
-        name: {"sha256": sha256_file(directory / name), "bytes": (directory / name).stat().st_size}
-        for name in FILES
-    }
+    for name in FILES[1:]:
+        path = directory / name
+        files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return files
 
 
 def verify(directory: Path, files: dict[str, dict]) -> str | None:

@@ -3,13 +3,18 @@
 Commit protocol: upload every object, then insert the checkpoint row and move the job's
 pointer in one fenced transaction (a checkpoint not in the table does not exist), then
 apply retention: mark pruned rows deleted, then delete their objects. A failed upload
-is retried with backoff and never kills training. At most one save is in flight and one
-waits; training blocks only when it asks for checkpoints faster than the store takes them.
+is retried with backoff and never kills training. At most one snapshot is held in memory:
+a new one is taken only once the one before is written to local files (its upload and
+commit may still run), so training blocks only when it asks for checkpoints faster than
+they are written, and the worker's extra memory is one copy of the model's state.
+The thread runs at a lower CPU priority than training, so on a busy machine the write
+takes the cycles training leaves.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -25,6 +30,18 @@ from workers.training.retry import retry
 log = logging.getLogger("fitfleet.worker")
 
 
+WRITER_NICENESS = 10
+
+
+def lower_priority() -> None:
+    """Give the calling thread a lower CPU priority than training (Linux: per thread)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WRITER_NICENESS)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: a plain thread
+        log.debug("checkpoint writer keeps its priority (%s)", exc)
+
+
 class Saver:
     """Saves snapshots of one attempt in a background thread."""
 
@@ -36,7 +53,6 @@ class Saver:
         job_id: str,
         attempt_id: int,
         attempt: int,
-        shadow_factory,
         keep_last: int = 3,
         keep_best: dict | None = None,
         retry_seconds: float = 120.0,
@@ -48,15 +64,14 @@ class Saver:
         self.jobs, self.store, self.job_id, self.attempt_id = jobs, store, job_id, attempt_id
         self.project = project
         self.attempt = attempt
-        self.shadow_factory = shadow_factory
         self.before_commit = before_commit
-        self._shadow = None
         self.keep_last, self.keep_best = keep_last, keep_best
         self.retry_seconds = retry_seconds
         self.scratch = Path(scratch or tempfile.mkdtemp(prefix="fitfleet-ckpt-"))
         self._slot = None
         self._cond = threading.Condition()
         self._busy = False
+        self._held = False  # a snapshot's arrays are in memory (queued or being written)
         self._closed = False
         self.lost = threading.Event()
         self.committed: list[int] = []
@@ -64,14 +79,17 @@ class Saver:
         self._thread = threading.Thread(target=self._loop, name="checkpoint-saver", daemon=True)
         self._thread.start()
 
-    def submit(self, snapshot: checkpoint.Snapshot) -> None:
-        """Queue a snapshot; waits only while another one is still waiting to start."""
+    def submit(self, take) -> None:
+        """Queue the snapshot ``take()`` returns, called in this thread once no other
+        snapshot is held in memory (waits while the one before is being written)."""
         began = time.monotonic()
         with self._cond:
-            while self._slot is not None and not self._closed:
+            while self._held and not self._closed:
                 self._cond.wait()
-            snapshot.blocked_seconds += time.monotonic() - began
-            self._slot = snapshot
+        snapshot = take()
+        snapshot.blocked_seconds += time.monotonic() - began  # the wait and the copy
+        with self._cond:
+            self._slot, self._held = snapshot, True
             self._cond.notify_all()
 
     def drain(self, timeout: float | None = None) -> bool:
@@ -95,6 +113,7 @@ class Saver:
         return done
 
     def _loop(self) -> None:
+        lower_priority()
         while True:
             with self._cond:
                 while self._slot is None and not self._closed:
@@ -111,14 +130,20 @@ class Saver:
             finally:
                 with self._cond:
                     self._busy = False
+                    if self._slot is None:  # not written (lost lease, failure): let it go
+                        self._held = False
                     self._cond.notify_all()
 
     def _save(self, snap: checkpoint.Snapshot) -> None:
         started = time.monotonic()
-        if self._shadow is None:
-            self._shadow = self.shadow_factory()
         folder = self.scratch / f"{snap.step:012d}"
-        files = checkpoint.write(snap, self._shadow, folder)
+        try:
+            files = checkpoint.write(snap, folder)
+        finally:
+            snap.model, snap.arrays = None, {}  # the host copy goes once the files hold it
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
         prefix = checkpoint_prefix(self.project, self.job_id, snap.step, self.attempt)
         upload_started = time.monotonic()
         for name in checkpoint.FILES:
