@@ -9,7 +9,9 @@ of a dashboard poll; no HTTP, no authentication, no broker), ``--polls`` times e
 - the fleet view's database reads (``FleetStore.workers`` and ``FleetStore.job_counts``).
 
 Prints p50/p99 of each, the load average, and PostgreSQL's plan of the fleet view's
-job count, which should read an index, not scan the jobs table. Quick run:
+job count, which should read an index, not scan the jobs table. With ``--pollers``, that
+many dashboards (half on the job list, half on the fleet view, one request a second
+each) then poll the API served as ``fitfleet api`` serves it, for ``--seconds``. Quick run:
 ``python bench/jobs_bench.py --jobs 500 --running 50 --polls 50``. Usage:
     python bench/jobs_bench.py [--jobs 10000] [--running 1000] [--queued 1000]
         [--workers 100]
@@ -18,7 +20,9 @@ job count, which should read an index, not scan the jobs table. Quick run:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import random
 import statistics
 import sys
 import time
@@ -33,7 +37,8 @@ from service.store.fleet import FleetStore
 from service.store.jobs import JobStore
 from service.store.migrate import upgrade
 from service.store.tables import Job
-from testbed.services import create_pg_database, drop_pg_database
+from service.store.tokens import TokenStore
+from testbed.services import create_pg_database, drop_pg_database, free_port
 
 
 def fill(url: str, jobs: int, running: int, queued: int, workers: int) -> None:
@@ -79,6 +84,64 @@ def fill(url: str, jobs: int, running: int, queued: int, workers: int) -> None:
         conn.execute(text("ANALYZE"))
 
 
+async def _poller(port, token, path: str, stop_at: float, seconds: float, out: list) -> None:
+    """One dashboard: one request a second on its own keep-alive connection."""
+    from poll_bench import _exchange
+
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(random.random())
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    while loop.time() < stop_at:
+        tick = loop.time() + 1.0
+        t0 = time.perf_counter()
+        status, _, _ = await _exchange(reader, writer, path, {"Authorization": f"Bearer {token}"})
+        if loop.time() >= stop_at - seconds + 2.0:  # the first 2 s left out (connecting)
+            out.append((path, time.perf_counter() - t0, status))
+        await asyncio.sleep(max(0.0, tick - loop.time()))
+    writer.close()
+
+
+async def _dashboards(port: int, token: str, pollers: int, seconds: float) -> list:
+    stop_at = asyncio.get_running_loop().time() + seconds
+    out: list = []
+    paths = ["/api/v1/jobs?limit=20", "/api/v1/fleet"]
+    await asyncio.gather(
+        *(_poller(port, token, paths[i % 2], stop_at, seconds, out) for i in range(pollers))
+    )
+    return out
+
+
+def over_http(url: str, pollers: int, seconds: float) -> None:
+    """``pollers`` dashboards through the API (gunicorn, 2 processes), half on each view."""
+    import subprocess
+    import uuid
+
+    from poll_bench import start_api
+
+    home = Path(f"/tmp/fitfleet-jobs-bench-{uuid.uuid4().hex[:8]}")
+    home.mkdir(parents=True)
+    token = TokenStore(url).create("bench", admin=True)[1]
+    port = free_port()
+    proc = start_api(url, home, port)
+    try:
+        got = asyncio.run(_dashboards(port, token, pollers, seconds))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+    for path in ("/api/v1/jobs?limit=20", "/api/v1/fleet"):
+        lat = sorted(t * 1000 for p, t, _ in got if p == path)
+        bad = sum(1 for p, _, st in got if p == path and st != 200)
+        q = statistics.quantiles(lat, n=100, method="inclusive")
+        print(
+            f"HTTP {path:<30} {len(lat):>5} requests  p50 {q[49]:7.1f} ms  p99 {q[98]:7.1f} ms"
+            f"  non-200 {bad}  load {_load()}",
+            flush=True,
+        )
+
+
 def timed(fn, n: int) -> tuple[float, float]:
     out = []
     for _ in range(n):
@@ -100,6 +163,8 @@ def main() -> None:
     ap.add_argument("--queued", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=100)
     ap.add_argument("--polls", type=int, default=200)
+    ap.add_argument("--pollers", type=int, default=0, help="dashboards over HTTP (0: none)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="of the HTTP phase")
     args = ap.parse_args()
     url = create_pg_database()
     try:
@@ -128,6 +193,8 @@ def main() -> None:
             print("# plan of the fleet view's job count:")
             for line in plan:
                 print("#   " + line)
+        if args.pollers:
+            over_http(url, args.pollers, args.seconds)
     finally:
         drop_pg_database(url)
 
