@@ -168,8 +168,10 @@ class Discard:
     def __init__(self):
         self.lost = threading.Event()
 
-    def submit(self, snapshot) -> None:
-        pass
+    def submit(self, take) -> None:
+        # Every member takes the snapshot the chief takes: reading the metric variables
+        # (sync-on-read) is an all-reduce across the gang, so all must join it.
+        take()
 
     def drain(self, timeout=None) -> bool:
         return True
