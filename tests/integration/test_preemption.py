@@ -149,8 +149,9 @@ def test_a_job_preempted_three_times_ends_bit_identical(stack, s3, tmp_path):
     data = upload_blobs(s3, n=2000, features=16)
     reference, victim = create(
         stack,
-        long_spec(data, epochs=4, queue="ref", name="reference"),
-        long_spec(data, epochs=4, queue="main", name="victim"),
+        # 2,400 steps: on a fast machine fewer end before the third urgent job is handed out
+        long_spec(data, epochs=12, queue="ref", name="reference"),
+        long_spec(data, epochs=12, queue="main", name="victim"),
     )
     small = upload_blobs(s3)
     for round_ in range(3):
