@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from service.core.errors import LeaseLost
 from service.store.db import session_scope
 from service.store.gang_ends import GangEnds
-from service.store.leases import Claim
+from service.store.leases import Claim, new_attempt
 from service.store.tables import Attempt, Checkpoint, Gang, GangMember, Job, utcnow
 from service.store.views import checkpoint_view
 
@@ -114,18 +114,7 @@ class GangStore(GangEnds):
             select(GangMember).where(GangMember.gang_id == gang.id).order_by(GangMember.rank)
         ).all()
         for m in members:
-            attempt = Attempt(
-                job_id=gang.job_id,
-                number=number,
-                worker=m.worker,
-                state="running",
-                started_at=now,
-                heartbeat_at=now,
-                resumed_from_step=0,
-            )
-            s.add(attempt)
-            s.flush()
-            m.attempt_id = attempt.id
+            m.attempt_id = new_attempt(s, gang.job_id, number, m.worker, now).id
         s.execute(
             update(Job)
             .where(Job.id == gang.job_id)

@@ -275,6 +275,23 @@ def _where(s, worker: str) -> dict:
     return {"worker": worker, "host": row.hostname, "gpus": row.gpus}
 
 
+def new_attempt(s, job_id: str, number: int, worker: str, now) -> Attempt:
+    """In session ``s``: attempt ``number`` of the job, running on ``worker`` from ``now``
+    (flushed, so its id is known)."""
+    attempt = Attempt(
+        job_id=job_id,
+        number=number,
+        worker=worker,
+        state="running",
+        started_at=now,
+        heartbeat_at=now,
+        resumed_from_step=0,
+    )
+    s.add(attempt)
+    s.flush()
+    return attempt
+
+
 def take(
     s,
     job_id: str,
@@ -325,17 +342,7 @@ def take(
         ).rowcount
         if taken:
             lost.record_lost(s, job_id, previous, code, message, now)
-    attempt = Attempt(
-        job_id=job_id,
-        number=number,
-        worker=worker,
-        state="running",
-        started_at=now,
-        heartbeat_at=now,
-        resumed_from_step=0,
-    )
-    s.add(attempt)
-    s.flush()
+    attempt = new_attempt(s, job_id, number, worker, now)
     s.execute(update(Job).where(Job.id == job_id).values(current_attempt_id=attempt.id))
     job = s.get(Job, job_id)
     events.append(s, job_id, events.CLAIMED, attempt=number, data=_where(s, worker), at=now)
