@@ -17,7 +17,7 @@ from tests.specs import mlp_spec
 
 pytestmark = pytest.mark.slow
 
-EPOCHS, KILLS, JOBS = 5, 4, 3
+EPOCHS, KILLS, JOBS = 8, 4, 3  # long enough that four kills land before the jobs end
 
 
 def test_random_sigkills_until_done(stack, s3, tmp_path):
