@@ -105,8 +105,9 @@ def test_a_high_priority_job_takes_a_full_fleet_within_15_s(stack, s3, tmp_path)
     data = upload_blobs(s3, n=2000, features=16)
     reference, victim = create(
         stack,
-        long_spec(data, epochs=10, priority=1, name="reference"),
-        long_spec(data, epochs=10, priority=0, name="victim"),
+        # 6,000 steps: neither ends and frees its worker while the urgent job waits
+        long_spec(data, epochs=30, priority=1, name="reference"),
+        long_spec(data, epochs=30, priority=0, name="victim"),
     )
     wait_for(  # a full fleet, each job past FITFLEET_PREEMPT_MIN_SECONDS (5 s)
         lambda: min(ran_for(stack, reference), ran_for(stack, victim)) > 6,
