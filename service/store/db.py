@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +16,6 @@ _lock = threading.Lock()
 _engines: dict[str, Engine] = {}
 _factories: dict[str, sessionmaker] = {}
 _read_factories: dict[str, sessionmaker] = {}
-PING_IDLE_SECONDS = 2.0  # a pooled connection idle longer than this is pinged at checkout
 
 
 PG_CONNECT_ARGS = {
@@ -47,36 +44,11 @@ def make_engine(url: str) -> Engine:
         return engine
     # A connection that a network cut left half-open must fail, not hang a writer forever:
     # libpq's connect timeout and TCP keepalives bound both a connect and a silent peer.
-    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS)
-    _ping_when_idle(engine)
-    return engine
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    """Pessimistic disconnect handling without a round trip on every checkout.
-
-    ``pool_pre_ping`` pings each time a connection leaves the pool: at 200 polls a second
-    that doubles the API's round trips. Here only a connection that sat idle longer than
-    ``PING_IDLE_SECONDS`` is pinged (a dead one is replaced before use); one in steady use
-    goes out as it is, and if the server went away meanwhile its statement fails as a
-    disconnect, which SQLAlchemy answers by emptying the pool.
-    """
-
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn, record):
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_conn, record, proxy):
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < PING_IDLE_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_conn)
-        except engine.dialect.loaded_dbapi.Error as err:
-            if engine.dialect.is_disconnect(err, dbapi_conn, None):
-                raise sa_exc.DisconnectionError("pooled connection is gone") from err
-            raise
+    # Every checkout pings: after a database outage a pooled connection may hang instead of
+    # failing (a faulted run stuck a checkpoint commit), so none is reused unchecked.
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS
+    )
 
 
 def get_engine(url: str) -> Engine:

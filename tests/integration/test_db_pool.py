@@ -1,4 +1,4 @@
-"""Pooled PostgreSQL connections: pinged only after sitting idle, replaced when dead."""
+"""Pooled PostgreSQL connections: pinged at checkout, replaced when dead."""
 
 from __future__ import annotations
 
@@ -18,24 +18,21 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(pg_url, mo
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
     with db.get_engine(pg_url).connect() as other:
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)
     with engine.connect() as conn:  # the ping finds it gone; a fresh one answers
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
     engine.dispose()
 
 
-def test_a_busy_connection_is_not_pinged(pg_url, monkeypatch):
+def test_every_checkout_is_pinged(pg_url, monkeypatch):
     engine = db.make_engine(pg_url)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
     pings = []
     monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or True)
     for _ in range(3):
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    assert pings == []  # back in the pool for less than PING_IDLE_SECONDS each time
-    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
-    assert len(pings) == 1
+    assert len(pings) == 3  # a connection an outage left hanging is never reused unchecked
     engine.dispose()
 
 
