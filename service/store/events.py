@@ -125,19 +125,9 @@ def list_events(
     ``next`` is the ``after`` of the next poll. NotFound if there is no such job or it
     belongs to another ``project`` (None sees every project).
     """
-    if after is not None and not 0 <= after <= MAX_ID:
-        raise BadRequest(
-            f"after must be an event id from 0 to {MAX_ID}", details={"parameter": "after"}
-        )
-    from service.store.jobs import is_job_id
-
-    after = after or 0
-    if not is_job_id(job_id):
-        raise NotFound(f"no job with id {job_id!r}")
+    after = cursor(after, "an event id", job_id)
     with session_scope(url) as s:
-        owner = s.scalar(select(Job.project).where(Job.id == job_id))
-        if owner is None or (project is not None and owner != project):
-            raise NotFound(f"no job with id {job_id!r}")
+        owned(s, job_id, project)
         rows = s.scalars(
             select(JobEvent)
             .where(JobEvent.job_id == job_id, JobEvent.id > after)
@@ -162,3 +152,22 @@ def event_view(e: JobEvent) -> dict:
         "attempt": e.attempt,
         "data": e.data or {},
     }
+
+
+def cursor(after: int | None, what: str, job_id: str) -> int:
+    """A read's ``after`` checked (BadRequest naming it) and ``job_id`` checked to look like
+    one (NotFound otherwise); returns the cursor, 0 for none."""
+    from service.store.jobs import is_job_id
+
+    if after is not None and not 0 <= after <= MAX_ID:
+        raise BadRequest(f"after must be {what} from 0 to {MAX_ID}", details={"parameter": "after"})
+    if not is_job_id(job_id):
+        raise NotFound(f"no job with id {job_id!r}")
+    return after or 0
+
+
+def owned(s, job_id: str, project: str | None) -> None:
+    """NotFound unless the job exists and belongs to ``project`` (None: any project)."""
+    owner = s.scalar(select(Job.project).where(Job.id == job_id))
+    if owner is None or (project is not None and owner != project):
+        raise NotFound(f"no job with id {job_id!r}")

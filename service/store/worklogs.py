@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from sqlalchemy import insert, select
 
-from service.core.errors import BadRequest, NotFound
+from service.store import events
 from service.store.db import session_scope
-from service.store.tables import Job, WorkerLog
+from service.store.tables import WorkerLog
 from service.store.views import iso
-
-MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL
 
 
 def write(url: str, job_id: str, attempt: int, rows: list[dict]) -> int:
@@ -35,19 +33,9 @@ def read(
 ) -> dict:
     """Lines with id > ``after`` (of ``attempt`` if given), oldest first:
     ``{"lines": [...], "next": cursor}``. NotFound for another ``project``'s job."""
-    from service.store.jobs import is_job_id
-
-    if after is not None and not 0 <= after <= MAX_ID:
-        raise BadRequest(
-            f"after must be a line id from 0 to {MAX_ID}", details={"parameter": "after"}
-        )
-    after = after or 0
-    if not is_job_id(job_id):
-        raise NotFound(f"no job with id {job_id!r}")
+    after = events.cursor(after, "a line id", job_id)
     with session_scope(url) as s:
-        owner = s.scalar(select(Job.project).where(Job.id == job_id))
-        if owner is None or (project is not None and owner != project):
-            raise NotFound(f"no job with id {job_id!r}")
+        events.owned(s, job_id, project)
         q = select(WorkerLog).where(WorkerLog.job_id == job_id, WorkerLog.id > after)
         if attempt is not None:
             q = q.where(WorkerLog.attempt == attempt)

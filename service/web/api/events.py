@@ -10,13 +10,11 @@ from service.web.auth import scope
 
 bp = Blueprint("events", __name__)
 
-MAX_ID = 2**63 - 1  # ids are BIGINT on PostgreSQL
-
 
 @bp.get("/jobs/<job_id>/events")
 def list_job_events(job_id: str):
     """Events with id > ``after``, oldest first; ``next`` is the ``after`` of the next poll."""
-    after = int_arg("after", None, lo=0, hi=MAX_ID)
+    after = int_arg("after", None, lo=0, hi=events.MAX_ID)
     limit = int_arg("limit", 1000, lo=1, hi=1000)
     url = ctx().settings.database_url
     return jsonify(events.list_events(url, job_id, after=after, limit=limit, project=scope()))
@@ -26,7 +24,7 @@ def list_job_events(job_id: str):
 def list_worker_logs(job_id: str):
     """Log lines (warnings and worse) the job's workers wrote, of one attempt if asked."""
     attempt = int_arg("attempt", None, lo=1, hi=2**31 - 1)
-    after = int_arg("after", None, lo=0, hi=MAX_ID)
+    after = int_arg("after", None, lo=0, hi=events.MAX_ID)
     limit = int_arg("limit", 1000, lo=1, hi=1000)
     url = ctx().settings.database_url
     page = worklogs.read(url, job_id, attempt=attempt, after=after, limit=limit, project=scope())
